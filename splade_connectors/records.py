@@ -1,0 +1,76 @@
+"""Records that flow into the stores and hits that come back, shared by every adapter."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainer.sparse import SparseVector
+
+# Fixed namespace: a document id maps to the same store id on every machine and every run.
+_ID_NAMESPACE = uuid.UUID("6f1c7f3e-2d7b-5a1e-9c59-5f2b1d8a9e30")
+
+
+def point_id(doc_id: str) -> str:
+    """Deterministic store id (UUID5 string) of a document id: re-ingesting overwrites, never duplicates."""
+    return str(uuid.uuid5(_ID_NAMESPACE, doc_id))
+
+
+class Document(BaseModel):
+    """One input record: an id, its text, and optional title and metadata (kept in the payload)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def text_to_encode(self, with_title: bool) -> str:
+        return f"{self.title}\n{self.text}" if with_title and self.title else self.text
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"doc_id": self.id, "text": self.text}
+        if self.title is not None:
+            data["title"] = self.title
+        if self.metadata:
+            data["metadata"] = dict(self.metadata)
+        return data
+
+
+class EncodedDocument(BaseModel):
+    """A document with its sparse vector (and optional dense vector for hybrid search)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    document: Document
+    sparse: SparseVector
+    dense: list[float] | None = None
+
+
+class TermContribution(BaseModel):
+    """One shared term of a query and a hit: the decoded token and both weights."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: str
+    token_id: int
+    query_weight: float
+    document_weight: float
+
+    @property
+    def contribution(self) -> float:
+        return self.query_weight * self.document_weight
+
+
+class Hit(BaseModel):
+    """A search result: the document id, the store's score and the stored payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    score: float
+    payload: dict[str, Any] = Field(default_factory=dict)
+    terms: list[TermContribution] | None = None

@@ -1,0 +1,297 @@
+"""The SPLADE model: a masked-language model whose vocabulary logits are pooled into a sparse vector.
+
+`SpladeModel` loads plain Hugging Face `*ForMaskedLM` checkpoints and sentence-transformers
+SparseEncoder directories, saves the sentence-transformers layout, and offers two forward paths:
+`forward` (differentiable, for training) and `pooled_logits` (inference: the max over tokens is
+taken on raw logits before log1p(relu), in chunks, so the (batch, length, vocab) tensor never exists).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.checkpoint import (
+    CheckpointError,
+    PoolingConfig,
+    SparseEncoderLayout,
+    read_layout,
+    resolve_checkpoint,
+    write_layout,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SEQ_LENGTH = 512
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, or CUDA when present, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """fp32 on CPU; bf16 on CUDA where supported (else fp16), unless a dtype is asked for."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if dtype is not None:
+        if dtype not in names:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
+        return names[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def activate(x: torch.Tensor, activation_function: str) -> torch.Tensor:
+    """log1p(relu(x)), applied twice for the `log1p_relu` variant."""
+    out = torch.log1p(torch.relu(x))
+    if activation_function == "log1p_relu":
+        out = torch.log1p(out)
+    return out
+
+
+class SpladeModel(nn.Module):
+    """A masked-language model plus SPLADE pooling; the unit the encoder and the trainer share."""
+
+    def __init__(
+        self,
+        mlm: nn.Module,
+        tokenizer: Any,
+        *,
+        pooling: PoolingConfig | None = None,
+        max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+        do_lower_case: bool = False,
+        prompts: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.mlm = mlm
+        self.tokenizer = tokenizer
+        self.pooling = pooling or PoolingConfig()
+        self.max_seq_length = int(max_seq_length)
+        self.do_lower_case = do_lower_case
+        self.prompts = dict(prompts or {})
+        self._decoder_parent, self._decoder_attr = self._locate_output_embeddings()
+
+    # ---- loading and saving ---------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        max_seq_length: int | None = None,
+        pooling: PoolingConfig | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> SpladeModel:
+        """Load a local directory or Hub id: an MLM checkpoint or a SparseEncoder directory.
+
+        An encoder-only checkpoint (e.g. `BertModel`) gets a freshly initialised MLM head tied to
+        the word embeddings, with a warning: fine as a starting point for training, not for search.
+        """
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        directory = resolve_checkpoint(name_or_path, revision=revision)
+        layout: SparseEncoderLayout = read_layout(directory)
+        try:
+            mlm, info = AutoModelForMaskedLM.from_pretrained(
+                str(layout.transformer_dir),
+                output_loading_info=True,
+                trust_remote_code=trust_remote_code,
+            )
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot load a masked-language model from {directory}: {exc}") from exc
+        missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
+        if missing:
+            logger.warning(
+                "%s has no trained MLM head (%d weights newly initialised, e.g. %s); the head is tied "
+                "to the word embeddings. Train before using it for retrieval.",
+                directory, len(missing), missing[0],
+            )
+        tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_dir))
+        if not getattr(tokenizer, "is_fast", False):
+            raise CheckpointError(f"{directory}: a fast (Rust) tokenizer is required (tokenizer.json)")
+        limit = max_seq_length or layout.max_seq_length or _model_max_length(mlm, tokenizer)
+        mlm.eval()
+        return cls(
+            mlm,
+            tokenizer,
+            pooling=pooling or layout.pooling,
+            max_seq_length=limit,
+            do_lower_case=layout.do_lower_case,
+            prompts=layout.prompts,
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a directory that both this library and sentence-transformers' SparseEncoder load."""
+        import transformers
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.mlm.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        versions = {"pytorch": torch.__version__, "transformers": transformers.__version__}
+        write_layout(
+            directory,
+            pooling=self.pooling,
+            max_seq_length=self.max_seq_length,
+            do_lower_case=self.do_lower_case,
+            prompts=self.prompts,
+            vocab_size=self.vocab_size,
+            versions=versions,
+        )
+        return directory
+
+    # ---- vocabulary ---------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return int(self.output_embeddings.weight.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.output_embeddings.weight.device
+
+    def id_to_token(self) -> list[str]:
+        """Vocabulary as a list indexed by id (for decoding sparse vectors)."""
+        vocab = self.tokenizer.get_vocab()
+        tokens = [""] * max(self.vocab_size, len(vocab))
+        for token, idx in vocab.items():
+            if idx < len(tokens):
+                tokens[idx] = token
+        return tokens
+
+    # ---- forward paths ------------------------------------------------------------------------------
+    @property
+    def output_embeddings(self) -> nn.Module:
+        return getattr(self._decoder_parent, self._decoder_attr)  # type: ignore[no-any-return]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Differentiable SPLADE vectors (batch, vocab): pool(activation(logits)) over real tokens."""
+        logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+        mask = attention_mask.unsqueeze(-1).to(logits.dtype)
+        activated = activate(logits, self.pooling.activation_function) * mask
+        if self.pooling.pooling_strategy == "max":
+            return activated.max(dim=1).values
+        return activated.sum(dim=1)
+
+    @contextlib.contextmanager
+    def _headless(self) -> Iterator[nn.Module]:
+        """Run the MLM without its vocabulary projection; yields that projection."""
+        decoder = self.output_embeddings
+        setattr(self._decoder_parent, self._decoder_attr, nn.Identity())
+        try:
+            yield decoder
+        finally:
+            setattr(self._decoder_parent, self._decoder_attr, decoder)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Token states right before the vocabulary projection (batch, length, hidden)."""
+        with self._headless():
+            return self.mlm(input_ids=input_ids, attention_mask=attention_mask, **extra).logits  # type: ignore[no-any-return]
+
+    @torch.inference_mode()
+    def pooled_logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        chunk_elements: int = 1 << 19,
+        **extra: torch.Tensor,
+    ) -> torch.Tensor:
+        """SPLADE vectors (batch, vocab) in fp32 without materialising (batch, length, vocab).
+
+        Max pooling: log1p∘relu is monotone, so the max over tokens is taken on raw logits, one
+        vocabulary slice at a time (cache-sized), and activated once. Sum pooling must activate every
+        token; it is accumulated slice by slice. `chunk_elements` bounds the logits held at once.
+        """
+        hidden = self.hidden_states(input_ids, attention_mask, **extra)
+        decoder = self.output_embeddings
+        weight, bias = decoder.weight, getattr(decoder, "bias", None)
+        mask = attention_mask.bool()
+        if self.pooling.pooling_strategy == "max":
+            if hidden.shape[1] <= _SHORT_SEQUENCE:
+                raw = _batched_max(hidden, mask, weight, chunk_elements)
+            else:
+                raw = torch.stack([_sequence_max(hidden[r][mask[r]], weight) for r in range(hidden.shape[0])])
+            if bias is not None:
+                raw = raw + bias
+            return activate(raw.float(), self.pooling.activation_function)
+        return torch.stack(
+            [_sequence_sum(hidden[r][mask[r]], weight, bias, self.pooling.activation_function) for r in range(hidden.shape[0])]
+        )
+
+    # ---- internals ----------------------------------------------------------------------------------
+    def _locate_output_embeddings(self) -> tuple[nn.Module, str]:
+        target = self.mlm.get_output_embeddings()  # type: ignore[operator]
+        if target is None:
+            raise CheckpointError(f"{type(self.mlm).__name__} has no output (vocabulary) projection")
+        for name, module in self.mlm.named_modules():
+            if module is target and name:
+                parent_name, _, attr = name.rpartition(".")
+                return self.mlm.get_submodule(parent_name), attr
+        raise CheckpointError(f"cannot locate the vocabulary projection of {type(self.mlm).__name__}")
+
+
+_SHORT_SEQUENCE = 64  # below this padded length, one GEMM over the whole batch beats per-text GEMMs
+_VOCAB_SLICE = 4096  # vocabulary rows per GEMM on one text: keeps the (slice, length) logits in cache
+
+
+def _sequence_max(states: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """max over tokens of states @ weight.T, one vocabulary slice at a time: (length, H) -> (vocab,)."""
+    vocab = weight.shape[0]
+    out = torch.empty(vocab, dtype=states.dtype, device=states.device)
+    if states.shape[0] == 0:
+        return out.fill_(float("-inf"))
+    columns = states.t().contiguous()
+    for start in range(0, vocab, _VOCAB_SLICE):
+        torch.amax(weight[start : start + _VOCAB_SLICE] @ columns, dim=1, out=out[start : start + _VOCAB_SLICE])
+    return out
+
+
+def _batched_max(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, chunk_elements: int) -> torch.Tensor:
+    """Masked max over tokens for a batch of short sequences with one GEMM per vocabulary slice."""
+    batch, length, width = hidden.shape
+    vocab = weight.shape[0]
+    columns = hidden.reshape(batch * length, width).t().contiguous()
+    padding = (~mask).reshape(1, batch, length)
+    rows_per_slice = max(64, chunk_elements // max(1, batch * length))
+    out = torch.empty(vocab, batch, dtype=hidden.dtype, device=hidden.device)
+    for start in range(0, vocab, rows_per_slice):
+        logits = (weight[start : start + rows_per_slice] @ columns).view(-1, batch, length)
+        logits.masked_fill_(padding, float("-inf"))
+        torch.amax(logits, dim=2, out=out[start : start + rows_per_slice])
+    return out.t()
+
+
+def _sequence_sum(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation_function: str) -> torch.Tensor:
+    """sum over tokens of activation(states @ weight.T + bias), one vocabulary slice at a time."""
+    vocab = weight.shape[0]
+    out = torch.zeros(vocab, dtype=torch.float32, device=states.device)
+    columns = states.t().contiguous()
+    for start in range(0, vocab, _VOCAB_SLICE):
+        logits = weight[start : start + _VOCAB_SLICE] @ columns
+        if bias is not None:
+            logits = logits + bias[start : start + _VOCAB_SLICE, None]
+        out[start : start + _VOCAB_SLICE] = activate(logits.float(), activation_function).sum(dim=1)
+    return out
+
+
+def _model_max_length(mlm: nn.Module, tokenizer: Any) -> int:
+    limits = [DEFAULT_MAX_SEQ_LENGTH]
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 100_000:
+        limits.append(tok_max)
+    pos_max = getattr(getattr(mlm, "config", None), "max_position_embeddings", None)
+    if isinstance(pos_max, int) and pos_max > 0:
+        limits.append(pos_max)
+    return min(limits)
