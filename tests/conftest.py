@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from trainer.models import shipped_model_dir
 from trainer.sparse import SparseVector
 
 # Live-store fixtures (OpenSearch, Qdrant) come from a plugin module of their own.
-pytest_plugins = ["tests.live_stores"] if importlib.util.find_spec("tests.live_stores") else []
+pytest_plugins = ["tests.live_stores"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

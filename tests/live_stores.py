@@ -287,8 +287,9 @@ def qdrant_server_store(_qdrant_server: tuple[LiveStore | None, list[str]]) -> L
     """Only a real Qdrant server (env or Docker); skips otherwise."""
     store, reasons = _qdrant_server
     if store is None:
-        _unavailable("Qdrant server (no QDRANT_URL and no Docker engine)", reasons,
-                     "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER")  # fmt: skip
+        _unavailable(
+            "Qdrant server (no QDRANT_URL and no Docker engine)", reasons, "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER"
+        )
     assert store is not None
     _USED["qdrant"] = store
     return store

@@ -217,7 +217,9 @@ def to_torch_sparse(vectors: Sequence[SparseVector], dim: int | None = None) -> 
     cols = np.concatenate([v.indices for v in vectors] or [np.zeros(0, np.int64)])
     vals = np.concatenate([v.values for v in vectors] or [np.zeros(0, np.float32)])
     index = torch.from_numpy(np.stack([rows, cols]))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(vals), (len(vectors), width)).coalesce()
+    return torch.sparse_coo_tensor(
+        index, torch.from_numpy(vals), (len(vectors), width), check_invariants=True
+    ).coalesce()
 
 
 def from_torch(tensor: torch.Tensor) -> list[SparseVector]:

@@ -156,8 +156,15 @@ def _download_mvn(artifact: Artifact, out_dir: Path) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise RuntimeError("mvn is not on PATH")
-    cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "dependency:copy", f"-Dartifact={artifact.coords}",
-           f"-DoutputDirectory={out_dir}"]  # fmt: skip
+    cmd = [
+        mvn,
+        "-q",
+        "-B",
+        "-Dstyle.color=never",
+        "dependency:copy",
+        f"-Dartifact={artifact.coords}",
+        f"-DoutputDirectory={out_dir}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
@@ -440,8 +447,17 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
     with contextlib.suppress(KeyError):
         return pwd.getpwnam(name)
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    cmd = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-           "--shell", "/usr/sbin/nologin", name]  # fmt: skip
+    cmd = [
+        useradd,
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        name,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode not in (0, 9):  # 9: already exists (race with another process)
         raise RuntimeError(f"useradd {name} failed: {result.stderr.strip()}")
@@ -550,7 +566,9 @@ def _absolutize_jvm_paths(jvm_options: Path, run_dir: Path) -> None:
 
 def _server_env(java_home: Path, home: Path, conf: Path, tmp: Path) -> dict[str, str]:
     """Environment for ``bin/opensearch``; inherited JVM options are dropped."""
-    env = {k: v for k, v in os.environ.items() if k not in {"OPENSEARCH_JAVA_OPTS", "ES_JAVA_OPTS", "JAVA_TOOL_OPTIONS"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"OPENSEARCH_JAVA_OPTS", "ES_JAVA_OPTS", "JAVA_TOOL_OPTIONS"}
+    }
     env.update(
         JAVA_HOME=str(java_home),
         OPENSEARCH_JAVA_HOME=str(java_home),
@@ -627,7 +645,9 @@ class NativeOpenSearch:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self, attempts: int = 3) -> str:
@@ -681,9 +701,14 @@ class NativeOpenSearch:
         env = _server_env(java_home, home, conf, self.run_dir / "tmp")
         with (self.run_dir / "logs" / "console.log").open("wb") as console:
             self._proc = subprocess.Popen(
-                cmd, cwd=self.run_dir, env=env, stdin=subprocess.DEVNULL, stdout=console,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                cmd,
+                cwd=self.run_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         log.debug("spawned pid %d: %s", self._proc.pid, cmd)
 
     def _wait_healthy(self, started: float) -> None:
@@ -711,8 +736,8 @@ class NativeOpenSearch:
     def _check_version(self) -> None:
         """Warn if the server reports another version than requested."""
         assert self.url is not None
-        info = _http_json(self.url, timeout=10)
-        reported = info.get("version", {}).get("number") if isinstance(info.get("version"), dict) else None
+        version = _http_json(self.url, timeout=10).get("version")
+        reported = version.get("number") if isinstance(version, dict) else None
         if reported != self.version:
             log.warning("requested OpenSearch %s but server reports %s", self.version, reported)
 
@@ -740,8 +765,13 @@ class NativeOpenSearch:
         """Forget the server without stopping it; returns the state ``stop_detached`` needs."""
         if self._proc is None:
             raise RuntimeError("not started")
-        state = {"pid": self._proc.pid, "url": self.url, "version": self.version,
-                 "run_dir": str(self.run_dir), "startup_seconds": self.startup_seconds}  # fmt: skip
+        state: dict[str, object] = {
+            "pid": self._proc.pid,
+            "url": self.url,
+            "version": self.version,
+            "run_dir": str(self.run_dir),
+            "startup_seconds": self.startup_seconds,
+        }
         atexit.unregister(self.stop)
         self._proc = None
         self.run_dir = None
@@ -763,14 +793,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _is_opensearch(pid: int) -> bool:
+    """True if ``pid`` is a live OpenSearch JVM (guards against reused pids)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"org.opensearch.bootstrap.OpenSearch" in cmdline
+
+
 def stop_detached(state: Mapping[str, object], timeout: float = 30.0) -> None:
     """Stop a server started by ``start --pidfile`` and delete its run dir."""
     pid = int(str(state["pid"]))
-    _signal_group(pid, signal.SIGTERM)
+    if not _is_opensearch(pid):
+        log.warning("pid %d is not an OpenSearch JVM (stale pidfile?); not signalling it", pid)
+    else:
+        _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    _signal_group(pid, signal.SIGKILL)
+    if _is_opensearch(pid):
+        _signal_group(pid, signal.SIGKILL)
     run_dir = state.get("run_dir")
     if run_dir:
         shutil.rmtree(str(run_dir), ignore_errors=True)
@@ -781,13 +824,18 @@ def stop_detached(state: Mapping[str, object], timeout: float = 30.0) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     """Argument parser of the CLI."""
-    parser = argparse.ArgumentParser(prog="python -m splade_connectors.live.opensearch_native", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m splade_connectors.live.opensearch_native",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in [("fetch", "download and assemble into the cache, print its path"),
-                       ("run", "start, print URL, block until Ctrl-C/SIGTERM, stop"),
-                       ("start", "start in the background and write --pidfile"),
-                       ("stop", "stop the server of --pidfile")]:  # fmt: skip
+    for name, text in [
+        ("fetch", "download and assemble into the cache, print its path"),
+        ("run", "start, print URL, block until Ctrl-C/SIGTERM, stop"),
+        ("start", "start in the background and write --pidfile"),
+        ("stop", "stop the server of --pidfile"),
+    ]:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--version", default=os.environ.get("SPLADE_CONNECTORS_OPENSEARCH_VERSION", DEFAULT_VERSION))
         cmd.add_argument("--heap", default=DEFAULT_HEAP)
@@ -807,8 +855,10 @@ def _wait_for_signal() -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     """``run``: foreground server."""
     with NativeOpenSearch(args.version, heap=args.heap) as server:
-        print(f"OpenSearch {server.version} at {server.url} (healthy after {server.startup_seconds:.1f}s); Ctrl-C stops",
-              flush=True)  # fmt: skip
+        print(
+            f"OpenSearch {server.version} at {server.url} (healthy after {server.startup_seconds:.1f}s); Ctrl-C stops",
+            flush=True,
+        )
         _wait_for_signal()
     print("stopped", flush=True)
     return 0

@@ -69,7 +69,10 @@ def test_rank_feature_linear_score_is_weight_times_boost(client: Any, sparse_ind
     assert odd[0]["_score"] == pytest.approx(2 * 1.2345, rel=5e-3)
 
     # exact sparse dot product = bool.should of linear clauses with boost = query weight
-    should = [{"rank_feature": {"field": f"sparse.{f}", "linear": {}, "boost": w}} for f, w in {"hello": 3.0, "world": 4.0}.items()]
+    should = [
+        {"rank_feature": {"field": f"sparse.{f}", "linear": {}, "boost": w}}
+        for f, w in {"hello": 3.0, "world": 4.0}.items()
+    ]
     result = client.search(index=sparse_index, body={"query": {"bool": {"should": should}}})
     assert result["hits"]["hits"][0]["_score"] == pytest.approx(2.0 * 3.0 + 0.5 * 4.0, rel=1e-6)
 
