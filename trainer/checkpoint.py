@@ -72,6 +72,9 @@ def read_layout(directory: Path) -> SparseEncoderLayout:
     modules = _read_json(modules_file)
     if not isinstance(modules, list) or not modules:
         raise CheckpointError(f"{modules_file} must be a non-empty list of modules")
+    kinds = {str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules}
+    if not kinds & {"SpladePooling", "Router"}:
+        return _dense_sentence_transformer_base(directory, modules)
     transformer_dir: Path | None = None
     pooling = PoolingConfig()
     max_seq_length: int | None = None
@@ -116,6 +119,18 @@ def read_layout(directory: Path) -> SparseEncoderLayout:
         prompts=prompts,
         is_sentence_transformers=True,
     )
+
+
+def _dense_sentence_transformer_base(directory: Path, modules: list[dict[str, Any]]) -> SparseEncoderLayout:
+    """A dense SentenceTransformer directory: only its transformer is usable, as a base checkpoint."""
+    for module in modules:
+        if str(module.get("type", "")).rsplit(".", 1)[-1] == "Transformer":
+            base = directory / str(module.get("path", ""))
+            logger.warning(
+                "%s is a dense SentenceTransformer model; using only its transformer as a base checkpoint", directory
+            )
+            return SparseEncoderLayout(transformer_dir=base)
+    raise CheckpointError(f"{directory}: modules.json has no Transformer module and no SpladePooling")
 
 
 def write_layout(

@@ -95,6 +95,7 @@ class EvalConfig(_Strict):
     max_queries: int | None = Field(None, ge=1)
     extra_documents: int | None = Field(None, ge=0, description="corpus = relevant docs + this many others; None = all")
     batch_size: int = Field(32, ge=1)
+    max_length: int | None = Field(None, ge=8, description="tokens per text at evaluation; default: the model's")
     seed: int = 0
 
 

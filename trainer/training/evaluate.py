@@ -88,21 +88,24 @@ def ndcg_at_k(ranked: list[str], relevant: set[str], k: int = 10) -> float:
 class BeirEvaluator:
     """Callable `evaluate(model) -> {"ndcg@10", "query_active_dims", "corpus_active_dims"}`."""
 
-    def __init__(self, split: BeirSplit, *, batch_size: int = 32, k: int = 10) -> None:
+    def __init__(self, split: BeirSplit, *, batch_size: int = 32, max_length: int | None = None, k: int = 10) -> None:
         self.split = split
         self.batch_size = batch_size
+        self.max_length = max_length
         self.k = k
         self._query_ids = list(split.queries)
         self._doc_ids = list(split.corpus)
 
     @classmethod
-    def from_folder(cls, directory: str | Path, split: str = "test", *, batch_size: int = 32, **slicing: int | None) -> BeirEvaluator:
-        return cls(load_beir_split(directory, split, **slicing), batch_size=batch_size)  # type: ignore[arg-type]
+    def from_folder(
+        cls, directory: str | Path, split: str = "test", *, batch_size: int = 32, max_length: int | None = None, **slicing: int | None
+    ) -> BeirEvaluator:
+        return cls(load_beir_split(directory, split, **slicing), batch_size=batch_size, max_length=max_length)  # type: ignore[arg-type]
 
     def __call__(self, model: SpladeModel) -> dict[str, float]:
         was_training = model.training
         param = next(model.parameters())
-        encoder = SpladeEncoder(model, device=param.device, dtype=param.dtype, options=EncodeOptions(batch_size=self.batch_size))
+        encoder = SpladeEncoder(model, device=param.device, dtype=param.dtype, options=EncodeOptions(batch_size=self.batch_size, max_length=self.max_length))
         try:
             q_vecs = encoder.encode_queries([self.split.queries[q] for q in self._query_ids])
             d_vecs = encoder.encode_documents([self.split.corpus[d] for d in self._doc_ids])

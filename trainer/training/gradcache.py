@@ -45,6 +45,11 @@ class RngState:
             yield
 
 
+def full_precision(embeddings: torch.Tensor) -> torch.Tensor:
+    """Half-precision (autocast) embeddings as fp32 for the loss; fp32/fp64 pass through."""
+    return embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings
+
+
 def split_features(features: Features, size: int) -> list[Features]:
     """Row slices of at most `size`, each trimmed to its own longest sequence (less padding)."""
     total = next(iter(features.values())).shape[0]
@@ -80,7 +85,7 @@ def cached_backward(
         for chunk in column_chunks:
             column_states.append(RngState.capture(device))
             with torch.no_grad():
-                column_reps.append(embed(chunk).float())
+                column_reps.append(full_precision(embed(chunk)))
         states.append(column_states)
         reps.append(torch.cat(column_reps).requires_grad_())
 
@@ -95,7 +100,7 @@ def cached_backward(
         offset = 0
         for chunk, state in zip(column_chunks, column_states):
             with state.replay():
-                emb = embed(chunk).float()
+                emb = full_precision(embed(chunk))
             rows = emb.shape[0]
             emb.backward(gradient=grad[offset : offset + rows])
             offset += rows

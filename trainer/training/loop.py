@@ -20,7 +20,7 @@ from torch import nn
 from trainer.model import SpladeModel, resolve_device
 from trainer.training.config import TrainConfig
 from trainer.training.data import TrainingExamples, load_hf_examples, load_jsonl_examples
-from trainer.training.gradcache import Features, cached_backward
+from trainer.training.gradcache import Features, cached_backward, full_precision
 from trainer.training.losses import LossParts, RegularizerSchedule, SpladeLoss
 from trainer.training.metrics import MetricsLog, active_dims
 from trainer.training.sampler import NoDuplicatesBatchSampler
@@ -148,7 +148,7 @@ class Trainer:
         mini = self.config.loss.mini_batch_size
         if mini is not None:
             return cached_backward(self._embed, columns, self.loss, mini, device=self.device, grad_scale=grad_scale)
-        embeddings = [self._embed(c).float() for c in columns]
+        embeddings = [full_precision(self._embed(c)) for c in columns]
         parts = self.loss(embeddings[0], embeddings[1:])
         (parts.total * grad_scale).backward()
         return parts, [e.detach() for e in embeddings]
@@ -293,7 +293,7 @@ def build_evaluator(config: TrainConfig) -> Evaluate | None:
 
     e = config.eval
     return BeirEvaluator.from_folder(
-        config.resolve_path(e.beir_dir), e.split, batch_size=e.batch_size,
+        config.resolve_path(e.beir_dir), e.split, batch_size=e.batch_size, max_length=e.max_length,
         max_queries=e.max_queries, extra_documents=e.extra_documents, seed=e.seed,
     )
 

@@ -1,0 +1,73 @@
+"""Store options shared by `ingest` and `search`, and opening the chosen store.
+
+Each store adds its option group in `add_store_options` and its branch in `open_store`.
+Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
+never appears in shell history or process lists) or `--qdrant-path` (embedded, on disk;
+default ./qdrant_data). OpenSearch: not available yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from splade_connectors.store import SparseStore, StoreError
+from trainer.encoder import SpladeEncoder
+
+STORES = ("qdrant", "opensearch")
+DEFAULT_QDRANT_PATH = "./qdrant_data"
+
+
+class StoreUnavailableError(StoreError):
+    """The chosen store cannot be used from the CLI (not built yet, or missing options)."""
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", choices=STORES, default="qdrant", help="where the vectors live (default: qdrant)")
+    parser.add_argument("--collection", default="splade", help="collection / index name (default: splade)")
+    qdrant = parser.add_argument_group("qdrant")
+    where = qdrant.add_mutually_exclusive_group()
+    where.add_argument("--qdrant-url", default=None, help="Qdrant server URL (default: $QDRANT_URL, else embedded --qdrant-path)")
+    where.add_argument("--qdrant-path", default=None, help=f"embedded Qdrant folder (default: {DEFAULT_QDRANT_PATH})")
+    qdrant.add_argument("--qdrant-api-key-env", default="QDRANT_API_KEY", metavar="VAR", help="environment variable holding the API key")
+    qdrant.add_argument("--sparse-name", default="splade", help="name of the sparse vector (default: splade)")
+    qdrant.add_argument("--idf", action="store_true", help="create the collection with Qdrant's IDF modifier (default: plain dot product)")
+    qdrant.add_argument("--on-disk", action="store_true", help="keep the sparse index on disk (server)")
+    qdrant.add_argument("--qdrant-timeout", type=int, default=60, help="request timeout, seconds (server)")
+    qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
+
+
+def qdrant_config_from_args(args: argparse.Namespace) -> Any:
+    from splade_connectors.qdrant import QdrantConfig
+
+    url = args.qdrant_url or (None if args.qdrant_path else os.environ.get("QDRANT_URL") or None)
+    path = None if url else (args.qdrant_path or DEFAULT_QDRANT_PATH)
+    api_key = (os.environ.get(args.qdrant_api_key_env) or None) if url else None
+    return QdrantConfig(
+        url=url, path=path, api_key=api_key, collection=args.collection, sparse_name=args.sparse_name,
+        idf=args.idf, on_disk=args.on_disk, timeout=args.qdrant_timeout, prefer_grpc=args.prefer_grpc,
+    )
+
+
+def open_store(args: argparse.Namespace, encoder: SpladeEncoder | None = None) -> SparseStore:
+    """The store the options name (created if missing; `ConfigMismatchError` if it differs)."""
+    if args.store == "qdrant":
+        from splade_connectors.qdrant import QdrantStore
+
+        return QdrantStore(qdrant_config_from_args(args))
+    if args.store == "opensearch":
+        raise StoreUnavailableError("opensearch: not available yet from the CLI (use --store qdrant)")
+    raise StoreUnavailableError(f"unknown store {args.store!r}")
+
+
+def describe_store(store: SparseStore) -> str:
+    describe = getattr(getattr(store, "config", None), "describe", None)
+    return describe() if callable(describe) else store.name
+
+
+def close_store(store: SparseStore) -> None:
+    """Release the store's connection (and a local path's lock) if it has one."""
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
