@@ -11,8 +11,12 @@ _sc_key="$( { cat "$_sc_root/requirements/ci.lock" "$_sc_root/requirements/model
 export SPLADE_CONNECTORS_VENV="$_sc_cache/venv-py$_sc_pyver-$_sc_key"
 
 if [ ! -f "$SPLADE_CONNECTORS_VENV/.complete" ]; then
+  mkdir -p "$_sc_cache"
   (
     set -euo pipefail
+    exec 9>"$SPLADE_CONNECTORS_VENV.lock"
+    flock 9  # one builder at a time; the others wait and then reuse its result
+    [ -f "$SPLADE_CONNECTORS_VENV/.complete" ] && exit 0
     echo "[env] building $SPLADE_CONNECTORS_VENV (first run on this machine: several minutes)" >&2
     rm -rf "$SPLADE_CONNECTORS_VENV"
     mkdir -p "$_sc_cache"

@@ -9,26 +9,28 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="train or fine-tune a SPLADE model from a config file")
-    parser.add_argument("--config", type=Path, required=True, help="YAML or JSON training config")
+    parser.add_argument(
+        "--config", required=True,
+        help="YAML/JSON training config, or bundled:NAME (cpu-small, nq-distilbert-gpu, gooaq-distilbert-gpu)",
+    )
+    parser.add_argument("--data-root", type=Path, default=None, help="base for relative data paths in the config")
     parser.add_argument("--output-dir", type=Path, default=None, help="override the config's output directory")
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's step limit")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output directory")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from trainer.training import load_config, run_training
+    from trainer.training import bundled_config, load_config, run_training
 
-    config = load_config(args.config)
-    overrides: dict[str, object] = {}
+    source = bundled_config(args.config.split(":", 1)[1]) if args.config.startswith("bundled:") else Path(args.config)
+    config = load_config(source, data_root=args.data_root)
     if args.output_dir is not None:
-        overrides["output_dir"] = args.output_dir
+        config = config.model_copy(update={"output_dir": str(args.output_dir)})
     if args.max_steps is not None:
-        overrides["max_steps"] = args.max_steps
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"max_steps": args.max_steps})})
     if args.resume:
-        overrides["resume"] = True
-    if overrides:
-        config = config.model_copy(update=overrides)
+        config = config.model_copy(update={"resume_from": "latest"})
     path = run_training(config)
     print(f"saved model: {path}")
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from splade_connectors.ingest.sources import FieldMap, RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
@@ -152,15 +152,27 @@ class IngestPipeline:
                     break
                 encoded = self._encode(batch_docs, report)
                 writes.put(_Batch(encoded=encoded, records_done=records_done))
-        finally:
+        except BaseException:
             writes.put(None)
             writer.join()
+            self._finish_after_failure()
+            raise
+        writes.put(None)
+        writer.join()
         if failure:
+            self._finish_after_failure()
             raise IngestError(f"ingestion stopped: {failure[0]}") from failure[0]
         self.store.finish_ingest()
         checkpoint.clear()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _finish_after_failure(self) -> None:
+        """Restore the store's normal settings after a failed run, without hiding the original error."""
+        try:
+            self.store.finish_ingest()
+        except Exception as exc:  # noqa: BLE001 - the store may be the thing that failed
+            logger.warning("could not finish ingestion on %s after the failure: %s", self.store.name, exc)
 
     # ---- stages ---------------------------------------------------------------------------------------
     def _batches(self, records: Iterable[RawRecord], skip: int, report: IngestReport) -> Iterator[tuple[list[Document], int]]:
@@ -210,7 +222,8 @@ class IngestPipeline:
         retrying = Retrying(
             retry=retry_if_exception(self.store.is_transient),
             stop=stop_after_attempt(self.config.retry.attempts),
-            wait=wait_exponential_jitter(initial=self.config.retry.initial_wait, max=self.config.retry.max_wait),
+            wait=wait_exponential(multiplier=self.config.retry.initial_wait, max=self.config.retry.max_wait)
+            + wait_random(0, self.config.retry.initial_wait),
             before_sleep=lambda state: logger.warning(
                 "transient store error (attempt %d), retrying: %s", state.attempt_number,
                 state.outcome.exception() if state.outcome else "?",

@@ -315,5 +315,8 @@ def run_training(config: TrainConfig, *, evaluate: Evaluate | None = None) -> Pa
     seed_everything(config.optim.seed)
     model = SpladeModel.from_pretrained(config.model.resolve(), max_seq_length=config.model.max_seq_length)
     examples = load_examples(config)
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "training_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
     trainer = Trainer(model, examples, config, evaluate=evaluate or build_evaluator(config))
     return trainer.train(resume_from=resolve_resume(config))

@@ -104,3 +104,29 @@ def test_saved_model_loads_in_sentence_transformers(tmp_path: Path, tiny_model_f
     dense = reference.to_dense().numpy() if reference.is_sparse else reference.numpy()
     for row, vector in enumerate(ours):
         assert abs(vector.to_dense(dense.shape[1]) - dense[row]).max() < 1e-4
+
+
+def test_run_training_from_config_with_builtin_eval(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+    from trainer.training import run_training
+
+    base = tiny_model_factory().save(tmp_path / "base")
+    data = tmp_path / "data"
+    (data / "beir" / "qrels").mkdir(parents=True)
+    (data / "train.jsonl").write_text("\n".join(json.dumps({"query": q, "positive": p}) for q, p, _ in _examples(24).rows) + "\n")
+    (data / "beir" / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": f"d{i}", "title": "", "text": t}) for i, t in enumerate(TEXTS)) + "\n")
+    (data / "beir" / "queries.jsonl").write_text("\n".join(json.dumps({"_id": f"q{i}", "text": TEXTS[i]}) for i in range(0, 12, 2)) + "\n")
+    (data / "beir" / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i + 1}\t1\n" for i in range(0, 12, 2)))
+    config = parse_config({
+        "model": {"name_or_path": str(base), "max_seq_length": 24},
+        "data": {"path": "train.jsonl"},
+        "output_dir": str(tmp_path / "out"),
+        "optim": {"batch_size": 4, "max_steps": 3, "device": "cpu"},
+        "eval": {"beir_dir": "beir", "extra_documents": 2},
+        "run": {"logging_steps": 1, "eval_at_start": True, "save_steps": 2},
+    }, data_root=data)
+    final = run_training(config)
+    assert (final / "config_sentence_transformers.json").is_file()
+    assert (tmp_path / "out" / "training_config.json").is_file()
+    evals = [json.loads(l) for l in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+    assert [e["step"] for e in evals] == [0, 3] and all(0.0 <= e["ndcg@10"] <= 1.0 for e in evals)
+    assert [p.name for p in list_checkpoints(tmp_path / "out")] == ["checkpoint-2"]
