@@ -3,7 +3,9 @@
 Each store adds its option group in `add_store_options` and its branch in `open_store`.
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
 never appears in shell history or process lists) or `--qdrant-path` (embedded, on disk;
-default ./qdrant_data). OpenSearch: not available yet.
+default ./qdrant_data). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else http://localhost:9200),
+`--opensearch-user` (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or
+`--opensearch-password`, which shows in process lists), `--no-verify-certs`, `--index` (default: --collection).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     qdrant.add_argument("--on-disk", action="store_true", help="keep the sparse index on disk (server)")
     qdrant.add_argument("--qdrant-timeout", type=int, default=60, help="request timeout, seconds (server)")
     qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
+    opensearch = parser.add_argument_group("opensearch")
+    opensearch.add_argument("--opensearch-url", default=None, help="OpenSearch URL (default: $OPENSEARCH_URL, else http://localhost:9200)")
+    opensearch.add_argument("--opensearch-user", default=None, help="basic-auth user (default: $OPENSEARCH_USERNAME)")
+    opensearch.add_argument("--opensearch-password", default=None, help="basic-auth password (prefer $OPENSEARCH_PASSWORD: arguments show in process lists)")
+    opensearch.add_argument("--no-verify-certs", action="store_true", help="do not verify TLS certificates (self-signed clusters)")
+    opensearch.add_argument("--ca-certs", default=None, help="CA bundle for TLS verification")
+    opensearch.add_argument("--index", default=None, help="OpenSearch index name (default: --collection)")
 
 
 def qdrant_config_from_args(args: argparse.Namespace) -> Any:
@@ -50,6 +59,18 @@ def qdrant_config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def opensearch_config_from_args(args: argparse.Namespace) -> Any:
+    from splade_connectors.opensearch import OpenSearchConfig
+
+    password = args.opensearch_password or os.environ.get("OPENSEARCH_PASSWORD") or None
+    return OpenSearchConfig(
+        hosts=[args.opensearch_url or os.environ.get("OPENSEARCH_URL") or "http://localhost:9200"],
+        username=args.opensearch_user or os.environ.get("OPENSEARCH_USERNAME") or None,
+        password=password, verify_certs=not args.no_verify_certs, ca_certs=args.ca_certs,
+        index=args.index or args.collection,
+    )
+
+
 def open_store(args: argparse.Namespace, encoder: SpladeEncoder | None = None) -> SparseStore:
     """The store the options name (created if missing; `ConfigMismatchError` if it differs)."""
     if args.store == "qdrant":
@@ -57,7 +78,10 @@ def open_store(args: argparse.Namespace, encoder: SpladeEncoder | None = None) -
 
         return QdrantStore(qdrant_config_from_args(args))
     if args.store == "opensearch":
-        raise StoreUnavailableError("opensearch: not available yet from the CLI (use --store qdrant)")
+        from splade_connectors.opensearch import OpenSearchStore
+
+        vocabulary = encoder.model.id_to_token() if encoder is not None else None
+        return OpenSearchStore(opensearch_config_from_args(args), vocabulary=vocabulary)
     raise StoreUnavailableError(f"unknown store {args.store!r}")
 
 

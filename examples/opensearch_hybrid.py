@@ -1,0 +1,47 @@
+"""Ingest a few documents into OpenSearch and run exact SPLADE and hybrid (BM25 + SPLADE, RRF) search.
+
+    OPENSEARCH_URL=http://127.0.0.1:9200 python examples/opensearch_hybrid.py
+(credentials: OPENSEARCH_USERNAME / OPENSEARCH_PASSWORD; the password is never printed.)
+"""
+
+from __future__ import annotations
+
+import os
+
+from splade_connectors.ingest import IngestConfig, ingest
+from splade_connectors.opensearch import HybridSearcher, OpenSearchConfig, OpenSearchStore
+from trainer.encoder import SpladeEncoder
+from trainer.models import shipped_model_dir
+
+DOCS = [
+    {"_id": "1", "title": "Cornelius", "text": "Cornelius was a centurion in Caesarea, told of in the book of Acts."},
+    {"_id": "2", "title": "Tariffs", "text": "U.S. trade policy, e.g. tariffs on steel, changed in 2018."},
+    {"_id": "3", "title": "Proteins", "text": "Alpha helices and beta sheets are protein secondary structures."},
+]
+
+
+def main() -> None:
+    config = OpenSearchConfig(
+        hosts=[os.environ.get("OPENSEARCH_URL", "http://localhost:9200")],
+        username=os.environ.get("OPENSEARCH_USERNAME") or None,
+        password=os.environ.get("OPENSEARCH_PASSWORD") or None,
+        index="splade-example",
+        replicas=0,
+    )
+    encoder = SpladeEncoder.from_pretrained(shipped_model_dir(), device="cpu")
+    store = OpenSearchStore(config, vocabulary=encoder.model.id_to_token())
+    report = ingest(DOCS, encoder, store, IngestConfig(batch_size=2))
+    print(f"{config.describe()}: {report.accepted} documents, {store.count()} in the index")
+    queries = ["who is cornelius in the book of acts", "u.s. tariffs"]
+    for query, hits in zip(queries, store.search_batch(encoder.encode_queries(queries), top_k=2, with_terms=True)):
+        print(f"\nSPLADE  {query!r}")
+        for hit in hits:
+            terms = ", ".join(f"{t.token}({t.contribution:.2f})" for t in (hit.terms or [])[:5])
+            print(f"  {hit.id}  {hit.score:.3f}  {terms}")
+    for query, hits in zip(queries, HybridSearcher(store, encoder).search(queries, top_k=2, rrf_k=60)):
+        print(f"\nHybrid RRF(k=60)  {query!r}: " + ", ".join(f"{h.id} ({h.score:.4f})" for h in hits))
+    store.drop()
+
+
+if __name__ == "__main__":
+    main()

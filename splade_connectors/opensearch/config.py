@@ -1,0 +1,81 @@
+"""Connection and index settings for OpenSearch, and the client factory.
+
+The password is a `SecretStr`: it never appears in `repr`, `str`, logs or `model_dump()` output.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opensearchpy import OpenSearch
+
+logger = logging.getLogger(__name__)
+
+
+class OpenSearchConfig(BaseModel):
+    """Where the cluster is, how to authenticate, and how the SPLADE index is laid out."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hosts: list[str] = Field(default_factory=lambda: ["http://localhost:9200"], min_length=1)
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    ca_certs: Path | None = None
+    timeout: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0, description="transport retries on connection errors and 502/503/504")
+    index: str = Field("splade", min_length=1)
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=0)
+    refresh_interval: str = Field("1s", description="restored after a bulk load")
+    ingest_refresh_interval: str = Field("-1", description="during a bulk load (-1: no refresh)")
+    sparse_field: str = "splade"
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _one_url(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("index")
+    @classmethod
+    def _index_name(cls, value: str) -> str:
+        if value != value.lower() or value.startswith(("_", "-", "+")) or any(c in value for c in ' ,"*\\/<>|?#:'):
+            raise ValueError(f"invalid OpenSearch index name {value!r}")
+        return value
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> OpenSearchConfig:
+        return cls(hosts=[url], **kwargs)
+
+    def describe(self) -> str:
+        """Safe one-liner for logs (no credentials)."""
+        who = f" as {self.username}" if self.username else ""
+        return f"OpenSearch {', '.join(self.hosts)}{who} index={self.index}"
+
+
+def connect(config: OpenSearchConfig) -> OpenSearch:
+    """An opensearch-py client for `config` (TLS when a host URL is https)."""
+    from opensearchpy import OpenSearch
+
+    auth = None
+    if config.username:
+        auth = (config.username, config.password.get_secret_value() if config.password else "")
+    use_ssl = any(h.startswith("https://") for h in config.hosts)
+    logger.debug("connecting to %s", config.describe())
+    return OpenSearch(
+        hosts=list(config.hosts),
+        http_auth=auth,
+        use_ssl=use_ssl,
+        verify_certs=config.verify_certs,
+        ssl_show_warn=config.verify_certs,
+        ca_certs=str(config.ca_certs) if config.ca_certs else None,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+        retry_on_timeout=False,
+        http_compress=False,
+    )

@@ -1,0 +1,103 @@
+"""Creating (or opening and checking) the SPLADE index, and its refresh-interval switch for bulk loads."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from splade_connectors.opensearch.config import OpenSearchConfig
+from splade_connectors.opensearch.features import FeatureCodec
+from splade_connectors.store import ConfigMismatchError
+
+logger = logging.getLogger(__name__)
+
+META_KEY = "splade_connectors"
+
+
+def index_mappings(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, Any]:
+    """rank_features for SPLADE terms, BM25 `text`/`title`, keyword `doc_id`, free `metadata` object."""
+    return {
+        "_meta": {META_KEY: {"features": codec.scheme, "sparse_field": config.sparse_field}},
+        # metadata strings are exact-match keywords, so simple {"field": value} filters are term queries
+        "dynamic_templates": [
+            {
+                "metadata_strings": {
+                    "path_match": "metadata.*",
+                    "match_mapping_type": "string",
+                    "mapping": {"type": "keyword", "ignore_above": 4096},
+                }
+            }
+        ],
+        "properties": {
+            config.sparse_field: {"type": "rank_features"},
+            "doc_id": {"type": "keyword"},
+            "text": {"type": "text"},
+            "title": {"type": "text"},
+            "metadata": {"type": "object", "dynamic": True},
+        },
+    }
+
+
+def index_body(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, Any]:
+    return {
+        "settings": {
+            "index": {
+                "number_of_shards": config.shards,
+                "number_of_replicas": config.replicas,
+                "refresh_interval": config.refresh_interval,
+            }
+        },
+        "mappings": index_mappings(config, codec),
+    }
+
+
+def check_mapping(existing: dict[str, Any], config: OpenSearchConfig, codec: FeatureCodec) -> None:
+    """Raise `ConfigMismatchError` naming every field or setting that differs from what is needed."""
+    expected = index_mappings(config, codec)
+    problems: list[str] = []
+    props = existing.get("properties", {})
+    for field, spec in expected["properties"].items():
+        have = props.get(field)
+        if have is None:
+            problems.append(f"field {field!r} is missing")
+            continue
+        want_type, have_type = spec["type"], have.get("type", "object" if "properties" in have else None)
+        if want_type != have_type:
+            problems.append(f"field {field!r} is {have_type!r}, expected {want_type!r}")
+    meta = existing.get("_meta", {}).get(META_KEY)
+    if meta is None:
+        problems.append("no splade_connectors _meta (index was not created by this adapter)")
+    elif meta.get("features") != codec.scheme:
+        problems.append(f"feature naming {meta.get('features')!r} differs from {codec.scheme!r} (other vocabulary?)")
+    if problems:
+        raise ConfigMismatchError(f"index {config.index!r} exists with another mapping: " + "; ".join(problems))
+
+
+def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec) -> bool:
+    """Create the index if missing (True), else check its mapping (False)."""
+    from opensearchpy import RequestError
+
+    if not client.indices.exists(index=config.index):
+        try:
+            client.indices.create(index=config.index, body=index_body(config, codec))
+            logger.info("created index %s", config.index)
+            return True
+        except RequestError as exc:
+            if "resource_already_exists_exception" not in str(exc):
+                raise
+    mapping = client.indices.get_mapping(index=config.index)
+    (body,) = mapping.values()
+    check_mapping(body.get("mappings", {}), config, codec)
+    return False
+
+
+def get_refresh_interval(client: Any, index: str) -> str | None:
+    """The index's explicit refresh_interval, or None when it uses the server default."""
+    settings = client.indices.get_settings(index=index, name="index.refresh_interval", flat_settings=True)
+    (body,) = settings.values()
+    value = body.get("settings", {}).get("index.refresh_interval")
+    return str(value) if value is not None else None
+
+
+def set_refresh_interval(client: Any, index: str, value: str | None) -> None:
+    client.indices.put_settings(index=index, body={"index": {"refresh_interval": value}})

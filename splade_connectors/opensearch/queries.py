@@ -1,0 +1,110 @@
+"""Query DSL for the SPLADE index: exact dot-product queries, BM25 queries and filters.
+
+Exact SPLADE score = sum over query terms of `query weight x stored document weight`, built as a
+`bool.should` of `rank_feature` clauses with `"linear": {}` and `boost` = query weight.
+
+Too many terms: OpenSearch rejects a query with more than `indices.query.bool.max_clause_count`
+clauses (default 1024, counted over the whole query incl. filters). `fit_clause_budget` keeps the
+largest query weights (a warning says how many were dropped and how much weight mass), or raises
+`TooManyTermsError` with `on_too_many_terms="error"`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from splade_connectors.opensearch.features import FeatureCodec
+from splade_connectors.store import StoreError
+from trainer.sparse import SparseVector
+
+logger = logging.getLogger(__name__)
+
+TooManyTerms = Literal["prune", "error"]
+
+
+class TooManyTermsError(StoreError):
+    """A query vector has more terms than the cluster's clause limit allows."""
+
+
+@dataclass(frozen=True)
+class NativeFilter:
+    """One or more OpenSearch query clauses used as a filter, passed through unchanged."""
+
+    clauses: Sequence[Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, *clauses: Mapping[str, Any]) -> NativeFilter:
+        return cls(tuple(clauses))
+
+
+def filter_clauses(filter: Any) -> list[dict[str, Any]]:
+    """Filter -> list of clauses for `bool.filter`.
+
+    Simple dict: `{"doc_id": "x"}` or `{"doc_id": [..]}` match document ids; any other key is a
+    metadata field (`{"year": 2020}`, `{"source": ["a", "b"]}`, `{"metadata.source": "a"}`): term/terms.
+    `NativeFilter` (or a list of clause dicts): passed through unchanged.
+    """
+    if filter is None:
+        return []
+    if isinstance(filter, NativeFilter):
+        return [dict(c) for c in filter.clauses]
+    if isinstance(filter, list):
+        return [dict(c) for c in filter]
+    if not isinstance(filter, Mapping):
+        raise TypeError(f"filter must be a dict, a NativeFilter or a list of clauses, got {type(filter).__name__}")
+    clauses: list[dict[str, Any]] = []
+    for key, value in filter.items():
+        field = "doc_id" if key in ("doc_id", "id") else key if key.startswith("metadata.") else f"metadata.{key}"
+        if isinstance(value, (list, tuple, set, frozenset)):
+            clauses.append({"terms": {field: list(value)}})
+        else:
+            clauses.append({"term": {field: value}})
+    return clauses
+
+
+def fit_clause_budget(vector: SparseVector, budget: int, on_too_many_terms: TooManyTerms = "prune") -> SparseVector:
+    """Keep at most `budget` terms (the largest weights), warning about what was dropped."""
+    if vector.nnz <= budget:
+        return vector
+    if on_too_many_terms == "error" or budget < 1:
+        raise TooManyTermsError(
+            f"query has {vector.nnz} terms but the cluster allows {budget} clauses "
+            "(indices.query.bool.max_clause_count); prune it (SparseVector.top_k) or raise the limit"
+        )
+    kept = vector.top_k(budget)
+    dropped_mass = 1.0 - kept.l1 / vector.l1 if vector.l1 else 0.0
+    logger.warning(
+        "query has %d terms, over the clause budget %d: kept the %d largest weights (dropped %.2f%% of the L1 mass)",
+        vector.nnz, budget, budget, 100 * dropped_mass,
+    )
+    return kept
+
+
+def sparse_query(
+    vector: SparseVector, codec: FeatureCodec, field: str, filters: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """Exact dot product of `vector` with the stored `field` features (optionally filtered)."""
+    should = [
+        {"rank_feature": {"field": f"{field}.{codec.name(int(i))}", "linear": {}, "boost": float(w)}}
+        for i, w in zip(vector.indices, vector.values)
+    ]
+    query: dict[str, Any] = {"bool": {"should": should}}
+    if filters:
+        query["bool"]["filter"] = list(filters)
+        query["bool"]["minimum_should_match"] = 1
+    return query
+
+
+def text_query(text: str, fields: Sequence[str], filters: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """BM25 over `fields` (best field wins), optionally filtered."""
+    match: dict[str, Any] = (
+        {"match": {fields[0]: {"query": text}}}
+        if len(fields) == 1
+        else {"multi_match": {"query": text, "fields": list(fields), "type": "best_fields"}}
+    )
+    if not filters:
+        return match
+    return {"bool": {"must": [match], "filter": list(filters)}}

@@ -1,0 +1,242 @@
+"""Unit tests of the OpenSearch adapter that need no server."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from splade_connectors.opensearch import (
+    BulkItemsError,
+    FeatureCodec,
+    NativeFilter,
+    OpenSearchConfig,
+    OpenSearchStore,
+    TooManyTermsError,
+    TransientBulkItemsError,
+    escape_token,
+    linear_fuse,
+    rrf_fuse,
+    unescape_name,
+)
+from splade_connectors.opensearch.index import check_mapping, index_mappings
+from splade_connectors.opensearch.queries import filter_clauses, fit_clause_budget, sparse_query
+from splade_connectors.records import Document, EncodedDocument, Hit, point_id
+from splade_connectors.store import ConfigMismatchError, SparseStore, StoreError, TransientStoreError
+from trainer.sparse import SparseVector, SparseVectorError
+
+opensearchpy = pytest.importorskip("opensearchpy")
+
+
+# ---- feature names ---------------------------------------------------------------------------------
+def test_every_vocabulary_token_round_trips(vocabulary: list[str]) -> None:
+    assert len(vocabulary) == 30522
+    codec = FeatureCodec(vocabulary)
+    names = [codec.name(i) for i in range(len(vocabulary))]
+    assert len(set(names)) == len(vocabulary)
+    assert all("." not in n and n for n in names)
+    assert all(codec.token_id(n) == i for i, n in enumerate(names))
+    assert all(unescape_name(n) == t for n, t in zip(names, vocabulary))
+    dotted = [t for t in vocabulary if "." in t]
+    assert len(dotted) > 1 and "." in dotted
+
+
+@pytest.mark.parametrize("token", [".", "u.s.", "%", "%2E", "a%25.b", "##ing", "[CLS]", "…", ""])
+def test_escape_is_reversible(token: str) -> None:
+    assert unescape_name(escape_token(token)) == token
+    assert "." not in escape_token(token)
+
+
+def test_vector_round_trip_and_id_scheme(vocabulary: list[str]) -> None:
+    vector = SparseVector.from_pairs({1012: 0.5, 2149: 1.25, 1999: 3.0}, 30522)  # '.', 'u', 'in'
+    for codec in (FeatureCodec(vocabulary), FeatureCodec()):
+        assert codec.decode(codec.encode(vector)).as_dict() == vector.as_dict()
+    assert FeatureCodec().name(1012) == "t1012"
+    assert FeatureCodec(vocabulary).name(1012) == "%2E"
+
+
+# ---- config -----------------------------------------------------------------------------------------
+def test_password_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    config = OpenSearchConfig(hosts="https://h:9200", username="admin", password="s3cr3t-pw", verify_certs=False)
+    assert config.hosts == ["https://h:9200"]
+    for text in (repr(config), str(config), config.describe(), config.model_dump_json(), str(config.model_dump())):
+        assert "s3cr3t-pw" not in text
+    assert config.password is not None and config.password.get_secret_value() == "s3cr3t-pw"
+    with pytest.raises(ValueError):
+        OpenSearchConfig(index="Bad Name")
+
+
+# ---- queries and filters --------------------------------------------------------------------------------
+def test_sparse_query_is_linear_rank_features(vocabulary: list[str]) -> None:
+    codec = FeatureCodec(vocabulary)
+    query = sparse_query(SparseVector.from_pairs({1012: 0.5, 2149: 2.0}), codec, "splade", filter_clauses({"year": 2020}))
+    should = query["bool"]["should"]
+    assert should[0] == {"rank_feature": {"field": "splade.%2E", "linear": {}, "boost": 0.5}}
+    assert should[1]["rank_feature"]["boost"] == 2.0
+    assert query["bool"]["filter"] == [{"term": {"metadata.year": 2020}}]
+    assert query["bool"]["minimum_should_match"] == 1
+
+
+def test_filters() -> None:
+    assert filter_clauses({"doc_id": ["a", "b"], "metadata.src": "x"}) == [
+        {"terms": {"doc_id": ["a", "b"]}}, {"term": {"metadata.src": "x"}},
+    ]
+    native = {"range": {"metadata.year": {"gte": 2000}}}
+    assert filter_clauses(NativeFilter.of(native)) == [native]
+    assert filter_clauses([native]) == [native]
+    with pytest.raises(TypeError):
+        filter_clauses("year:2000")
+
+
+def test_clause_budget_prunes_to_largest_or_raises(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(0)
+    vector = SparseVector.from_pairs({int(i): float(w) for i, w in zip(rng.permutation(30000)[:1500], rng.random(1500) + 0.01)})
+    with caplog.at_level(logging.WARNING):
+        kept = fit_clause_budget(vector, 1024)
+    assert kept.nnz == 1024 and "over the clause budget" in caplog.text
+    assert kept.values.min() >= np.sort(vector.values)[-1024]
+    assert fit_clause_budget(kept, 1024) is kept
+    with pytest.raises(TooManyTermsError):
+        fit_clause_budget(vector, 1024, "error")
+
+
+# ---- bad input ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("values", [[1.0, float("nan")], [1.0, -0.5], [1.0, 0.0], [float("inf"), 1.0]])
+def test_sparse_vector_rejects_bad_weights(values: list[float]) -> None:
+    with pytest.raises(SparseVectorError):
+        SparseVector(np.array([1, 2]), np.array(values))
+
+
+class FakeClient:
+    """Just enough of opensearch-py for upsert/is_transient without a server."""
+
+    def __init__(self, response: dict[str, Any] | None = None) -> None:
+        self.response = response or {"errors": False, "items": []}
+        self.bodies: list[list[dict[str, Any]]] = []
+
+    def bulk(self, body: list[dict[str, Any]]) -> dict[str, Any]:
+        self.bodies.append(body)
+        return self.response
+
+
+def _store(client: Any, vocabulary: list[str] | None = None) -> OpenSearchStore:
+    return OpenSearchStore(OpenSearchConfig(index="unit"), vocabulary=vocabulary, client=client, create=False)
+
+
+def _encoded(doc_id: str, vector: SparseVector) -> EncodedDocument:
+    return EncodedDocument(document=Document(id=doc_id, text=f"text of {doc_id}"), sparse=vector)
+
+
+def test_store_satisfies_protocol_and_builds_bulk(vocabulary: list[str]) -> None:
+    client = FakeClient()
+    store = _store(client, vocabulary)
+    assert isinstance(store, SparseStore)
+    tiny = np.float32(1e-40)  # float32 subnormal: rank_features refuses it, it cannot change a score
+    store.upsert([_encoded("d1", SparseVector(np.array([1012, 2149]), np.array([0.5, tiny]))), _encoded("d2", SparseVector.empty())])
+    body = client.bodies[0]
+    assert body[0] == {"index": {"_index": "unit", "_id": point_id("d1")}}
+    assert body[1]["splade"] == {"%2E": 0.5} and body[1]["doc_id"] == "d1"
+    assert body[3]["splade"] == {}
+
+
+def test_raw_upsert_cannot_sneak_bad_weights(vocabulary: list[str]) -> None:
+    client = FakeClient()
+    store = _store(client, vocabulary)
+    vector = SparseVector(np.array([5]), np.array([1.0]))
+    values = np.array([math.nan], dtype=np.float32)
+    object.__setattr__(vector, "values", values)  # bypass the type's validation on purpose
+    with pytest.raises(StoreError, match="'bad'"):
+        store.upsert([_encoded("ok", SparseVector.from_pairs({5: 1.0})), _encoded("bad", vector)])
+    with pytest.raises(StoreError, match="outside the vocabulary"):
+        store.upsert([_encoded("big", SparseVector.from_pairs({40000: 1.0}))])
+    assert client.bodies == []  # nothing of a bad batch is sent
+
+
+def _item(status: int, error: str | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"status": status}
+    if error:
+        result["error"] = {"type": error, "reason": f"{error} reason"}
+    return {"index": result}
+
+
+def test_item_errors_name_doc_ids_and_classify(vocabulary: list[str]) -> None:
+    batch = [_encoded(d, SparseVector.from_pairs({5: 1.0})) for d in ("a", "b", "c")]
+    mixed = FakeClient({"errors": True, "items": [_item(201), _item(400, "mapper_parsing_exception"), _item(429, "es_rejected_execution_exception")]})
+    store = _store(mixed, vocabulary)
+    with pytest.raises(BulkItemsError) as info:
+        store.upsert(batch)
+    assert set(info.value.failures) == {"b", "c"} and "'b'" not in str(info.value) and "b: [400]" in str(info.value)
+    assert not store.is_transient(info.value)
+    throttled = _store(FakeClient({"errors": True, "items": [_item(201), _item(429, "es_rejected_execution_exception"), _item(201)]}))
+    with pytest.raises(TransientBulkItemsError) as info2:
+        throttled.upsert(batch)
+    assert throttled.is_transient(info2.value)
+
+
+def test_is_transient() -> None:
+    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, NotFoundError, SSLError, TransportError
+
+    store = _store(FakeClient())
+    assert store.is_transient(ConnectionError("N/A", "refused", None))
+    assert store.is_transient(ConnectionTimeout("TIMEOUT", "slow", None))
+    for status in (429, 502, 503, 504):
+        assert store.is_transient(TransportError(status, "x", {}))
+    assert store.is_transient(TransientStoreError("x"))
+    assert not store.is_transient(TransportError(400, "bad", {}))
+    assert not store.is_transient(NotFoundError(404, "missing", {}))
+    assert not store.is_transient(SSLError("N/A", "cert", None))
+    assert not store.is_transient(ValueError("x"))
+
+
+def test_mapping_mismatch_is_clear(vocabulary: list[str]) -> None:
+    config = OpenSearchConfig(index="unit")
+    codec = FeatureCodec(vocabulary)
+    check_mapping(index_mappings(config, codec), config, codec)
+    wrong = {"properties": {"splade": {"type": "float"}, "text": {"type": "text"}}}
+    with pytest.raises(ConfigMismatchError, match="'splade' is 'float'.*'doc_id' is missing"):
+        check_mapping(wrong, config, codec)
+    with pytest.raises(ConfigMismatchError, match="feature naming"):
+        check_mapping(index_mappings(config, FeatureCodec()), config, codec)
+
+
+# ---- fusion ---------------------------------------------------------------------------------------------
+def _hits(*ids: str) -> list[Hit]:
+    return [Hit(id=d, score=10.0 - n) for n, d in enumerate(ids)]
+
+
+def test_rrf_matches_hand_computation() -> None:
+    fused = rrf_fuse([_hits("a", "b", "c"), _hits("c", "d", "a")], k=60)
+    expected = {"a": 1 / 61 + 1 / 63, "b": 1 / 62, "c": 1 / 63 + 1 / 61, "d": 1 / 62}
+    assert [h.id for h in fused] == ["a", "c", "b", "d"]  # ties keep first appearance
+    assert {h.id: h.score for h in fused} == pytest.approx(expected)
+    weighted = rrf_fuse([_hits("a", "b"), _hits("b", "a")], k=1, weights=[2.0, 1.0], top_k=1)
+    assert [(h.id, h.score) for h in weighted] == [("a", pytest.approx(2 / 2 + 1 / 3))]
+    with pytest.raises(ValueError):
+        rrf_fuse([_hits("a")], k=0)
+
+
+def test_linear_fusion_min_max() -> None:
+    one = [Hit(id="a", score=10.0), Hit(id="b", score=6.0), Hit(id="c", score=2.0)]
+    two = [Hit(id="c", score=30.0), Hit(id="a", score=10.0)]
+    fused = linear_fuse([one, two], weights=[0.7, 0.3])
+    assert {h.id: h.score for h in fused} == pytest.approx({"a": 0.7, "b": 0.35, "c": 0.3})
+    assert linear_fuse([[Hit(id="x", score=3.0)]])[0].score == 1.0
+
+
+def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from splade_connectors.cli.stores import add_store_options, opensearch_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_store_options(parser)
+    monkeypatch.setenv("OPENSEARCH_PASSWORD", "env-s3cret")
+    args = parser.parse_args(["--store", "opensearch", "--opensearch-url", "https://os:9200",
+                              "--opensearch-user", "admin", "--no-verify-certs", "--index", "docs"])
+    config = opensearch_config_from_args(args)
+    assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs
+    assert config.password is not None and config.password.get_secret_value() == "env-s3cret"
+    assert "env-s3cret" not in repr(config) + config.describe()
