@@ -628,6 +628,9 @@ class NativeOpenSearch:
         self.host = host
         self.startup_timeout = startup_timeout
         self.extra_settings = dict(extra_settings or {})
+        fixed = {"http.port", "transport.port", "network.host"} & set(self.extra_settings)
+        if fixed:
+            raise ValueError(f"extra_settings cannot override {sorted(fixed)}: ports and host are chosen per start")
         self.java_home = java_home
         self.tie_to_parent = tie_to_parent
         self.url: str | None = None
