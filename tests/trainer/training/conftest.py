@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from trainer.model import SpladeModel
+from tests.conftest import shared_data_dir
 from trainer.models import ShippedModelMissing, shipped_model_dir
 
-DATA_ROOT = Path("/work/shared/data")
+DATA_ROOT = shared_data_dir()
 
 
 def _shipped(name: str) -> Path:
