@@ -30,7 +30,9 @@ if [ ! -f "$SPLADE_CONNECTORS_VENV/.complete" ]; then
 fi
 
 # The project itself: editable and without dependencies (all pinned above); cheap, checked every run.
-if ! "$SPLADE_CONNECTORS_VENV/bin/python" -c "import sys, trainer; sys.exit(0 if trainer.__file__.startswith('$_sc_root/') else 1)" >/dev/null 2>&1; then
+# (checked from / so that the current directory cannot stand in for the installed package)
+if ! (cd / && "$SPLADE_CONNECTORS_VENV/bin/python" -c "import sys, trainer; sys.exit(0 if trainer.__file__.startswith('$_sc_root/') else 1)" >/dev/null 2>&1 \
+      && [ -x "$SPLADE_CONNECTORS_VENV/bin/splade-connectors" ]); then
   "$SPLADE_CONNECTORS_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$_sc_root" >&2 \
     || { echo "[env] installing the project failed" >&2; return 1 2>/dev/null || exit 1; }
 fi
