@@ -1,0 +1,36 @@
+"""Evaluation through the live stores, with sentence-transformers' metric definitions.
+
+Modules: `datasets` (BEIR folders, NanoBEIR from the Hub or a local export), `metrics`
+(sentence-transformers' IR and sparsity metrics, backend-independent), `encoding` (encode once),
+`backends` (exact, Qdrant, OpenSearch), `runner` (`evaluate`), `report` (JSON, markdown, PNG).
+"""
+
+from splade_connectors.eval.datasets import (
+    NANOBEIR_NAMES,
+    DatasetError,
+    HubUnavailableError,
+    RetrievalDataset,
+    load_beir_folder,
+    load_nanobeir,
+    load_nanobeir_export,
+    load_retrieval_dataset,
+)
+from splade_connectors.eval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
+from splade_connectors.eval.runner import EvaluationReport, evaluate
+
+__all__ = [
+    "NANOBEIR_NAMES",
+    "DatasetError",
+    "EvaluationReport",
+    "HubUnavailableError",
+    "RetrievalDataset",
+    "SparsityCounts",
+    "evaluate",
+    "graded_ndcg",
+    "load_beir_folder",
+    "load_nanobeir",
+    "load_nanobeir_export",
+    "load_retrieval_dataset",
+    "mean_over_datasets",
+    "retrieval_metrics",
+]

@@ -1,0 +1,214 @@
+"""Search backends for evaluation: the same pre-encoded vectors ranked in memory, in Qdrant or in OpenSearch.
+
+- `ExactBackend`: dot products with a scipy CSR matmul (float64 accumulation), top-k in the
+  (-score, doc id) order sentence-transformers uses, zero scores included.
+- `StoreBackend`: any `SparseStore`: a fresh collection/index per dataset, filled with the
+  pre-encoded `EncodedDocument`s by `upsert` (no re-encoding; transient errors retried), then
+  `search_batch`; dropped afterwards unless `keep`.
+- Store factories import their adapter lazily, only when that backend is requested.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from splade_connectors.eval.encoding import EncodedDataset, Progress
+from splade_connectors.store import SparseStore
+from trainer.sparse import to_csr
+
+logger = logging.getLogger(__name__)
+
+Ranking = dict[str, list[tuple[str, float]]]
+StoreFactory = Callable[[str], SparseStore]  # collection/index name -> an open, empty store
+
+
+@dataclass
+class BackendTimings:
+    """Seconds spent loading the corpus and searching all queries."""
+
+    index_seconds: float = 0.0
+    search_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Ranks the encoded queries of a dataset against its encoded documents."""
+
+    name: str
+
+    def rank(self, data: EncodedDataset, top_k: int, progress: Progress | None = None) -> tuple[Ranking, BackendTimings]:
+        ...
+
+
+def _top_k_rows(scores: np.ndarray, doc_rank: np.ndarray, top_k: int) -> list[np.ndarray]:
+    """Per row, the column indices of the top_k scores, ties broken by ascending `doc_rank`."""
+    n = scores.shape[1]
+    k = min(top_k, n)
+    out = []
+    for row in scores:
+        if k < n:
+            threshold = np.partition(row, n - k)[n - k]
+            candidates = np.flatnonzero(row >= threshold)
+        else:
+            candidates = np.arange(n)
+        order = np.lexsort((doc_rank[candidates], -row[candidates]))[:k]
+        out.append(candidates[order])
+    return out
+
+
+class ExactBackend:
+    """In-memory exact dot product: the reference every store is compared with."""
+
+    name = "exact"
+
+    def __init__(self, query_chunk: int = 256) -> None:
+        self.query_chunk = query_chunk
+
+    def rank(self, data: EncodedDataset, top_k: int, progress: Progress | None = None) -> tuple[Ranking, BackendTimings]:
+        started = time.perf_counter()
+        docs = to_csr(data.doc_vectors, data.dim).astype(np.float64).T.tocsc()
+        doc_rank = np.empty(len(data.doc_ids), dtype=np.int64)
+        doc_rank[np.argsort(np.array(data.doc_ids, dtype=object), kind="stable")] = np.arange(len(data.doc_ids))
+        timings = BackendTimings(index_seconds=time.perf_counter() - started)
+        started = time.perf_counter()
+        ranking: Ranking = {}
+        for start in range(0, len(data.query_ids), self.query_chunk):
+            qids = data.query_ids[start : start + self.query_chunk]
+            queries = to_csr(data.query_vectors[start : start + self.query_chunk], data.dim).astype(np.float64)
+            scores = np.asarray((queries @ docs).todense())
+            for qid, row, cols in zip(qids, scores, _top_k_rows(scores, doc_rank, top_k)):
+                ranking[qid] = [(data.doc_ids[c], float(row[c])) for c in cols]
+            if progress:
+                progress(len(qids))
+        timings.search_seconds = time.perf_counter() - started
+        return ranking, timings
+
+
+def collection_name(prefix: str, dataset: str) -> str:
+    """A fresh, valid name for Qdrant and OpenSearch alike (lowercase, no odd characters)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-") or "dataset"
+    return f"{prefix}-{slug}-{uuid.uuid4().hex[:8]}"
+
+
+class StoreBackend:
+    """A live store: fresh collection per dataset, upsert of pre-encoded docs, batched search, cleanup."""
+
+    def __init__(
+        self,
+        name: str,
+        factory: StoreFactory,
+        *,
+        keep: bool = False,
+        upsert_batch: int = 256,
+        query_batch: int = 32,
+        prefix: str = "splade-eval",
+        attempts: int = 5,
+    ) -> None:
+        self.name, self.factory, self.keep = name, factory, keep
+        self.upsert_batch, self.query_batch, self.prefix, self.attempts = upsert_batch, query_batch, prefix, attempts
+        self.created: list[str] = []
+
+    def _retrying(self, store: SparseStore) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception(store.is_transient),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10.0),
+            reraise=True,
+        )
+
+    def rank(self, data: EncodedDataset, top_k: int, progress: Progress | None = None) -> tuple[Ranking, BackendTimings]:
+        collection = collection_name(self.prefix, data.dataset.name)
+        store = self.factory(collection)
+        self.created.append(collection)
+        timings = BackendTimings(extra={"collection": collection})
+        try:
+            retrying = self._retrying(store)
+            started = time.perf_counter()
+            store.begin_ingest()
+            for batch in data.encoded_documents(self.upsert_batch):
+                retrying(store.upsert, batch)
+            store.finish_ingest()
+            stored = store.count()
+            if stored != len(data.doc_ids):
+                raise RuntimeError(f"{self.name} holds {stored} documents, expected {len(data.doc_ids)}")
+            timings.index_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            ranking: Ranking = {}
+            for start in range(0, len(data.query_ids), self.query_batch):
+                qids = data.query_ids[start : start + self.query_batch]
+                vectors = data.query_vectors[start : start + self.query_batch]
+                hits = retrying(store.search_batch, vectors, top_k=top_k)
+                for qid, found in zip(qids, hits):
+                    ranking[qid] = [(hit.id, float(hit.score)) for hit in found]
+                if progress:
+                    progress(len(qids))
+            timings.search_seconds = time.perf_counter() - started
+            return ranking, timings
+        finally:
+            if self.keep:
+                logger.info("keeping %s %s", self.name, collection)
+            else:
+                try:
+                    store.drop()
+                except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error
+                    logger.warning("could not drop %s %s: %s", self.name, collection, exc)
+            close = getattr(store, "close", None)
+            if callable(close) and not self.keep:
+                close()
+
+
+# ---- store factories (lazy imports: an adapter is loaded only when its backend is requested) -------------
+def qdrant_factory(url: str | None = None, path: str | None = None, api_key: str | None = None, **config: Any) -> StoreFactory:
+    """Qdrant at `url`, or embedded (`path`, default in-memory). One client is shared by all datasets."""
+    from splade_connectors.qdrant.config import QdrantConfig, connect
+    from splade_connectors.qdrant.store import QdrantStore
+
+    base = QdrantConfig(url=url, path=path, api_key=api_key, **config)
+    client = connect(base)  # one :memory: instance for the whole run
+
+    def make(collection: str) -> SparseStore:
+        return QdrantStore(base.model_copy(update={"collection": collection}), client=client)
+
+    return make
+
+
+def opensearch_factory(url: str, *, username: str | None = None, password: str | None = None, verify_certs: bool = True, replicas: int = 0, **config: Any) -> StoreFactory:
+    """OpenSearch at `url`; evaluation indices get 0 replicas by default (single-node friendly)."""
+    from splade_connectors.opensearch.config import OpenSearchConfig, connect
+    from splade_connectors.opensearch.store import OpenSearchStore
+
+    base = OpenSearchConfig(hosts=[url], username=username, password=password, verify_certs=verify_certs, replicas=replicas, **config)
+    client = connect(base)
+
+    def make(collection: str) -> SparseStore:
+        return OpenSearchStore(base.model_copy(update={"index": collection}), client=client)
+
+    return make
+
+
+def build_backends(names: list[str], options: Mapping[str, Mapping[str, Any]] | None = None, *, keep: bool = False) -> list[Backend]:
+    """Backends by name (`exact`, `qdrant`, `opensearch`); `options[name]` goes to that store's factory."""
+    options = options or {}
+    backends: list[Backend] = []
+    for name in names:
+        if name == "exact":
+            backends.append(ExactBackend())
+        elif name == "qdrant":
+            backends.append(StoreBackend("qdrant", qdrant_factory(**options.get("qdrant", {})), keep=keep))
+        elif name == "opensearch":
+            opts = dict(options.get("opensearch", {}))
+            if not opts.get("url"):
+                raise ValueError("the opensearch backend needs a url (e.g. --opensearch-url http://localhost:9200)")
+            backends.append(StoreBackend("opensearch", opensearch_factory(**opts), keep=keep))
+        else:
+            raise ValueError(f"unknown backend {name!r}; choose from exact, qdrant, opensearch")
+    return backends

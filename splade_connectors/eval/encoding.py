@@ -1,0 +1,70 @@
+"""Encode a dataset once: document and query vectors that every backend then searches with."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from splade_connectors.eval.datasets import RetrievalDataset
+from splade_connectors.records import EncodedDocument
+from trainer.encoder import SpladeEncoder
+from trainer.sparse import SparseVector
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class EncodedDataset:
+    """A dataset with its vectors: all documents, and the evaluated queries (those with relevant docs)."""
+
+    dataset: RetrievalDataset
+    doc_ids: list[str]
+    doc_vectors: list[SparseVector]
+    query_ids: list[str]
+    query_vectors: list[SparseVector]
+    dim: int
+    encode_seconds: float = 0.0
+
+    def encoded_documents(self, batch_size: int) -> Iterator[list[EncodedDocument]]:
+        """`EncodedDocument` batches, ready for `SparseStore.upsert` (no re-encoding)."""
+        corpus = self.dataset.corpus
+        for start in range(0, len(self.doc_ids), batch_size):
+            ids = self.doc_ids[start : start + batch_size]
+            yield [
+                EncodedDocument(document=RetrievalDataset.to_document(d, corpus[d]), sparse=v)
+                for d, v in zip(ids, self.doc_vectors[start : start + batch_size])
+            ]
+
+
+def _encode_chunked(encode: Callable[[list[str]], list[SparseVector]], texts: Sequence[str], chunk: int, progress: Progress | None) -> list[SparseVector]:
+    out: list[SparseVector] = []
+    for start in range(0, len(texts), chunk):
+        out.extend(encode(list(texts[start : start + chunk])))
+        if progress:
+            progress(min(chunk, len(texts) - start))
+    return out
+
+
+def encode_dataset(
+    encoder: SpladeEncoder,
+    dataset: RetrievalDataset,
+    *,
+    chunk: int = 1024,
+    progress: Progress | None = None,
+) -> EncodedDataset:
+    """Encode every document and every evaluated query once; `progress` gets counts of texts done."""
+    started = time.perf_counter()
+    doc_ids = list(dataset.corpus)
+    query_ids = dataset.eval_query_ids()
+    doc_vectors = _encode_chunked(encoder.encode_documents, [dataset.document_text(d) for d in doc_ids], chunk, progress)
+    query_vectors = _encode_chunked(encoder.encode_queries, [dataset.queries[q] for q in query_ids], chunk, progress)
+    seconds = time.perf_counter() - started
+    logger.info("encoded %s: %d docs + %d queries in %.1f s", dataset.name, len(doc_ids), len(query_ids), seconds)
+    return EncodedDataset(
+        dataset=dataset, doc_ids=doc_ids, doc_vectors=doc_vectors, query_ids=query_ids,
+        query_vectors=query_vectors, dim=int(encoder.model.vocab_size), encode_seconds=seconds,
+    )
