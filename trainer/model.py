@@ -9,6 +9,7 @@ taken on raw logits before log1p(relu), in chunks, so the (batch, length, vocab)
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainer.pooling import SHORT_SEQUENCE, batched_max, max_over_tokens, sequence_max, sequence_sum
 from trainer.checkpoint import (
     CheckpointError,
     PoolingConfig,
@@ -176,13 +178,22 @@ class SpladeModel(nn.Module):
         return getattr(self._decoder_parent, self._decoder_attr)  # type: ignore[no-any-return]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        """Differentiable SPLADE vectors (batch, vocab): pool(activation(logits)) over real tokens."""
+        """Differentiable SPLADE vectors (batch, vocab): pool(activation(logits)) over real tokens.
+
+        Max pooling never builds (batch, length, vocab): the max is taken on raw logits slice by slice and
+        its gradient flows through the winning token only (`trainer.pooling`). Sum pooling uses full logits.
+        """
+        if self.pooling.pooling_strategy == "max":
+            hidden = self.hidden_states(input_ids, attention_mask, **extra)
+            decoder = self.output_embeddings
+            raw = max_over_tokens(hidden, attention_mask, decoder.weight)
+            bias = getattr(decoder, "bias", None)
+            if bias is not None:
+                raw = raw + bias
+            return activate(raw.float() if raw.dtype in (torch.float16, torch.bfloat16) else raw, self.pooling.activation_function)
         logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
         mask = attention_mask.unsqueeze(-1).to(logits.dtype)
-        activated = activate(logits, self.pooling.activation_function) * mask
-        if self.pooling.pooling_strategy == "max":
-            return activated.max(dim=1).values
-        return activated.sum(dim=1)
+        return (activate(logits, self.pooling.activation_function) * mask).sum(dim=1)
 
     @contextlib.contextmanager
     def _headless(self) -> Iterator[nn.Module]:
@@ -219,16 +230,15 @@ class SpladeModel(nn.Module):
         weight, bias = decoder.weight, getattr(decoder, "bias", None)
         mask = attention_mask.bool()
         if self.pooling.pooling_strategy == "max":
-            if hidden.shape[1] <= _SHORT_SEQUENCE:
-                raw = _batched_max(hidden, mask, weight, chunk_elements)
+            if hidden.shape[1] <= SHORT_SEQUENCE:
+                raw = batched_max(hidden, mask, weight, chunk_elements)
             else:
-                raw = torch.stack([_sequence_max(hidden[r][mask[r]], weight) for r in range(hidden.shape[0])])
+                raw = torch.stack([sequence_max(hidden[r][mask[r]], weight)[0] for r in range(hidden.shape[0])])
             if bias is not None:
                 raw = raw + bias
             return activate(raw.float(), self.pooling.activation_function)
-        return torch.stack(
-            [_sequence_sum(hidden[r][mask[r]], weight, bias, self.pooling.activation_function) for r in range(hidden.shape[0])]
-        )
+        act = functools.partial(activate, activation_function=self.pooling.activation_function)
+        return torch.stack([sequence_sum(hidden[r][mask[r]], weight, bias, act) for r in range(hidden.shape[0])])
 
     # ---- internals ----------------------------------------------------------------------------------
     def _locate_output_embeddings(self) -> tuple[nn.Module, str]:
@@ -240,50 +250,6 @@ class SpladeModel(nn.Module):
                 parent_name, _, attr = name.rpartition(".")
                 return self.mlm.get_submodule(parent_name), attr
         raise CheckpointError(f"cannot locate the vocabulary projection of {type(self.mlm).__name__}")
-
-
-_SHORT_SEQUENCE = 64  # below this padded length, one GEMM over the whole batch beats per-text GEMMs
-_VOCAB_SLICE = 4096  # vocabulary rows per GEMM on one text: keeps the (slice, length) logits in cache
-
-
-def _sequence_max(states: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """max over tokens of states @ weight.T, one vocabulary slice at a time: (length, H) -> (vocab,)."""
-    vocab = weight.shape[0]
-    out = torch.empty(vocab, dtype=states.dtype, device=states.device)
-    if states.shape[0] == 0:
-        return out.fill_(float("-inf"))
-    columns = states.t().contiguous()
-    for start in range(0, vocab, _VOCAB_SLICE):
-        torch.amax(weight[start : start + _VOCAB_SLICE] @ columns, dim=1, out=out[start : start + _VOCAB_SLICE])
-    return out
-
-
-def _batched_max(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, chunk_elements: int) -> torch.Tensor:
-    """Masked max over tokens for a batch of short sequences with one GEMM per vocabulary slice."""
-    batch, length, width = hidden.shape
-    vocab = weight.shape[0]
-    columns = hidden.reshape(batch * length, width).t().contiguous()
-    padding = (~mask).reshape(1, batch, length)
-    rows_per_slice = max(64, chunk_elements // max(1, batch * length))
-    out = torch.empty(vocab, batch, dtype=hidden.dtype, device=hidden.device)
-    for start in range(0, vocab, rows_per_slice):
-        logits = (weight[start : start + rows_per_slice] @ columns).view(-1, batch, length)
-        logits.masked_fill_(padding, float("-inf"))
-        torch.amax(logits, dim=2, out=out[start : start + rows_per_slice])
-    return out.t()
-
-
-def _sequence_sum(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation_function: str) -> torch.Tensor:
-    """sum over tokens of activation(states @ weight.T + bias), one vocabulary slice at a time."""
-    vocab = weight.shape[0]
-    out = torch.zeros(vocab, dtype=torch.float32, device=states.device)
-    columns = states.t().contiguous()
-    for start in range(0, vocab, _VOCAB_SLICE):
-        logits = weight[start : start + _VOCAB_SLICE] @ columns
-        if bias is not None:
-            logits = logits + bias[start : start + _VOCAB_SLICE, None]
-        out[start : start + _VOCAB_SLICE] = activate(logits.float(), activation_function).sum(dim=1)
-    return out
 
 
 def _model_max_length(mlm: nn.Module, tokenizer: Any) -> int:

@@ -40,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     stores.add_argument("--backends", default="exact,qdrant,opensearch", help="comma-separated: exact, qdrant, opensearch")
     stores.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="Qdrant server (default: embedded in-memory)")
     stores.add_argument("--qdrant-path", default=None, help="embedded Qdrant persisted to this folder (slow writes)")
-    stores.add_argument("--qdrant-api-key", default=os.environ.get("QDRANT_API_KEY"))
+    stores.add_argument("--qdrant-api-key-env", default="QDRANT_API_KEY", metavar="VAR", help="environment variable holding the API key")
     stores.add_argument("--opensearch-url", default=os.environ.get("OPENSEARCH_URL"), help="OpenSearch server URL")
-    stores.add_argument("--opensearch-username", default=os.environ.get("OPENSEARCH_USERNAME"))
-    stores.add_argument("--opensearch-password", default=os.environ.get("OPENSEARCH_PASSWORD"))
-    stores.add_argument("--opensearch-insecure", action="store_true", help="do not verify TLS certificates")
+    stores.add_argument("--opensearch-user", default=os.environ.get("OPENSEARCH_USERNAME"), help="basic-auth user (default: $OPENSEARCH_USERNAME)")
+    stores.add_argument("--opensearch-password", default=None, help="basic-auth password (prefer $OPENSEARCH_PASSWORD: arguments show in process lists)")
+    stores.add_argument("--no-verify-certs", action="store_true", help="do not verify TLS certificates (self-signed clusters)")
     stores.add_argument("--keep", action="store_true", help="keep the collections/indices created for the run")
 
     out = parser.add_argument_group("output")
@@ -93,10 +93,11 @@ def _thresholds(text: str) -> tuple[int, dict[str, int]]:
 
 def _backend_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {
-        "qdrant": {"url": args.qdrant_url, "path": args.qdrant_path, "api_key": args.qdrant_api_key},
+        "qdrant": {"url": args.qdrant_url, "path": args.qdrant_path, "api_key": os.environ.get(args.qdrant_api_key_env) or None},
         "opensearch": {
-            "url": args.opensearch_url, "username": args.opensearch_username,
-            "password": args.opensearch_password, "verify_certs": not args.opensearch_insecure,
+            "url": args.opensearch_url, "username": args.opensearch_user,
+            "password": args.opensearch_password or os.environ.get("OPENSEARCH_PASSWORD") or None,
+            "verify_certs": not args.no_verify_certs,
         },
     }
 

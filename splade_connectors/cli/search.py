@@ -13,11 +13,10 @@ from typing import Any
 
 from splade_connectors.cli.common import add_model_options, load_encoder, print_json
 from splade_connectors.cli.stores import add_store_options, close_store, describe_store, open_store
-from splade_connectors.explain import overlapping_terms
+from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
 from splade_connectors.store import SparseStore, StoreError
 from trainer.encoder import SpladeEncoder
-from trainer.sparse import SparseVector
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,16 +55,9 @@ def run_queries(
     results = store.search_batch(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold)
     if explain:
         vocab = encoder.model.id_to_token()
-        results = [_with_terms(store, v, hits, vocab, explain_terms) for v, hits in zip(vectors, results)]
+        results = [with_terms(store, v, hits, vocab, limit=explain_terms) for v, hits in zip(vectors, results)]
     return results
 
-
-def _with_terms(store: SparseStore, query: SparseVector, hits: Sequence[Hit], vocab: Sequence[str], limit: int) -> list[Hit]:
-    stored = store.fetch_vectors([h.id for h in hits])
-    return [
-        h.model_copy(update={"terms": overlapping_terms(query, stored[h.id], vocab, limit=limit) if h.id in stored else []})
-        for h in hits
-    ]
 
 
 def hit_to_json(rank: int, hit: Hit) -> dict[str, Any]:

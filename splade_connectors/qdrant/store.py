@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from splade_connectors.qdrant.collection import ensure_collection
 from splade_connectors.qdrant.config import QdrantConfig, connect
 from splade_connectors.qdrant.errors import is_transient
-from splade_connectors.qdrant.explain import explain_ids, with_terms
+from splade_connectors.explain import explain_ids, with_terms
 from splade_connectors.qdrant.filters import build_filter
 from splade_connectors.records import EncodedDocument, Hit, TermContribution, point_id
 from splade_connectors.store import Filter, StoreError

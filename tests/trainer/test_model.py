@@ -13,7 +13,7 @@ import torch
 
 from trainer.checkpoint import CheckpointError, PoolingConfig
 from trainer.encoder import SpladeEncoder
-from trainer.model import SpladeModel
+from trainer.model import SpladeModel, activate
 
 TEXTS = ["who is cornelius in the book of acts", "Photosynthesis converts light into chemical energy.", "word"]
 
@@ -24,7 +24,9 @@ def _reference_vectors(model: SpladeModel, texts: list[str]) -> list[torch.Tenso
     with torch.no_grad():
         for text in texts:
             batch = model.tokenizer([text], truncation=True, max_length=model.max_seq_length, return_tensors="pt")
-            out.append(model(batch["input_ids"], batch["attention_mask"])[0])
+            logits = model.mlm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[0]
+            activated = activate(logits, model.pooling.activation_function)
+            out.append(activated.max(dim=0).values if model.pooling.pooling_strategy == "max" else activated.sum(dim=0))
     return out
 
 
