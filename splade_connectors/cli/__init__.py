@@ -8,6 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from splade_connectors.store import StoreError
+
 # command name -> module under splade_connectors.cli with `register(subparsers)`; each module adds
 # its parser and sets `func` (args -> exit code). Modules are imported lazily only for their command.
 COMMANDS: dict[str, str] = {
@@ -48,9 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "urllib3", "opensearch", "transformers", "filelock"):
+    for noisy in ("httpx", "urllib3", "transformers", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return int(args.func(args) or 0)
+    # opensearch-py logs every failed request with a traceback; our errors already say what failed
+    logging.getLogger("opensearch").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
+    try:
+        return int(args.func(args) or 0)
+    except StoreError as exc:  # a store refused to open or answer: a user-facing error, not a crash
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

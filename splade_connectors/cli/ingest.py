@@ -15,7 +15,6 @@ from splade_connectors.cli.common import add_model_options, load_encoder, print_
 from splade_connectors.cli.stores import add_store_options, close_store, describe_store, open_store
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestError, IngestReport, ingest_file
 from splade_connectors.ingest.sources import beir_corpus_path
-from splade_connectors.store import StoreError
 
 _SHOWN_INVALID = 10
 
@@ -73,11 +72,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
     )
     encoder = load_encoder(args)
-    try:
-        store = open_store(args, encoder)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    store = open_store(args, encoder)  # a StoreError is reported by the CLI's main
     try:
         show = not args.no_progress and sys.stderr.isatty()
         with progress_bar(_count_lines(corpus), f"ingest -> {store.name}", enabled=show) as bar:

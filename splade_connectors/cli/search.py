@@ -15,7 +15,7 @@ from splade_connectors.cli.common import add_model_options, load_encoder, print_
 from splade_connectors.cli.stores import add_store_options, close_store, describe_store, open_store
 from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
-from splade_connectors.store import SparseStore, StoreError
+from splade_connectors.store import SparseStore
 from trainer.encoder import SpladeEncoder
 
 
@@ -103,11 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     encoder = load_encoder(args)
-    try:
-        store = open_store(args, encoder)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    store = open_store(args, encoder)  # a StoreError is reported by the CLI's main
     try:
         results = run_queries(
             store, encoder, args.query, top_k=args.top_k, explain=args.explain, explain_terms=args.explain_terms,

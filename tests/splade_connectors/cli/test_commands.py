@@ -45,3 +45,10 @@ def test_train_command_rejects_an_invalid_config(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("model: {name_or_path: x}\noptim: {batch_size: 1}\n")
     with pytest.raises(ValueError, match="batch_size|data|output_dir"):
         main(["train", "--config", str(tmp_path / "bad.yaml")])
+
+
+def test_unreachable_store_is_a_clean_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["search", "--store", "opensearch", "--opensearch-url", "http://127.0.0.1:9", "-q", "anything"])
+    assert code == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and "Connection refused" in last_line
