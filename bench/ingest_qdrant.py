@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from splade_connectors.ingest import IngestConfig, ingest  # noqa: E402
+from splade_connectors.search import search
 from splade_connectors.qdrant import QdrantConfig, QdrantStore  # noqa: E402
 from trainer.encoder import SpladeEncoder  # noqa: E402
 from trainer.models import shipped_model_dir  # noqa: E402
@@ -144,7 +145,7 @@ def main() -> None:
     print(f"encode only: {len(texts)} docs in {encode_seconds:.1f}s ({len(texts) / encode_seconds:.1f} docs/s)", flush=True)
 
     # sparse vector named "text" so sentence-transformers' helper can query the same collection
-    store = QdrantStore(QdrantConfig(collection="bench", sparse_name="text"))
+    store = QdrantStore(QdrantConfig(collection="bench", sparse_name="text")).open()
     report = ingest(corpus, encoder, store, IngestConfig(batch_size=args.batch))
     results["ingest_qdrant_in_memory"] = {
         "seconds": round(report.seconds, 2),
@@ -169,7 +170,7 @@ def main() -> None:
         store.search_batch([vector], top_k=args.top_k)
         search_only.append(time.perf_counter() - started)
         started = time.perf_counter()
-        store.search(text, encoder=encoder, top_k=args.top_k)
+        search(store, encoder, [text], top_k=args.top_k)
         end_to_end.append(time.perf_counter() - started)
     started = time.perf_counter()
     store.search_batch(vectors, top_k=args.top_k)

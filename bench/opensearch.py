@@ -57,9 +57,9 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def bench_ours(url: str, corpus: list[dict[str, Any]], doc_vecs: list[SparseVector], query_vecs: list[SparseVector],
                vocab: list[str], batch: int) -> dict[str, Any]:
-    store = OpenSearchStore(OpenSearchConfig(hosts=[url], index="bench-splade", replicas=0), vocabulary=vocab)
+    store = OpenSearchStore(OpenSearchConfig(hosts=[url], index="bench-splade", replicas=0), vocabulary=vocab).open()
     store.drop()
-    store = OpenSearchStore(store.config, vocabulary=vocab)
+    store = OpenSearchStore(store.config, vocabulary=vocab).open()
     encoded = [
         EncodedDocument(document=Document(id=d["_id"], text=d["text"], title=d.get("title") or None), sparse=v)
         for d, v in zip(corpus, doc_vecs)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 from splade_connectors.ingest import IngestConfig, ingest
-from splade_connectors.opensearch import HybridSearcher, OpenSearchConfig, OpenSearchStore
+from splade_connectors.registry import open_store, store_config
+from splade_connectors.search import HybridOptions, search
 from trainer.encoder import SpladeEncoder
 from trainer.models import shipped_model_dir
 
@@ -21,7 +22,8 @@ DOCS = [
 
 
 def main() -> None:
-    config = OpenSearchConfig(
+    config = store_config(
+        "opensearch",
         hosts=[os.environ.get("OPENSEARCH_URL", "http://localhost:9200")],
         username=os.environ.get("OPENSEARCH_USERNAME") or None,
         password=os.environ.get("OPENSEARCH_PASSWORD") or None,
@@ -29,18 +31,19 @@ def main() -> None:
         replicas=0,
     )
     encoder = SpladeEncoder.from_pretrained(shipped_model_dir(), device="cpu")
-    store = OpenSearchStore(config, vocabulary=encoder.model.id_to_token())
-    report = ingest(DOCS, encoder, store, IngestConfig(batch_size=2))
-    print(f"{config.describe()}: {report.accepted} documents, {store.count()} in the index")
-    queries = ["who is cornelius in the book of acts", "u.s. tariffs"]
-    for query, hits in zip(queries, store.search_batch(encoder.encode_queries(queries), top_k=2, with_terms=True)):
-        print(f"\nSPLADE  {query!r}")
-        for hit in hits:
-            terms = ", ".join(f"{t.token}({t.contribution:.2f})" for t in (hit.terms or [])[:5])
-            print(f"  {hit.id}  {hit.score:.3f}  {terms}")
-    for query, hits in zip(queries, HybridSearcher(store, encoder).search(queries, top_k=2, rrf_k=60)):
-        print(f"\nHybrid RRF(k=60)  {query!r}: " + ", ".join(f"{h.id} ({h.score:.4f})" for h in hits))
-    store.drop()
+    with open_store(config, vocabulary=encoder.model.id_to_token()) as store:
+        report = ingest(DOCS, encoder, store, IngestConfig(batch_size=2))
+        print(f"{store.describe()}: {report.accepted} documents, {store.count()} in the index")
+        queries = ["who is cornelius in the book of acts", "u.s. tariffs"]
+        for query, hits in zip(queries, search(store, encoder, queries, top_k=2, explain=True)):
+            print(f"\nSPLADE  {query!r}")
+            for hit in hits:
+                terms = ", ".join(f"{t.token}({t.contribution:.2f})" for t in (hit.terms or [])[:5])
+                print(f"  {hit.id}  {hit.score:.3f}  {terms}")
+        fused = search(store, encoder, queries, top_k=2, hybrid=HybridOptions(fusion="rrf", rrf_k=60))
+        for query, hits in zip(queries, fused):
+            print(f"\nHybrid RRF(k=60)  {query!r}: " + ", ".join(f"{h.id} ({h.score:.4f})" for h in hits))
+        store.drop()
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 
 from splade_connectors.ingest import ingest_file
-from splade_connectors.qdrant import QdrantConfig, QdrantStore, hybrid_search
+from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.qdrant.dense import MeanPooledEncoder
 from splade_connectors.samples import SAMPLE_CORPUS
+from splade_connectors.search import HybridOptions, search
 from trainer.encoder import SpladeEncoder
 from trainer.models import shipped_model_dir
 
@@ -32,17 +33,17 @@ def main() -> None:
     config = QdrantConfig(collection="hybrid-demo", dense_name="dense", dense_size=dense_encoder.dim)
     with QdrantStore(config) as store:
         ingest_file(SAMPLE_CORPUS, sparse_encoder, store, dense_encoder=dense_encoder)
-        sparse = sparse_encoder.encode_queries([args.query])[0]
         dense = dense_encoder([args.query])[0]
         rankings = {
-            "sparse (SPLADE)": store.search(sparse, top_k=args.top_k),
+            "sparse (SPLADE)": search(store, sparse_encoder, [args.query], top_k=args.top_k)[0],
             "dense (MiniLM)": [
                 (p.payload or {}).get("doc_id") for p in
                 store.client.query_points(store.name, query=dense, using="dense", limit=args.top_k, with_payload=["doc_id"]).points
             ],
-            f"fused ({args.fusion}{', k=' + str(args.rrf_k) if args.fusion == 'rrf' else ''})": hybrid_search(
-                store, sparse, dense, top_k=args.top_k, fusion=args.fusion, rrf_k=args.rrf_k
-            ),
+            f"fused ({args.fusion}{', k=' + str(args.rrf_k) if args.fusion == 'rrf' else ''})": search(
+                store, sparse_encoder, [args.query], top_k=args.top_k, dense_encoder=dense_encoder,
+                hybrid=HybridOptions(fusion=args.fusion, rrf_k=args.rrf_k),
+            )[0],
         }
     print(f'query: "{args.query}"')
     for name, hits in rankings.items():

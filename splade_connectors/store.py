@@ -1,45 +1,108 @@
-"""The contract every store adapter (Qdrant, OpenSearch) fulfils for ingestion, search and evaluation."""
+"""The contract every store adapter (Qdrant, OpenSearch) fulfils, for ingestion, search and evaluation.
+
+A store is built from its config without any I/O, then opened (`open()` or `with store:`): opening
+connects, and creates the collection/index (`create=True`) or requires it to exist (`create=False`,
+`NotFoundError` otherwise); an existing one configured differently gives `ConfigMismatchError`.
+Every method raises only the project's errors (`splade_connectors.errors`): each adapter maps its
+client library's exceptions in one place. `describe()` names the store for messages and logs
+(kind, location, collection) and never contains a secret; `identity()` is the same without
+presentation, for checkpoints.
+
+`StoreBase` gives adapters the shared behaviour (context management, the open check).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict
+
+from splade_connectors.errors import ConfigError, ConfigMismatchError, StoreError, TransientStoreError
 from splade_connectors.records import EncodedDocument, Hit
 from trainer.sparse import SparseVector
 
-# A payload filter: exact match on metadata fields ({"field": value} or {"field": [v1, v2]}),
-# or an adapter-native filter object passed through unchanged.
+__all__ = [
+    "ConfigMismatchError",
+    "Filter",
+    "Fusion",
+    "HybridQuery",
+    "SparseStore",
+    "StoreBase",
+    "StoreConfigBase",
+    "StoreError",
+    "TransientStoreError",
+]
+
+# A payload filter: exact match on metadata fields ({"field": value} or {"field": [v1, v2]}; `doc_id`
+# addresses the document id), or an adapter-native filter object passed through unchanged.
 Filter = dict[str, Any] | Any
 
-
-class StoreError(RuntimeError):
-    """A store rejected an operation."""
-
-
-class TransientStoreError(StoreError):
-    """A store error worth retrying (timeouts, connection loss, 429, 5xx)."""
+Fusion = Literal["rrf", "dbsf", "linear"]
+DEFAULT_RRF_K = 60
 
 
-class ConfigMismatchError(StoreError):
-    """An existing collection or index does not have the configuration that was asked for."""
+class HybridQuery(BaseModel):
+    """One hybrid query: the SPLADE vector plus the other signals a store can fuse with it.
+
+    `text` feeds a lexical (BM25) list where the store has one (OpenSearch); `dense` feeds a dense
+    vector list where the collection has one (Qdrant). Signals a store cannot use are an error.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    sparse: SparseVector | None = None
+    text: str | None = None
+    dense: list[float] | None = None
 
 
 @runtime_checkable
 class SparseStore(Protocol):
-    """What the ingestion pipeline, the search helpers and the evaluator need from a store."""
+    """What the ingestion pipeline, the search API and the evaluator need from a store."""
+
+    kind: ClassVar[str]
 
     @property
     def name(self) -> str:
         """Collection or index name."""
         ...
 
+    def describe(self) -> str:
+        """Kind, location and collection for messages (no secrets)."""
+        ...
+
+    def identity(self) -> str:
+        """A stable identifier of kind, location and collection (no secrets), recorded in checkpoints."""
+        ...
+
+    def open(self, *, create: bool = True) -> SparseStore:
+        """Connect; create the collection (`create`) or require that it exists. Returns self."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (and an embedded store's folder lock). Idempotent."""
+        ...
+
+    def __enter__(self) -> SparseStore: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
-        """Write documents under ids derived from their document ids (idempotent)."""
+        """Write documents under ids derived from their document ids (idempotent).
+
+        Documents the store refuses raise `RejectedDocumentsError` naming them.
+        """
+        ...
+
+    def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete these documents (ids not stored are ignored)."""
         ...
 
     def count(self) -> int:
-        """Number of documents stored."""
+        """Number of documents stored (everything written is counted once `finish_ingest` returned)."""
         ...
 
     def search_batch(
@@ -50,15 +113,41 @@ class SparseStore(Protocol):
         filter: Filter | None = None,
         score_threshold: float | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits by dot product for each query vector, best first."""
+        """Top-k hits by SPLADE dot product for each query vector, best first; empty vectors get none."""
+        ...
+
+    def hybrid_search_batch(
+        self,
+        queries: Sequence[HybridQuery],
+        *,
+        top_k: int = 10,
+        fusion: Fusion = "rrf",
+        rrf_k: int = DEFAULT_RRF_K,
+        weights: Sequence[float] | None = None,
+        candidates: int | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        """SPLADE fused with the store's other signals (see `HybridQuery`), best first.
+
+        RRF uses the textbook 1/(k + rank), rank from 1; `weights` weight the lists in the order
+        sparse, then text or dense; `candidates` is the depth of each list (default max(50, 5 x top_k)).
+        """
         ...
 
     def fetch_vectors(self, doc_ids: Sequence[str]) -> dict[str, SparseVector]:
-        """Stored sparse vectors of these documents (missing ids are left out)."""
+        """Stored sparse vectors of these documents (ids not stored are left out)."""
         ...
 
-    def is_transient(self, error: BaseException) -> bool:
-        """Whether an error raised by this store is worth retrying."""
+    def fetch_payloads(self, doc_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The named top-level payload fields of these documents (ids not stored are left out)."""
+        ...
+
+    def iter_doc_ids(self, batch_size: int = 1000) -> Iterator[list[str]]:
+        """Every stored document id, in batches (streamed: memory bounded by `batch_size`)."""
+        ...
+
+    def storage_bytes(self) -> int | None:
+        """Bytes the collection/index takes in the store (after `finish_ingest`); None when the store cannot tell."""
         ...
 
     def begin_ingest(self) -> None:
@@ -72,3 +161,68 @@ class SparseStore(Protocol):
     def drop(self) -> None:
         """Delete the collection or index."""
         ...
+
+
+class StoreConfigBase(BaseModel):
+    """What every store config has: its kind, the collection/index it names, and its secrets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ClassVar[str] = "store"
+
+    @property
+    def collection_name(self) -> str:  # pragma: no cover - every adapter overrides
+        raise NotImplementedError
+
+    def with_collection(self, name: str) -> Any:  # pragma: no cover - every adapter overrides
+        """The same config for another collection/index."""
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - every adapter overrides
+        """Kind, location and collection, without secrets."""
+        raise NotImplementedError
+
+    def secrets(self) -> list[str]:
+        """Secret values this config holds (passwords, API keys), for redaction of messages."""
+        return []
+
+
+class StoreBase:
+    """Shared behaviour of the adapters: context management and the check that the store is open."""
+
+    kind: ClassVar[str] = "store"
+    _opened: bool = False
+
+    def open(self, *, create: bool = True) -> Any:  # pragma: no cover - every adapter overrides
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - every adapter overrides
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - every adapter overrides
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        if not self._opened:
+            self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def _require_open(self) -> None:
+        if not self._opened:
+            raise StoreError(f"{self.describe()} is not open: call open() or use `with store:`")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}{'' if self._opened else ' (closed)'}>"
+
+
+def default_candidates(top_k: int, candidates: int | None) -> int:
+    """Depth of each list fused by hybrid search."""
+    if candidates is not None:
+        if candidates < top_k:
+            raise ConfigError(f"candidates ({candidates}) must be >= top_k ({top_k})")
+        return candidates
+    return max(50, 5 * top_k)
+

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from trainer.errors import SpladeError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ _POOLING_TYPE = "sentence_transformers.sparse_encoder.modules.splade_pooling.Spl
 _TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SpladeError, ValueError):
     """A checkpoint directory is missing, unreadable, or of an unsupported layout."""
 
 

@@ -27,13 +27,14 @@ from tokenizers import Tokenizer
 
 from trainer.model import SpladeModel, resolve_device, resolve_dtype
 from trainer.sparse import SparseVector
+from trainer.errors import SpladeError
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["query", "document"]
 
 
-class EncodingInputError(ValueError):
+class EncodingInputError(SpladeError, ValueError):
     """An input text is not encodable; names its position in the input."""
 
     def __init__(self, position: int, problem: str) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from trainer.errors import SpladeError
 
 
-class ShippedModelMissing(FileNotFoundError):
+class ShippedModelMissing(SpladeError, FileNotFoundError):
     """The package that ships a model's weights is not installed."""
 
 

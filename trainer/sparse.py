@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from trainer.errors import SpladeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import scipy.sparse
     import torch
 
 
-class SparseVectorError(ValueError):
+class SparseVectorError(SpladeError, ValueError):
     """A sparse vector's indices or values break the type's invariants."""
 
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from splade_connectors.store import StoreError
+from splade_connectors.errors import SpladeError, redact
 
 # command name -> module under splade_connectors.cli with `register(subparsers)`; each module adds
 # its parser and sets `func` (args -> exit code). Modules are imported lazily only for their command.
@@ -56,9 +56,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("opensearch").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     try:
         return int(args.func(args) or 0)
-    except StoreError as exc:  # a store refused to open or answer: a user-facing error, not a crash
-        print(f"error: {exc}", file=sys.stderr)
+    except SpladeError as exc:  # bad options, input or store: one line for the user, not a traceback
+        if args.verbose:
+            logging.getLogger(__name__).debug("details", exc_info=True)
+        print(f"error: {redact(' '.join(str(exc).split()), _secrets(args))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _secrets(args: argparse.Namespace) -> list[str]:
+    """Secret values the options or environment hold, masked in any message as a last line of defence."""
+    import os
+
+    values = [getattr(args, "opensearch_password", None), os.environ.get("OPENSEARCH_PASSWORD")]
+    api_key_env = getattr(args, "qdrant_api_key_env", None)
+    values.append(os.environ.get(api_key_env) if api_key_env else os.environ.get("QDRANT_API_KEY"))
+    return [v for v in values if v]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from splade_connectors.cli.common import add_model_options, load_encoder, print_json
 from splade_connectors.cli.ingest import report_to_json
-from splade_connectors.cli.search import format_results, results_to_json, run_queries
+from splade_connectors.cli.search import format_results, results_to_json
 from splade_connectors.ingest import ingest_file
+from splade_connectors.registry import open_store, store_config
 from splade_connectors.samples import SAMPLE_CORPUS
+from splade_connectors.search import search
 
 # Built-in queries and the sample document each should find first.
 DEMO_QUERIES: dict[str, str] = {
@@ -38,15 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from splade_connectors.qdrant import QdrantConfig, QdrantStore
-
     queries = args.query or list(DEMO_QUERIES)
     started = time.perf_counter()
     encoder = load_encoder(args)
-    with QdrantStore(QdrantConfig(collection="demo")) as store:
+    with open_store(store_config("qdrant", collection="demo")) as store:
         report = ingest_file(args.corpus, encoder, store)
         stored = store.count()
-        results = run_queries(store, encoder, queries, top_k=args.top_k, explain=True, explain_terms=args.terms)
+        results = search(store, encoder, queries, top_k=args.top_k, explain=True, explain_terms=args.terms)
     seconds = time.perf_counter() - started
     if args.json:
         print_json({

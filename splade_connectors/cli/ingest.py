@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from splade_connectors.cli.common import add_model_options, load_encoder, print_json, progress_bar
-from splade_connectors.cli.stores import add_store_options, close_store, describe_store, open_store
-from splade_connectors.ingest import FieldMap, IngestConfig, IngestError, IngestReport, ingest_file
+from splade_connectors.cli.stores import add_store_options, open_store_from_args
+from splade_connectors.errors import IngestError
+from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file
 from splade_connectors.ingest.sources import beir_corpus_path
 
 _SHOWN_INVALID = 10
@@ -61,34 +62,28 @@ def report_to_json(report: IngestReport, stored: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        corpus = beir_corpus_path(args.input)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    corpus = beir_corpus_path(args.input)
     config = IngestConfig(
         batch_size=args.ingest_batch_size, on_invalid=args.on_invalid, with_title=not args.no_title,
         fields=FieldMap(id=args.id_field, text=args.text_field, title=None if args.no_title else args.title_field),
         checkpoint=args.checkpoint,
     )
     encoder = load_encoder(args)
-    store = open_store(args, encoder)  # a StoreError is reported by the CLI's main
-    try:
-        show = not args.no_progress and sys.stderr.isatty()
-        with progress_bar(_count_lines(corpus), f"ingest -> {store.name}", enabled=show) as bar:
-            report = ingest_file(corpus, encoder, store, config, progress=bar.update)
+    with open_store_from_args(args, encoder) as store:  # errors are reported by the CLI's main
+        try:
+            show = not args.no_progress and sys.stderr.isatty()
+            with progress_bar(_count_lines(corpus), f"ingest -> {store.name}", enabled=show) as bar:
+                report = ingest_file(corpus, encoder, store, config, progress=bar.update)
+        except IngestError as exc:
+            if args.checkpoint:
+                exc.args = (f"{exc}; rerun with --checkpoint {args.checkpoint} to resume",)
+            raise
         stored = store.count()
-    except IngestError as exc:
-        resume = f"; rerun with --checkpoint {args.checkpoint} to resume" if args.checkpoint else ""
-        print(f"error: {exc}{resume}", file=sys.stderr)
-        return 1
-    finally:
-        close_store(store)
     if args.json:
         print_json({"store": args.store, "collection": store.name, "input": str(corpus), **report_to_json(report, stored)})
     else:
         print(
-            f"{describe_store(store)}: {report.accepted} documents ingested in {report.seconds:.1f}s "
+            f"{store.describe()}: {report.accepted} documents ingested in {report.seconds:.1f}s "
             f"({report.docs_per_second:.1f} docs/s), {stored} stored"
             + (f", {report.skipped_by_resume} records skipped by resume" if report.skipped_by_resume else "")
         )

@@ -7,16 +7,14 @@ Also holds the hit formatting (table and JSON) that `demo` reuses.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from splade_connectors.cli.common import add_model_options, load_encoder, print_json
-from splade_connectors.cli.stores import add_store_options, close_store, describe_store, open_store
-from splade_connectors.explain import with_terms
+from splade_connectors.cli.stores import add_store_options, open_store_from_args
+from splade_connectors.errors import ConfigError
 from splade_connectors.records import Hit
-from splade_connectors.store import SparseStore
-from trainer.encoder import SpladeEncoder
+from splade_connectors.search import search
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,24 +38,10 @@ def parse_filters(specs: Sequence[str]) -> dict[str, Any] | None:
     for spec in specs:
         field, sep, value = spec.partition("=")
         if not sep or not field:
-            raise ValueError(f"--filter {spec!r}: expected FIELD=VALUE")
-        values: list[Any] = [int(v) if v.lstrip("-").isdigit() else v for v in value.split("|")]
+            raise ConfigError(f"--filter {spec!r}: expected FIELD=VALUE")
+        values: list[Any] = value.split("|")  # exact string match: ids like "4983" stay strings
         out[field] = values if len(values) > 1 else values[0]
     return out or None
-
-
-def run_queries(
-    store: SparseStore, encoder: SpladeEncoder, queries: Sequence[str], *, top_k: int, explain: bool,
-    explain_terms: int = 5, filter: dict[str, Any] | None = None, score_threshold: float | None = None,
-) -> list[list[Hit]]:
-    """Encode queries, search them in one batch, optionally fill `Hit.terms`."""
-    vectors = encoder.encode_queries(list(queries))
-    results = store.search_batch(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold)
-    if explain:
-        vocab = encoder.model.id_to_token()
-        results = [with_terms(store, v, hits, vocab, limit=explain_terms) for v, hits in zip(vectors, results)]
-    return results
-
 
 
 def hit_to_json(rank: int, hit: Hit) -> dict[str, Any]:
@@ -97,24 +81,17 @@ def format_results(query: str, hits: Sequence[Hit], width: int = 48) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        filters = parse_filters(args.filter)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    filters = parse_filters(args.filter)
     encoder = load_encoder(args)
-    store = open_store(args, encoder)  # a StoreError is reported by the CLI's main
-    try:
-        results = run_queries(
+    with open_store_from_args(args, encoder, create=False) as store:  # errors are reported by the CLI's main
+        results = search(
             store, encoder, args.query, top_k=args.top_k, explain=args.explain, explain_terms=args.explain_terms,
             filter=filters, score_threshold=args.score_threshold,
         )
-    finally:
-        close_store(store)
     if args.json:
         print_json({"store": args.store, "collection": store.name, "results": results_to_json(args.query, results)})
     else:
-        print(describe_store(store))
+        print(store.describe())
         for query, hits in zip(args.query, results):
             print(format_results(query, hits))
     return 0

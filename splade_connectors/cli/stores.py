@@ -1,6 +1,7 @@
 """Store options shared by `ingest` and `search`, and opening the chosen store.
 
-Each store adds its option group in `add_store_options` and its branch in `open_store`.
+Each store adds its option group in `add_store_options` and its branch in `store_config_from_args`;
+the store itself is built by the registry (`splade_connectors.registry`), as everywhere else.
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
 never appears in shell history or process lists) or `--qdrant-path` (embedded, on disk;
 default ./qdrant_data). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else http://localhost:9200),
@@ -12,21 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
-from splade_connectors.store import SparseStore, StoreError
+from splade_connectors.registry import STORE_KINDS, open_store, store_config
+from splade_connectors.store import SparseStore, StoreConfigBase
 from trainer.encoder import SpladeEncoder
 
-STORES = ("qdrant", "opensearch")
 DEFAULT_QDRANT_PATH = "./qdrant_data"
 
 
-class StoreUnavailableError(StoreError):
-    """The chosen store cannot be used from the CLI (not built yet, or missing options)."""
-
-
 def add_store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", choices=STORES, default="qdrant", help="where the vectors live (default: qdrant)")
+    parser.add_argument("--store", choices=STORE_KINDS, default="qdrant", help="where the vectors live (default: qdrant)")
     parser.add_argument("--collection", default="splade", help="collection / index name (default: splade)")
     qdrant = parser.add_argument_group("qdrant")
     where = qdrant.add_mutually_exclusive_group()
@@ -47,23 +43,19 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     opensearch.add_argument("--index", default=None, help="OpenSearch index name (default: --collection)")
 
 
-def qdrant_config_from_args(args: argparse.Namespace) -> Any:
-    from splade_connectors.qdrant import QdrantConfig
-
-    url = args.qdrant_url or (None if args.qdrant_path else os.environ.get("QDRANT_URL") or None)
-    path = None if url else (args.qdrant_path or DEFAULT_QDRANT_PATH)
-    api_key = (os.environ.get(args.qdrant_api_key_env) or None) if url else None
-    return QdrantConfig(
-        url=url, path=path, api_key=api_key, collection=args.collection, sparse_name=args.sparse_name,
-        idf=args.idf, on_disk=args.on_disk, timeout=args.qdrant_timeout, prefer_grpc=args.prefer_grpc,
-    )
-
-
-def opensearch_config_from_args(args: argparse.Namespace) -> Any:
-    from splade_connectors.opensearch import OpenSearchConfig
-
+def store_config_from_args(args: argparse.Namespace) -> StoreConfigBase:
+    """The store config the options name (validated: bad values are one `ConfigError`)."""
+    if args.store == "qdrant":
+        url = args.qdrant_url or (None if args.qdrant_path else os.environ.get("QDRANT_URL") or None)
+        path = None if url else (args.qdrant_path or DEFAULT_QDRANT_PATH)
+        api_key = (os.environ.get(args.qdrant_api_key_env) or None) if url else None
+        return store_config(
+            "qdrant", url=url, path=path, api_key=api_key, collection=args.collection, sparse_name=args.sparse_name,
+            idf=args.idf, on_disk=args.on_disk, timeout=args.qdrant_timeout, prefer_grpc=args.prefer_grpc,
+        )
     password = args.opensearch_password or os.environ.get("OPENSEARCH_PASSWORD") or None
-    return OpenSearchConfig(
+    return store_config(
+        args.store,
         hosts=[args.opensearch_url or os.environ.get("OPENSEARCH_URL") or "http://localhost:9200"],
         username=args.opensearch_user or os.environ.get("OPENSEARCH_USERNAME") or None,
         password=password, verify_certs=not args.no_verify_certs, ca_certs=args.ca_certs,
@@ -71,27 +63,7 @@ def opensearch_config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def open_store(args: argparse.Namespace, encoder: SpladeEncoder | None = None) -> SparseStore:
-    """The store the options name (created if missing; `ConfigMismatchError` if it differs)."""
-    if args.store == "qdrant":
-        from splade_connectors.qdrant import QdrantStore
-
-        return QdrantStore(qdrant_config_from_args(args))
-    if args.store == "opensearch":
-        from splade_connectors.opensearch import OpenSearchStore
-
-        vocabulary = encoder.model.id_to_token() if encoder is not None else None
-        return OpenSearchStore(opensearch_config_from_args(args), vocabulary=vocabulary)
-    raise StoreUnavailableError(f"unknown store {args.store!r}")
-
-
-def describe_store(store: SparseStore) -> str:
-    describe = getattr(getattr(store, "config", None), "describe", None)
-    return describe() if callable(describe) else store.name
-
-
-def close_store(store: SparseStore) -> None:
-    """Release the store's connection (and a local path's lock) if it has one."""
-    close = getattr(store, "close", None)
-    if callable(close):
-        close()
+def open_store_from_args(args: argparse.Namespace, encoder: SpladeEncoder | None = None, *, create: bool = True) -> SparseStore:
+    """The store the options name, opened: created if missing (`create`), else `NotFoundError`."""
+    vocabulary = encoder.model.id_to_token() if encoder is not None else None
+    return open_store(store_config_from_args(args), vocabulary=vocabulary, create=create)

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from splade_connectors.eval.encoding import EncodedDataset, Progress
+from splade_connectors.errors import ConfigError, StoreError
+from splade_connectors.registry import build_store, store_config
+from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore
 from trainer.sparse import to_csr
 
@@ -117,21 +119,14 @@ class StoreBackend:
         self.upsert_batch, self.query_batch, self.prefix, self.attempts = upsert_batch, query_batch, prefix, attempts
         self.created: list[str] = []
 
-    def _retrying(self, store: SparseStore) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception(store.is_transient),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(multiplier=0.5, max=10.0),
-            reraise=True,
-        )
-
     def rank(self, data: EncodedDataset, top_k: int, progress: Progress | None = None) -> tuple[Ranking, BackendTimings]:
         collection = collection_name(self.prefix, data.dataset.name)
         store = self.factory(collection)
+        store.open(create=True)
         self.created.append(collection)
         timings = BackendTimings(extra={"collection": collection})
         try:
-            retrying = self._retrying(store)
+            retrying = RetryPolicy(attempts=self.attempts, max_wait=10.0).retrying(f"evaluation on {store.describe()}")
             started = time.perf_counter()
             store.begin_ingest()
             for batch in data.encoded_documents(self.upsert_batch):
@@ -139,7 +134,7 @@ class StoreBackend:
             store.finish_ingest()
             stored = store.count()
             if stored != len(data.doc_ids):
-                raise RuntimeError(f"{self.name} holds {stored} documents, expected {len(data.doc_ids)}")
+                raise StoreError(f"{store.describe()} holds {stored} documents, expected {len(data.doc_ids)}")
             timings.index_seconds = time.perf_counter() - started
             started = time.perf_counter()
             ranking: Ranking = {}
@@ -161,36 +156,26 @@ class StoreBackend:
                     store.drop()
                 except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error
                     logger.warning("could not drop %s %s: %s", self.name, collection, exc)
-            close = getattr(store, "close", None)
-            if callable(close) and not self.keep:
-                close()
+            store.close()
 
 
-# ---- store factories (lazy imports: an adapter is loaded only when its backend is requested) -------------
-def qdrant_factory(url: str | None = None, path: str | None = None, api_key: str | None = None, **config: Any) -> StoreFactory:
-    """Qdrant at `url`, or embedded (`path`, default in-memory). One client is shared by all datasets."""
-    from splade_connectors.qdrant.config import QdrantConfig, connect
-    from splade_connectors.qdrant.store import QdrantStore
+# ---- store factories (the registry imports an adapter only when its backend is requested) ---------------
+def store_factory(kind: str, options: Mapping[str, Any] | None = None) -> StoreFactory:
+    """Stores of one kind, one fresh collection/index per dataset, sharing one client where the adapter can.
 
-    base = QdrantConfig(url=url, path=path, api_key=api_key, **config)
-    client = connect(base)  # one :memory: instance for the whole run
-
-    def make(collection: str) -> SparseStore:
-        return QdrantStore(base.model_copy(update={"collection": collection}), client=client)
-
-    return make
-
-
-def opensearch_factory(url: str, *, username: str | None = None, password: str | None = None, verify_certs: bool = True, replicas: int = 0, **config: Any) -> StoreFactory:
-    """OpenSearch at `url`; evaluation indices get 0 replicas by default (single-node friendly)."""
-    from splade_connectors.opensearch.config import OpenSearchConfig, connect
-    from splade_connectors.opensearch.store import OpenSearchStore
-
-    base = OpenSearchConfig(hosts=[url], username=username, password=password, verify_certs=verify_certs, replicas=replicas, **config)
-    client = connect(base)
+    Qdrant without a url is embedded; OpenSearch evaluation indices get 0 replicas (single-node friendly).
+    """
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    if kind == "opensearch":
+        if not options.get("url") and not options.get("hosts"):
+            raise ConfigError("the opensearch backend needs a url (e.g. --opensearch-url http://localhost:9200)")
+        options.setdefault("replicas", 0)
+        if "url" in options:
+            options["hosts"] = [options.pop("url")]
+    base = store_config(kind, **options)
 
     def make(collection: str) -> SparseStore:
-        return OpenSearchStore(base.model_copy(update={"index": collection}), client=client)
+        return build_store(base.with_collection(collection))
 
     return make
 
@@ -202,13 +187,8 @@ def build_backends(names: list[str], options: Mapping[str, Mapping[str, Any]] | 
     for name in names:
         if name == "exact":
             backends.append(ExactBackend())
-        elif name == "qdrant":
-            backends.append(StoreBackend("qdrant", qdrant_factory(**options.get("qdrant", {})), keep=keep))
-        elif name == "opensearch":
-            opts = dict(options.get("opensearch", {}))
-            if not opts.get("url"):
-                raise ValueError("the opensearch backend needs a url (e.g. --opensearch-url http://localhost:9200)")
-            backends.append(StoreBackend("opensearch", opensearch_factory(**opts), keep=keep))
+        elif name in ("qdrant", "opensearch"):
+            backends.append(StoreBackend(name, store_factory(name, options.get(name)), keep=keep))
         else:
-            raise ValueError(f"unknown backend {name!r}; choose from exact, qdrant, opensearch")
+            raise ConfigError(f"unknown backend {name!r}; choose from exact, qdrant, opensearch")
     return backends

@@ -6,17 +6,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from splade_connectors.ingest.pipeline import (
-    DenseEncoder,
-    IngestConfig,
-    IngestError,
-    IngestPipeline,
-    IngestReport,
-    RetryPolicy,
-)
+from splade_connectors.errors import IngestError
+from splade_connectors.ingest.pipeline import DenseEncoder, IngestConfig, IngestPipeline, IngestReport
 from splade_connectors.ingest.sources import FieldMap, RawRecord, beir_corpus_path, fingerprint, from_iterable, from_jsonl
 from splade_connectors.ingest.validate import InvalidRecord
 from splade_connectors.records import Document
+from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore
 from trainer.encoder import SpladeEncoder
 

@@ -20,27 +20,18 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from splade_connectors.errors import IngestError
 from splade_connectors.ingest.sources import FieldMap, RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, EncodedDocument
+from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore
 from trainer.encoder import SpladeEncoder
 
 logger = logging.getLogger(__name__)
 
 DenseEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
-
-
-class RetryPolicy(BaseModel):
-    """Bounded exponential backoff for transient store errors only."""
-
-    model_config = ConfigDict(frozen=True)
-
-    attempts: int = Field(5, ge=1)
-    initial_wait: float = Field(0.5, ge=0)
-    max_wait: float = Field(20.0, ge=0)
 
 
 class IngestConfig(BaseModel):
@@ -55,10 +46,6 @@ class IngestConfig(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     checkpoint: Path | None = None
     source_id: str = "iterable"
-
-
-class IngestError(RuntimeError):
-    """Ingestion stopped; every batch before the failing one is stored and checkpointed."""
 
 
 class IngestReport(BaseModel):
@@ -219,17 +206,7 @@ class IngestPipeline:
         ]
 
     def _write_loop(self, writes: queue.Queue[_Batch | None], checkpoint: _Checkpoint, report: IngestReport, failure: list[BaseException]) -> None:
-        retrying = Retrying(
-            retry=retry_if_exception(self.store.is_transient),
-            stop=stop_after_attempt(self.config.retry.attempts),
-            wait=wait_exponential(multiplier=self.config.retry.initial_wait, max=self.config.retry.max_wait)
-            + wait_random(0, self.config.retry.initial_wait),
-            before_sleep=lambda state: logger.warning(
-                "transient store error (attempt %d), retrying: %s", state.attempt_number,
-                state.outcome.exception() if state.outcome else "?",
-            ),
-            reraise=True,
-        )
+        retrying = self.config.retry.retrying(f"write to {self.store.describe()}")
         while (item := writes.get()) is not None:
             if failure:
                 continue

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from splade_connectors.errors import InputError
 from splade_connectors.records import Document
 
 
@@ -68,7 +69,7 @@ def beir_corpus_path(folder: str | Path) -> Path:
     path = Path(folder)
     corpus = path / "corpus.jsonl" if path.is_dir() else path
     if not corpus.exists():
-        raise FileNotFoundError(f"no corpus.jsonl in {folder}")
+        raise InputError(f"no such file or BEIR folder: {folder}" if not path.exists() else f"no corpus.jsonl in {folder}")
     return corpus
 
 

@@ -2,33 +2,24 @@
 
 Needs the `opensearch` extra (opensearch-py). Modules: `config` (settings, client), `features`
 (reversible rank_features names), `index` (mapping), `queries` (query DSL), `store`
-(`OpenSearchStore`), `hybrid` (BM25 + SPLADE fusion).
+(`OpenSearchStore`, incl. hybrid BM25 + SPLADE), `errors` (opensearch-py errors -> project errors).
 """
 
 from splade_connectors.opensearch.config import OpenSearchConfig, connect
 from splade_connectors.opensearch.features import FeatureCodec, escape_token, unescape_name
-from splade_connectors.opensearch.hybrid import HybridSearcher, linear_fuse, rrf_fuse
 from splade_connectors.opensearch.queries import NativeFilter, TooManyTermsError
-from splade_connectors.opensearch.store import (
-    STORAGE_RELATIVE_ERROR,
-    BulkItemsError,
-    OpenSearchStore,
-    TransientBulkItemsError,
-)
+from splade_connectors.opensearch.errors import translate
+from splade_connectors.opensearch.store import STORAGE_RELATIVE_ERROR, OpenSearchStore
 
 __all__ = [
     "STORAGE_RELATIVE_ERROR",
-    "BulkItemsError",
     "FeatureCodec",
-    "HybridSearcher",
     "NativeFilter",
     "OpenSearchConfig",
     "OpenSearchStore",
     "TooManyTermsError",
-    "TransientBulkItemsError",
     "connect",
     "escape_token",
-    "linear_fuse",
-    "rrf_fuse",
+    "translate",
     "unescape_name",
 ]

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from splade_connectors.errors import mask_url
+from splade_connectors.store import StoreConfigBase
 
 if TYPE_CHECKING:  # pragma: no cover
     from opensearchpy import OpenSearch
@@ -17,10 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 
-class OpenSearchConfig(BaseModel):
+class OpenSearchConfig(StoreConfigBase):
     """Where the cluster is, how to authenticate, and how the SPLADE index is laid out."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: ClassVar[str] = "opensearch"
 
     hosts: list[str] = Field(default_factory=lambda: ["http://localhost:9200"], min_length=1)
     username: str | None = None
@@ -41,6 +45,27 @@ class OpenSearchConfig(BaseModel):
     def _one_url(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_urls(cls, data: Any) -> Any:
+        """`http://user:pass@host` -> host without credentials + username/password (never kept in a URL)."""
+        if not isinstance(data, dict) or data.get("hosts") is None:
+            return data
+        hosts = [data["hosts"]] if isinstance(data["hosts"], str) else list(data["hosts"])
+        clean = []
+        for host in hosts:
+            parts = urlsplit(host) if isinstance(host, str) else None
+            if parts is None or (parts.username is None and parts.password is None):
+                clean.append(host)
+                continue
+            if parts.username and not data.get("username"):
+                data = {**data, "username": unquote(parts.username)}
+            if parts.password and not data.get("password"):
+                data = {**data, "password": unquote(parts.password)}
+            netloc = parts.netloc.rpartition("@")[2]
+            clean.append(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+        return {**data, "hosts": clean}
+
     @field_validator("index")
     @classmethod
     def _index_name(cls, value: str) -> str:
@@ -52,10 +77,24 @@ class OpenSearchConfig(BaseModel):
     def from_url(cls, url: str, **kwargs: Any) -> OpenSearchConfig:
         return cls(hosts=[url], **kwargs)
 
+    @property
+    def collection_name(self) -> str:
+        return self.index
+
+    def with_collection(self, name: str) -> OpenSearchConfig:
+        return self.model_copy(update={"index": name})
+
+    def location(self) -> str:
+        """The hosts, with any URL credentials masked."""
+        return ", ".join(mask_url(h) for h in self.hosts)
+
     def describe(self) -> str:
-        """Safe one-liner for logs (no credentials)."""
+        """Safe one-liner for messages and logs (no credentials)."""
         who = f" as {self.username}" if self.username else ""
-        return f"OpenSearch {', '.join(self.hosts)}{who} index={self.index}"
+        return f"opensearch index {self.index!r} ({self.location()}{who})"
+
+    def secrets(self) -> list[str]:
+        return [self.password.get_secret_value()] if self.password else []
 
 
 def connect(config: OpenSearchConfig) -> OpenSearch:

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
+from splade_connectors.errors import ConfigError
 from trainer.sparse import SparseVector
 
 _ESCAPES = {".": "%2E", "%": "%25"}
@@ -20,7 +21,7 @@ _ESCAPE_RE = re.compile(r"[.%]")
 _UNESCAPE_RE = re.compile(r"%(?:2E|25)")
 
 
-class FeatureNameError(ValueError):
+class FeatureNameError(ConfigError):
     """A feature name that this codec did not produce (unknown token or bad escape)."""
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from splade_connectors.opensearch.config import OpenSearchConfig
 from splade_connectors.opensearch.features import FeatureCodec
-from splade_connectors.store import ConfigMismatchError
+from splade_connectors.errors import ConfigMismatchError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +70,16 @@ def check_mapping(existing: dict[str, Any], config: OpenSearchConfig, codec: Fea
     elif meta.get("features") != codec.scheme:
         problems.append(f"feature naming {meta.get('features')!r} differs from {codec.scheme!r} (other vocabulary?)")
     if problems:
-        raise ConfigMismatchError(f"index {config.index!r} exists with another mapping: " + "; ".join(problems))
+        raise ConfigMismatchError(f"{config.describe()} exists with another mapping: " + "; ".join(problems))
 
 
-def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec) -> bool:
-    """Create the index if missing (True), else check its mapping (False)."""
+def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, create: bool = True) -> bool:
+    """Create the index if missing (True; `NotFoundError` unless `create`), else check its mapping (False)."""
     from opensearchpy import RequestError
 
     if not client.indices.exists(index=config.index):
+        if not create:
+            raise NotFoundError(f"{config.describe()} does not exist")
         try:
             client.indices.create(index=config.index, body=index_body(config, codec))
             logger.info("created index %s", config.index)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from splade_connectors.opensearch.features import FeatureCodec
-from splade_connectors.store import StoreError
+from splade_connectors.errors import StoreError
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ Behaviour worth knowing:
   checks again (defence in depth) and drops float32-subnormal weights (< 1.2e-38), which
   rank_features refuses and which cannot change a score.
 - Empty vectors are indexed without features: found by BM25 and filters, never by SPLADE queries.
-- Per-item bulk failures raise `BulkItemsError` naming every failed doc id; it is transient (retried by
-  the pipeline) only when every failure is a 429, else permanent. Items that succeeded stay indexed.
+- Per-item bulk failures raise `RejectedDocumentsError` naming every failed doc id (items that succeeded
+  stay indexed); when every failure is a 429 the whole batch is retried instead (`TransientStoreError`).
 - Queries over the clause limit are pruned to their largest weights with a warning (see `queries.py`).
 - Counts and searches see writes after a refresh; during `begin_ingest`..`finish_ingest` refresh is off.
 """
@@ -24,8 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError, TransientStoreError
 from splade_connectors.explain import overlapping_terms
+from splade_connectors.fusion import fuse
 from splade_connectors.opensearch.config import OpenSearchConfig, connect
+from splade_connectors.opensearch.errors import TRANSIENT_STATUS, mapped_errors
 from splade_connectors.opensearch.features import FeatureCodec, FeatureNameError
 from splade_connectors.opensearch.index import ensure_index, get_refresh_interval, set_refresh_interval
 from splade_connectors.opensearch.queries import (
@@ -36,12 +39,11 @@ from splade_connectors.opensearch.queries import (
     text_query,
 )
 from splade_connectors.records import EncodedDocument, Hit, point_id
-from splade_connectors.store import Filter, StoreError, TransientStoreError
+from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, StoreBase, default_candidates
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 MAX_CLAUSE_SETTING = "indices.query.bool.max_clause_count"
 DEFAULT_MAX_CLAUSES = 1024
 MIN_NORMAL_WEIGHT = float(np.finfo(np.float32).tiny)
@@ -50,47 +52,15 @@ _MSEARCH_CHUNK = 100
 _MGET_CHUNK = 500
 
 
-class BulkItemsError(StoreError):
-    """Some documents of a bulk request were rejected; `failures` maps doc id -> (status, reason)."""
-
-    def __init__(self, failures: dict[str, tuple[int, str]], total: int) -> None:
-        self.failures = failures
-        shown = "; ".join(f"{doc}: [{status}] {reason}" for doc, (status, reason) in list(failures.items())[:10])
-        more = f" (+{len(failures) - 10} more)" if len(failures) > 10 else ""
-        super().__init__(f"{len(failures)} of {total} documents rejected: {shown}{more}")
-
-
-class TransientBulkItemsError(BulkItemsError, TransientStoreError):
-    """Every rejected item was throttled (429): worth retrying the batch."""
-
-
-def _is_transient_exception(error: BaseException) -> bool:
-    from opensearchpy.exceptions import ConnectionError, SSLError, TransportError
-
-    if isinstance(error, TransientStoreError):
-        return True
-    if isinstance(error, SSLError):
-        return False
-    if isinstance(error, ConnectionError):  # includes ConnectionTimeout
-        return True
-    return isinstance(error, TransportError) and error.status_code in TRANSIENT_STATUS
-
-
-def _wrap(error: Exception, what: str) -> StoreError:
-    """An opensearch-py error as a (Transient)StoreError that keeps the cause."""
-    cls = TransientStoreError if _is_transient_exception(error) else StoreError
-    wrapped = cls(f"{what} failed: {type(error).__name__}: {str(error)[:500]}")
-    wrapped.__cause__ = error
-    return wrapped
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-class OpenSearchStore:
+class OpenSearchStore(StoreBase):
     """SPLADE documents in one OpenSearch index; exact dot-product search via `rank_feature` clauses."""
+
+    kind = "opensearch"
 
     def __init__(
         self,
@@ -98,26 +68,21 @@ class OpenSearchStore:
         *,
         vocabulary: Sequence[str] | None = None,
         client: Any | None = None,
-        create: bool = True,
         on_too_many_terms: TooManyTerms = "prune",
         filter_clause_reserve: int = 32,
     ) -> None:
         self.config = config
         self.codec = FeatureCodec(vocabulary)
         self.vocabulary: Sequence[str] = self.codec.vocabulary or []
-        self.client = client if client is not None else connect(config)
+        self._client = client
+        self._owns_client = client is None
         self.on_too_many_terms = on_too_many_terms
         self.filter_clause_reserve = filter_clause_reserve
         self._max_clauses: int | None = None
         self._restore_refresh: str | None = None
-        if create:
-            try:
-                ensure_index(self.client, config, self.codec)
-            except StoreError:
-                raise
-            except Exception as exc:
-                raise _wrap(exc, f"opening index {config.index!r}") from exc
+        self.created = False
 
+    # ---- lifecycle ----------------------------------------------------------------------------------
     @property
     def name(self) -> str:
         return self.config.index
@@ -126,15 +91,54 @@ class OpenSearchStore:
     def sparse_field(self) -> str:
         return self.config.sparse_field
 
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._require_open()
+        return self._client
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    def identity(self) -> str:
+        return f"opensearch|{self.config.location()}|{self.config.index}"
+
+    def open(self, *, create: bool = True) -> OpenSearchStore:
+        """Connect, then create the index (`create`) or require it; check an existing index's mapping."""
+        if self._opened:
+            return self
+        if self._client is None:
+            self._client = connect(self.config)
+        try:
+            with mapped_errors(self.describe(), "open"):
+                self.created = ensure_index(self._client, self.config, self.codec, create=create)
+        except BaseException:
+            self._close_client()
+            raise
+        self._opened = True
+        return self
+
+    def close(self) -> None:
+        """Close the client's connections (when this store made the client)."""
+        self._opened = False
+        self._close_client()
+
+    def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            close = getattr(self._client, "close", None)
+            self._client = None
+            if callable(close):
+                close()
+
     # ---- writes -------------------------------------------------------------------------------------
     def _features(self, encoded: EncodedDocument) -> dict[str, float]:
         vector = encoded.sparse
         doc_id = encoded.document.id
         if not isinstance(vector, SparseVector):
-            raise StoreError(f"document {doc_id!r}: sparse must be a SparseVector, got {type(vector).__name__}")
+            raise self._rejected(doc_id, f"sparse must be a SparseVector, got {type(vector).__name__}")
         values = vector.values
         if values.size and not (bool(np.all(np.isfinite(values))) and bool(np.all(values > 0))):
-            raise StoreError(f"document {doc_id!r}: weights must be finite and > 0")
+            raise self._rejected(doc_id, "weights must be finite and > 0")
         keep = values >= MIN_NORMAL_WEIGHT
         if not bool(keep.all()):
             logger.warning("document %r: dropped %d subnormal weights (< %g)", doc_id, int((~keep).sum()), MIN_NORMAL_WEIGHT)
@@ -142,7 +146,10 @@ class OpenSearchStore:
         try:
             return self.codec.encode(vector)
         except FeatureNameError as exc:
-            raise StoreError(f"document {doc_id!r}: {exc}") from exc
+            raise self._rejected(doc_id, str(exc)) from exc
+
+    def _rejected(self, doc_id: str, reason: str) -> RejectedDocumentsError:
+        return RejectedDocumentsError({doc_id: reason}, total=1, others_written=False, store=self.describe())
 
     def _source(self, encoded: EncodedDocument) -> dict[str, Any]:
         source = encoded.document.payload()
@@ -151,16 +158,15 @@ class OpenSearchStore:
 
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
         """Index a batch with one `_bulk` request (sources are built first: a bad vector sends nothing)."""
+        self._require_open()
         if not batch:
             return
         body: list[dict[str, Any]] = []
         for encoded in batch:
             body.append({"index": {"_index": self.name, "_id": point_id(encoded.document.id)}})
             body.append(self._source(encoded))
-        try:
+        with mapped_errors(self.describe(), f"bulk upsert of {len(batch)} documents"):
             response = self.client.bulk(body=body)
-        except Exception as exc:
-            raise _wrap(exc, f"bulk upsert of {len(batch)} documents") from exc
         if response.get("errors"):
             self._raise_item_errors(response, batch)
 
@@ -175,47 +181,69 @@ class OpenSearchStore:
         if not failures:
             return
         if all(status == 429 for status, _ in failures.values()):
-            raise TransientBulkItemsError(failures, len(batch))
-        raise BulkItemsError(failures, len(batch))
+            raise TransientStoreError(
+                f"{self.describe()}: {len(failures)} of {len(batch)} documents throttled (HTTP 429); retrying the batch"
+            )
+        raise RejectedDocumentsError(
+            {doc: f"[{status}] {reason}" for doc, (status, reason) in failures.items()},
+            total=len(batch), others_written=True, store=self.describe(),
+        )
+
+    def delete(self, doc_ids: Sequence[str]) -> None:
+        self._require_open()
+        if not doc_ids:
+            return
+        body = [{"delete": {"_index": self.name, "_id": point_id(d)}} for d in doc_ids]
+        with mapped_errors(self.describe(), f"bulk delete of {len(doc_ids)} documents"):
+            response = self.client.bulk(body=body)
+        failures = [
+            item["delete"] for item in response.get("items", []) if item.get("delete", {}).get("status") not in (200, 404)
+        ]
+        if failures:
+            raise StoreError(f"{self.describe()}: {len(failures)} deletes failed: {failures[0].get('error')}")
 
     def begin_ingest(self) -> None:
         """Switch refresh off for a bulk load (remembering the value to restore)."""
-        try:
+        self._require_open()
+        with mapped_errors(self.describe(), "begin_ingest"):
             current = get_refresh_interval(self.client, self.name)
             target = self.config.ingest_refresh_interval
             # a value equal to the bulk value was left by an interrupted load: restore the configured one
             self._restore_refresh = current if current not in (None, target) else self.config.refresh_interval
             set_refresh_interval(self.client, self.name, target)
-        except Exception as exc:
-            raise _wrap(exc, "begin_ingest") from exc
 
     def finish_ingest(self) -> None:
         """Restore the refresh interval and refresh, so everything written is searchable."""
-        try:
+        self._require_open()
+        with mapped_errors(self.describe(), "finish_ingest"):
             set_refresh_interval(self.client, self.name, self._restore_refresh or self.config.refresh_interval)
             self.client.indices.refresh(index=self.name)
-        except Exception as exc:
-            raise _wrap(exc, "finish_ingest") from exc
         self._restore_refresh = None
 
     def refresh(self) -> None:
-        self.client.indices.refresh(index=self.name)
+        self._require_open()
+        with mapped_errors(self.describe(), "refresh"):
+            self.client.indices.refresh(index=self.name)
 
     def drop(self) -> None:
-        self.client.indices.delete(index=self.name, ignore_unavailable=True)
-
-    def close(self) -> None:
-        """Close the client's connections."""
-        close = getattr(self.client, "close", None)
-        if callable(close):
-            close()
+        self._require_open()
+        with mapped_errors(self.describe(), "drop"):
+            self.client.indices.delete(index=self.name, ignore_unavailable=True)
 
     # ---- reads --------------------------------------------------------------------------------------
     def count(self) -> int:
-        try:
+        self._require_open()
+        with mapped_errors(self.describe(), "count"):
             return int(self.client.count(index=self.name)["count"])
-        except Exception as exc:
-            raise _wrap(exc, "count") from exc
+
+    def storage_bytes(self) -> int | None:
+        """Primary store size of the index (`_stats`), after a refresh and flush so every segment is counted."""
+        self._require_open()
+        with mapped_errors(self.describe(), "index stats"):
+            self.client.indices.refresh(index=self.name)
+            self.client.indices.flush(index=self.name)
+            stats = self.client.indices.stats(index=self.name, metric="store")
+        return int(stats["_all"]["primaries"]["store"]["size_in_bytes"])
 
     def max_clauses(self) -> int:
         """The cluster's `indices.query.bool.max_clause_count`, read once."""
@@ -254,6 +282,9 @@ class OpenSearchStore:
         `score_threshold` is `min_score` on the stored (quantised) score, which is at most 0.4% below
         the exact one. `with_terms` fills `Hit.terms` from the stored document vectors.
         """
+        self._require_open()
+        if top_k < 1:
+            raise ConfigError("top_k must be >= 1")
         filters = filter_clauses(filter)
         budget = self._clause_budget(filters)
         searches: list[tuple[int, SparseVector, dict[str, Any]]] = []
@@ -285,6 +316,7 @@ class OpenSearchStore:
         explain_vectors: Sequence[SparseVector] | None = None,
     ) -> list[list[Hit]]:
         """BM25 top-k per query text; with `explain_vectors` (the SPLADE queries) hits carry `terms`."""
+        self._require_open()
         filters = filter_clauses(filter)
         bodies = [
             {
@@ -301,23 +333,52 @@ class OpenSearchStore:
             for i, resp in enumerate(responses)
         ]
 
+    def hybrid_search_batch(
+        self,
+        queries: Sequence[HybridQuery],
+        *,
+        top_k: int = 10,
+        fusion: Fusion = "rrf",
+        rrf_k: int = DEFAULT_RRF_K,
+        weights: Sequence[float] | None = None,
+        candidates: int | None = None,
+        filter: Filter | None = None,
+        text_fields: Sequence[str] = ("text",),
+    ) -> list[list[Hit]]:
+        """Exact SPLADE fused client-side with BM25 on `text_fields` (`splade_connectors.fusion`).
+
+        Dense vectors are not stored in the OpenSearch index: a query carrying one is refused.
+        """
+        self._require_open()
+        if any(q.dense is not None for q in queries):
+            raise ConfigError(f"{self.describe()} stores no dense vectors: hybrid search uses BM25 on the text")
+        depth = default_candidates(top_k, candidates)
+        empty = SparseVector.empty()
+        sparse = self.search_batch([q.sparse or empty for q in queries], top_k=depth, filter=filter)
+        texts = [q.text for q in queries]
+        with_text = [i for i, t in enumerate(texts) if t]
+        lexical: list[list[Hit]] = [[] for _ in queries]
+        if with_text:
+            found = self.search_text_batch([texts[i] for i in with_text], top_k=depth, filter=filter, fields=text_fields)  # type: ignore[misc]
+            for i, hits in zip(with_text, found):
+                lexical[i] = hits
+        return [fuse([s, b], fusion, rrf_k=rrf_k, weights=weights, top_k=top_k) for s, b in zip(sparse, lexical)]
+
     def _msearch(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         responses: list[dict[str, Any]] = []
         for offset, chunk in enumerate(_chunks(bodies, _MSEARCH_CHUNK)):
             lines: list[dict[str, Any]] = []
             for body in chunk:
                 lines += [{"index": self.name}, body]
-            try:
+            with mapped_errors(self.describe(), f"msearch of {len(chunk)} queries"):
                 answer = self.client.msearch(body=lines)
-            except Exception as exc:
-                raise _wrap(exc, f"msearch of {len(chunk)} queries") from exc
             for k, response in enumerate(answer["responses"]):
                 if "error" in response:
                     status = int(response.get("status", 0))
                     cls = TransientStoreError if status in TRANSIENT_STATUS else StoreError
                     error = response["error"]
                     reason = error.get("root_cause", [error])[0].get("reason", error) if isinstance(error, Mapping) else error
-                    raise cls(f"query #{offset * _MSEARCH_CHUNK + k} failed [{status}]: {reason}")
+                    raise cls(f"{self.describe()}: query #{offset * _MSEARCH_CHUNK + k} failed [{status}]: {reason}")
                 responses.append(response)
         return responses
 
@@ -332,23 +393,51 @@ class OpenSearchStore:
             hits.append(Hit(id=str(source.get("doc_id", raw["_id"])), score=float(raw["_score"]), payload=source, terms=terms))
         return hits
 
+    def fetch_payloads(self, doc_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The named `_source` fields by document id (real-time: no refresh needed); missing ids left out."""
+        self._require_open()
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(dict.fromkeys(doc_ids)), _MGET_CHUNK):
+            with mapped_errors(self.describe(), f"mget of {len(chunk)} documents"):
+                answer = self.client.mget(
+                    index=self.name, body={"ids": [point_id(d) for d in chunk]}, _source_includes=["doc_id", *fields],
+                )
+            for doc in answer["docs"]:
+                if doc.get("found"):
+                    source = doc["_source"]
+                    out[str(source["doc_id"])] = {f: source[f] for f in fields if f in source}
+        return out
+
+    def iter_doc_ids(self, batch_size: int = 1000) -> Iterator[list[str]]:
+        """Every document id (as of the last refresh), paged with `search_after` on the `doc_id` keyword."""
+        self._require_open()
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {
+                "size": batch_size, "query": {"match_all": {}}, "sort": [{"doc_id": "asc"}],
+                "_source": False, "docvalue_fields": ["doc_id"], "track_total_hits": False,
+            }
+            if after is not None:
+                body["search_after"] = after
+            with mapped_errors(self.describe(), "scan of document ids"):
+                hits = self.client.search(index=self.name, body=body)["hits"]["hits"]
+            if not hits:
+                return
+            yield [str(h["fields"]["doc_id"][0]) for h in hits]
+            after = hits[-1]["sort"]
+
     def fetch_vectors(self, doc_ids: Sequence[str]) -> dict[str, SparseVector]:
         """Stored (exact, from `_source`) vectors of these documents; missing ids are left out."""
+        self._require_open()
         out: dict[str, SparseVector] = {}
         for chunk in _chunks(list(doc_ids), _MGET_CHUNK):
-            try:
+            with mapped_errors(self.describe(), f"mget of {len(chunk)} documents"):
                 answer = self.client.mget(
                     index=self.name, body={"ids": [point_id(d) for d in chunk]},
                     _source_includes=[self.sparse_field, "doc_id"],
                 )
-            except Exception as exc:
-                raise _wrap(exc, f"mget of {len(chunk)} documents") from exc
             for doc in answer["docs"]:
                 if doc.get("found"):
                     source = doc["_source"]
                     out[str(source["doc_id"])] = self.codec.decode(source.get(self.sparse_field) or {})
         return out
-
-    def is_transient(self, error: BaseException) -> bool:
-        """Connection errors/timeouts, HTTP 429/502/503/504 and throttled bulk items are transient."""
-        return _is_transient_exception(error)

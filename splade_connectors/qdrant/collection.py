@@ -12,7 +12,7 @@ import logging
 from qdrant_client import QdrantClient, models
 
 from splade_connectors.qdrant.config import QdrantConfig
-from splade_connectors.store import ConfigMismatchError
+from splade_connectors.errors import ConfigMismatchError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,16 @@ def mismatches(info: models.CollectionInfo, config: QdrantConfig) -> list[str]:
     return problems
 
 
-def ensure_collection(client: QdrantClient, config: QdrantConfig) -> bool:
-    """Create the collection if missing (returns True) or verify the existing one (returns False)."""
+def ensure_collection(client: QdrantClient, config: QdrantConfig, *, create: bool = True) -> bool:
+    """Create the collection if missing (returns True; `NotFoundError` unless `create`), or verify it (False)."""
     if client.collection_exists(config.collection):
         problems = mismatches(client.get_collection(config.collection), config)
         if problems:
-            raise ConfigMismatchError(f"collection {config.collection!r} does not match the config: " + "; ".join(problems))
+            raise ConfigMismatchError(f"{config.describe()} does not match the config: " + "; ".join(problems))
         logger.debug("opened existing collection %r", config.collection)
         return False
+    if not create:
+        raise NotFoundError(f"{config.describe()} does not exist")
     client.create_collection(
         collection_name=config.collection,
         vectors_config=dense_params(config),

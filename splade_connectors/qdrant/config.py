@@ -8,20 +8,23 @@ up in reprs, logs or `model_dump()`.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from qdrant_client import QdrantClient
+
+from splade_connectors.errors import mask_url
+from splade_connectors.store import StoreConfigBase
 
 logger = logging.getLogger(__name__)
 
 DenseDistance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 
 
-class QdrantConfig(BaseModel):
+class QdrantConfig(StoreConfigBase):
     """A Qdrant collection for SPLADE vectors (named sparse vector, optional named dense vector)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: ClassVar[str] = "qdrant"
 
     url: str | None = Field(None, description="server URL, e.g. http://localhost:6333")
     path: str | None = Field(None, description="embedded local mode persisted to this folder")
@@ -55,10 +58,23 @@ class QdrantConfig(BaseModel):
         """Whether this is qdrant-client local mode (a pure-Python scan, not the Qdrant engine)."""
         return self.mode != "server"
 
+    @property
+    def collection_name(self) -> str:
+        return self.collection
+
+    def with_collection(self, name: str) -> QdrantConfig:
+        return self.model_copy(update={"collection": name})
+
+    def location(self) -> str:
+        """Where the collection lives, without secrets."""
+        return {"server": mask_url(self.url or ""), "path": f"path {self.path}", "memory": "in-memory"}[self.mode]
+
     def describe(self) -> str:
         """Where the collection is, without secrets."""
-        where = {"server": self.url, "path": f"path {self.path}", "memory": "in-memory"}[self.mode]
-        return f"qdrant collection {self.collection!r} ({where})"
+        return f"qdrant collection {self.collection!r} ({self.location()})"
+
+    def secrets(self) -> list[str]:
+        return [self.api_key.get_secret_value()] if self.api_key else []
 
 
 def connect(config: QdrantConfig) -> QdrantClient:
@@ -67,7 +83,7 @@ def connect(config: QdrantConfig) -> QdrantClient:
     Local path mode opens SQLite without the same-thread check because the ingestion pipeline
     writes from its writer thread; the pipeline never writes from two threads at once.
     """
-    logger.debug("connecting to %s", config.describe())
+    logger.debug("connecting to %s", config.describe())  # describe() never holds the API key
     if config.url:
         return QdrantClient(
             url=config.url,

@@ -1,4 +1,6 @@
-"""Hybrid search: SPLADE sparse + dense vectors fused inside Qdrant (prefetch + fusion query).
+"""Hybrid search in Qdrant: the prefetch lists (SPLADE, dense) and the server-side fusion query.
+
+Used by `QdrantStore.hybrid_search_batch` (linear fusion is done client-side by `splade_connectors.fusion`).
 
 RRF scores each document sum_i 1 / (k + rank_i) over the prefetch lists, rank counted from 1 as
 in the RRF paper (Cormack et al. 2009) and in OpenSearch/Elasticsearch's `rank_constant`. `rrf_k`
@@ -15,32 +17,28 @@ the same lists.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 from qdrant_client import models
 
+from splade_connectors.errors import ConfigError
 from splade_connectors.qdrant.filters import build_filter
-from splade_connectors.qdrant.store import MIN_SCORE, QdrantStore, to_hit, to_qdrant_sparse
-from splade_connectors.records import Hit
-from splade_connectors.store import Filter
+from splade_connectors.qdrant.store import MIN_SCORE, QdrantStore, to_qdrant_sparse
+from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion
 from trainer.sparse import SparseVector
-
-Fusion = Literal["rrf", "dbsf"]
-DEFAULT_RRF_K = 60
 
 
 def fusion_query(fusion: Fusion, rrf_k: int = DEFAULT_RRF_K, weights: Sequence[float] | None = None) -> models.Query:
     """The Qdrant query object for a fusion method (`rrf_k` in the paper's convention, see module doc)."""
     if fusion == "rrf":
         if rrf_k < 1:
-            raise ValueError("rrf_k must be >= 1")
+            raise ConfigError("rrf_k must be >= 1")
         # Qdrant: 1 / (k_q + position), position from 0; paper: 1 / (k + rank), rank from 1 -> k_q = k + 1.
         return models.RrfQuery(rrf=models.Rrf(k=rrf_k + 1, weights=list(weights) if weights is not None else None))
     if fusion == "dbsf":
         if weights is not None:
-            raise ValueError("weights apply to RRF only")
+            raise ConfigError("weights apply to RRF only")
         return models.FusionQuery(fusion=models.Fusion.DBSF)
-    raise ValueError(f"unknown fusion {fusion!r} (rrf or dbsf)")
+    raise ConfigError(f"unknown fusion {fusion!r} (rrf or dbsf)")
 
 
 def prefetches(
@@ -55,34 +53,6 @@ def prefetches(
         ))
     if dense is not None:
         if config.dense_name is None:
-            raise ValueError(f"{config.describe()} has no dense vector configured")
+            raise ConfigError(f"{config.describe()} has no dense vector configured")
         out.append(models.Prefetch(query=list(dense), using=config.dense_name, limit=limit, filter=native_filter))
     return out
-
-
-def hybrid_search(
-    store: QdrantStore,
-    sparse: SparseVector | None,
-    dense: Sequence[float] | None,
-    *,
-    top_k: int = 10,
-    fusion: Fusion = "rrf",
-    rrf_k: int = DEFAULT_RRF_K,
-    weights: Sequence[float] | None = None,
-    prefetch_limit: int | None = None,
-    filter: Filter | None = None,
-) -> list[Hit]:
-    """Fused top-k of the sparse and dense candidate lists (`prefetch_limit` each, default max(50, 5 x top_k)).
-
-    `weights` (RRF only) weight the sparse and dense lists, in that order.
-    """
-    limit = prefetch_limit or max(50, 5 * top_k)
-    sources = prefetches(store, sparse, dense, limit=limit, filter=filter)
-    if not sources:
-        return []
-    if weights is not None and len(weights) != len(sources):
-        raise ValueError(f"{len(weights)} weights for {len(sources)} prefetch lists")
-    response = store.client.query_points(
-        collection_name=store.name, prefetch=sources, query=fusion_query(fusion, rrf_k, weights), limit=top_k, with_payload=True,
-    )
-    return [to_hit(point) for point in response.points]

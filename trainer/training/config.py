@@ -13,13 +13,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trainer.errors import ConfigError
 from trainer.training.losses import DEFAULT_LAMBDA_CORPUS, DEFAULT_LAMBDA_QUERY
 
 SHIPPED_PREFIX = "shipped:"
-
-
-class ConfigError(ValueError):
-    """A training config file is unreadable or invalid; the message names the offending fields."""
 
 
 class _Strict(BaseModel):

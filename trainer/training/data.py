@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.training.sampler import NoDuplicatesBatchSampler, SamplerState
+from trainer.errors import SpladeError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ __all__ = [
 Example = tuple[str, ...]
 
 
-class DataError(ValueError):
+class DataError(SpladeError, ValueError):
     """Training data is missing, malformed, or lacks a configured column."""
 
 

@@ -100,12 +100,12 @@ def test_keep_leaves_the_collection(qdrant_store, scifact_eval_data: EncodedData
 
 @pytest.mark.live
 def test_opensearch_close_to_exact(scifact_eval_data: EncodedDataset, opensearch_store, exact_report: EvaluationReport) -> None:  # type: ignore[no-untyped-def]
-    from splade_connectors.eval.backends import opensearch_factory
+    from splade_connectors.eval.backends import store_factory
 
-    factory = opensearch_factory(
-        opensearch_store.url, username=opensearch_store.username, password=opensearch_store.password,
-        verify_certs=opensearch_store.verify_certs,
-    )
+    factory = store_factory("opensearch", {
+        "url": opensearch_store.url, "username": opensearch_store.username, "password": opensearch_store.password,
+        "verify_certs": opensearch_store.verify_certs,
+    })
     backend = StoreBackend("opensearch", factory)
     report = evaluate_encoded([scifact_eval_data], [backend], keep_rankings=True)
     exact, opensearch = exact_report.results["scifact-1k"]["exact"], report.results["scifact-1k"]["opensearch"]

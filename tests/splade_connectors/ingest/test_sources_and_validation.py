@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from splade_connectors.errors import InputError
 from splade_connectors.ingest.sources import FieldMap, RawRecord, beir_corpus_path, fingerprint, from_iterable, from_jsonl
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, point_id
@@ -87,5 +88,5 @@ def test_beir_folder_and_fingerprint(tmp_path: Path) -> None:
     first = fingerprint(tmp_path / "corpus.jsonl")
     (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "a", "text": "changed"}) + "\n")
     assert fingerprint(tmp_path / "corpus.jsonl") != first
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="no such file or BEIR folder"):
         beir_corpus_path(tmp_path / "missing")

@@ -92,8 +92,8 @@ def make_store(opensearch_store: Any, vocabulary: list[str]) -> Iterator[Callabl
 
     def make(prefix: str = "t", **kwargs: Any) -> OpenSearchStore:
         index = f"splade-{prefix}-{uuid.uuid4().hex[:8]}"
-        store_kwargs = {k: kwargs.pop(k) for k in ("on_too_many_terms", "create", "client") if k in kwargs}
-        store = OpenSearchStore(live_config(opensearch_store, index, **kwargs), vocabulary=vocabulary, **store_kwargs)
+        store_kwargs = {k: kwargs.pop(k) for k in ("on_too_many_terms", "client") if k in kwargs}
+        store = OpenSearchStore(live_config(opensearch_store, index, **kwargs), vocabulary=vocabulary, **store_kwargs).open()
         made.append(store)
         return store
 
@@ -107,7 +107,7 @@ def scifact_store(
     opensearch_store: Any, vocabulary: list[str], os_scifact: Any, cached_encoder: CachedEncoder
 ) -> Iterator[tuple[OpenSearchStore, IngestReport]]:
     """The 1,000-doc SciFact slice ingested through the shared pipeline (session-wide, read-only)."""
-    store = OpenSearchStore(live_config(opensearch_store, f"splade-scifact-{uuid.uuid4().hex[:8]}"), vocabulary=vocabulary)
+    store = OpenSearchStore(live_config(opensearch_store, f"splade-scifact-{uuid.uuid4().hex[:8]}"), vocabulary=vocabulary).open()
     report = ingest(os_scifact.slice.corpus, cached_encoder, store, IngestConfig(batch_size=100))  # type: ignore[arg-type]
     yield store, report
     store.drop()

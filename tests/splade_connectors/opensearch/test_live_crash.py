@@ -84,7 +84,7 @@ def _server(data: Path, version: str) -> Any:
 
 def _store(server: Any, vocabulary: list[str]) -> OpenSearchStore:
     config = OpenSearchConfig(hosts=[server.url], index=INDEX, replicas=0, timeout=10, max_retries=1)
-    return OpenSearchStore(config, vocabulary=vocabulary)
+    return OpenSearchStore(config, vocabulary=vocabulary).open()
 
 
 def test_kill_restart_resume(

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splade_connectors.opensearch import STORAGE_RELATIVE_ERROR, HybridSearcher, OpenSearchStore
+from splade_connectors.opensearch import STORAGE_RELATIVE_ERROR, OpenSearchStore
+from splade_connectors.search import HybridOptions, search
 from trainer.encoder import SpladeEncoder
 from trainer.sparse import to_csr
 
@@ -107,7 +108,7 @@ def test_hybrid_rrf_matches_hand_computation(
     vectors = encoder.encode_queries(texts)
     sparse = store.search_batch(vectors, top_k=20)
     bm25 = store.search_text_batch(texts, top_k=20)
-    fused = HybridSearcher(store, encoder).search(texts, top_k=10, candidates=20, fusion="rrf", rrf_k=60)
+    fused = search(store, encoder, texts, top_k=10, explain=True, hybrid=HybridOptions(candidates=20, fusion="rrf", rrf_k=60))
     for s_hits, b_hits, got in zip(sparse, bm25, fused):
         hand: dict[str, float] = {}
         for hits in (s_hits, b_hits):
@@ -120,5 +121,5 @@ def test_hybrid_rrf_matches_hand_computation(
         for hit in got:  # explained terms: shared tokens, query weight x stored weight
             if hit.terms:
                 assert hit.terms[0].contribution >= hit.terms[-1].contribution
-    linear = HybridSearcher(store, encoder).search(texts[:1], top_k=5, candidates=20, fusion="linear", weights=(0.5, 0.5))
+    linear = search(store, encoder, texts[:1], top_k=5, hybrid=HybridOptions(candidates=20, fusion="linear", weights=(0.5, 0.5)))
     assert len(linear[0]) == 5 and all(0 <= h.score <= 1.0 + 1e-9 for h in linear[0])

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from splade_connectors.ingest import IngestConfig, IngestError, ingest, ingest_file
-from splade_connectors.opensearch import BulkItemsError, NativeFilter, OpenSearchStore, TooManyTermsError
+from splade_connectors.errors import RejectedDocumentsError
+from splade_connectors.opensearch import NativeFilter, OpenSearchStore, TooManyTermsError
 from splade_connectors.opensearch.index import get_refresh_interval
 from splade_connectors.records import Document, EncodedDocument, point_id
 from splade_connectors.store import ConfigMismatchError
@@ -64,15 +65,15 @@ def test_mapping_refresh_and_mismatch(make_store: MakeStore, opensearch_store: A
     assert get_refresh_interval(store.client, store.name) == "-1"
     store.finish_ingest()
     assert get_refresh_interval(store.client, store.name) == "1s"
-    reopened = OpenSearchStore(store.config, vocabulary=vocabulary)  # same config: opens fine
+    reopened = OpenSearchStore(store.config, vocabulary=vocabulary).open(create=False)  # same config: opens fine
     assert reopened.count() == 0
     with pytest.raises(ConfigMismatchError, match="feature naming"):
-        OpenSearchStore(store.config, vocabulary=None)  # token-id names on a token-name index
+        OpenSearchStore(store.config, vocabulary=None).open()  # token-id names on a token-name index
     other = f"{store.name}-plain"
     store.client.indices.create(index=other, body={"mappings": {"properties": {"splade": {"type": "float"}}}})
     try:
         with pytest.raises(ConfigMismatchError, match="'splade' is 'float'"):
-            OpenSearchStore(store.config.model_copy(update={"index": other}), vocabulary=vocabulary)
+            OpenSearchStore(store.config.model_copy(update={"index": other}), vocabulary=vocabulary).open()
     finally:
         store.client.indices.delete(index=other)
 
@@ -119,10 +120,10 @@ def test_item_errors_are_reported_and_nothing_is_lost(make_store: MakeStore) -> 
     store = make_store("items")
     vec = SparseVector.from_pairs({2000: 1.0})
     _load(store, [_doc("first", vec, year=2020)])
-    with pytest.raises(BulkItemsError) as info:  # "year" is a long now: a text value cannot be indexed
+    with pytest.raises(RejectedDocumentsError) as info:  # "year" is a long now: a text value cannot be indexed
         store.upsert([_doc("good", vec, year=2021), _doc("bad", vec, year="not a year")])
-    assert list(info.value.failures) == ["bad"] and info.value.failures["bad"][0] == 400
-    assert not store.is_transient(info.value)
+    assert list(info.value.failures) == ["bad"] and info.value.failures["bad"].startswith("[400]")
+    assert not info.value.transient and info.value.others_written
     store.refresh()
     assert store.count() == 2 and set(store.fetch_vectors(["first", "good", "bad"])) == {"first", "good"}
 

@@ -9,22 +9,22 @@ from typing import Any
 import numpy as np
 import pytest
 
+from splade_connectors.errors import RejectedDocumentsError
+from splade_connectors.fusion import linear_fuse, rrf_fuse
 from splade_connectors.opensearch import (
-    BulkItemsError,
     FeatureCodec,
     NativeFilter,
     OpenSearchConfig,
     OpenSearchStore,
     TooManyTermsError,
-    TransientBulkItemsError,
     escape_token,
-    linear_fuse,
-    rrf_fuse,
+    translate,
     unescape_name,
 )
 from splade_connectors.opensearch.index import check_mapping, index_mappings
 from splade_connectors.opensearch.queries import filter_clauses, fit_clause_budget, sparse_query
 from splade_connectors.records import Document, EncodedDocument, Hit, point_id
+from splade_connectors.retry import is_transient
 from splade_connectors.store import ConfigMismatchError, SparseStore, StoreError, TransientStoreError
 from trainer.sparse import SparseVector, SparseVectorError
 
@@ -110,12 +110,26 @@ def test_sparse_vector_rejects_bad_weights(values: list[float]) -> None:
         SparseVector(np.array([1, 2]), np.array(values))
 
 
+class FakeIndices:
+    """An index namespace where no index exists yet and creating one succeeds."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def exists(self, index: str) -> bool:
+        return index in self.created
+
+    def create(self, index: str, body: dict[str, Any]) -> None:
+        self.created.append(index)
+
+
 class FakeClient:
-    """Just enough of opensearch-py for upsert/is_transient without a server."""
+    """Just enough of opensearch-py for open/upsert without a server."""
 
     def __init__(self, response: dict[str, Any] | None = None) -> None:
         self.response = response or {"errors": False, "items": []}
         self.bodies: list[list[dict[str, Any]]] = []
+        self.indices = FakeIndices()
 
     def bulk(self, body: list[dict[str, Any]]) -> dict[str, Any]:
         self.bodies.append(body)
@@ -123,7 +137,7 @@ class FakeClient:
 
 
 def _store(client: Any, vocabulary: list[str] | None = None) -> OpenSearchStore:
-    return OpenSearchStore(OpenSearchConfig(index="unit"), vocabulary=vocabulary, client=client, create=False)
+    return OpenSearchStore(OpenSearchConfig(index="unit"), vocabulary=vocabulary, client=client).open()
 
 
 def _encoded(doc_id: str, vector: SparseVector) -> EncodedDocument:
@@ -166,29 +180,32 @@ def test_item_errors_name_doc_ids_and_classify(vocabulary: list[str]) -> None:
     batch = [_encoded(d, SparseVector.from_pairs({5: 1.0})) for d in ("a", "b", "c")]
     mixed = FakeClient({"errors": True, "items": [_item(201), _item(400, "mapper_parsing_exception"), _item(429, "es_rejected_execution_exception")]})
     store = _store(mixed, vocabulary)
-    with pytest.raises(BulkItemsError) as info:
+    with pytest.raises(RejectedDocumentsError) as info:
         store.upsert(batch)
-    assert set(info.value.failures) == {"b", "c"} and "'b'" not in str(info.value) and "b: [400]" in str(info.value)
-    assert not store.is_transient(info.value)
+    assert set(info.value.failures) == {"b", "c"} and info.value.others_written
+    assert "'b': [400] mapper_parsing_exception" in str(info.value)
+    assert not is_transient(info.value)
     throttled = _store(FakeClient({"errors": True, "items": [_item(201), _item(429, "es_rejected_execution_exception"), _item(201)]}))
-    with pytest.raises(TransientBulkItemsError) as info2:
+    with pytest.raises(TransientStoreError) as info2:
         throttled.upsert(batch)
-    assert throttled.is_transient(info2.value)
+    assert is_transient(info2.value)
 
 
-def test_is_transient() -> None:
+def test_client_errors_map_to_transient_or_permanent() -> None:
     from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, NotFoundError, SSLError, TransportError
 
-    store = _store(FakeClient())
-    assert store.is_transient(ConnectionError("N/A", "refused", None))
-    assert store.is_transient(ConnectionTimeout("TIMEOUT", "slow", None))
+    def mapped(error: BaseException) -> bool:
+        return is_transient(translate(error, "opensearch index 'unit' (http://h:9200)", "bulk"))
+
+    assert mapped(ConnectionError("N/A", "refused", None))
+    assert mapped(ConnectionTimeout("TIMEOUT", "slow", None))
     for status in (429, 502, 503, 504):
-        assert store.is_transient(TransportError(status, "x", {}))
-    assert store.is_transient(TransientStoreError("x"))
-    assert not store.is_transient(TransportError(400, "bad", {}))
-    assert not store.is_transient(NotFoundError(404, "missing", {}))
-    assert not store.is_transient(SSLError("N/A", "cert", None))
-    assert not store.is_transient(ValueError("x"))
+        assert mapped(TransportError(status, "x", {}))
+    assert mapped(TransientStoreError("x"))
+    assert not mapped(TransportError(400, "bad", {}))
+    assert not mapped(NotFoundError(404, "missing", {}))
+    assert not mapped(SSLError("N/A", "cert", None))
+    assert not mapped(ValueError("x"))
 
 
 def test_mapping_mismatch_is_clear(vocabulary: list[str]) -> None:
@@ -229,14 +246,14 @@ def test_linear_fusion_min_max() -> None:
 def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from splade_connectors.cli.stores import add_store_options, opensearch_config_from_args
+    from splade_connectors.cli.stores import add_store_options, store_config_from_args
 
     parser = argparse.ArgumentParser()
     add_store_options(parser)
     monkeypatch.setenv("OPENSEARCH_PASSWORD", "env-s3cret")
     args = parser.parse_args(["--store", "opensearch", "--opensearch-url", "https://os:9200",
                               "--opensearch-user", "admin", "--no-verify-certs", "--index", "docs"])
-    config = opensearch_config_from_args(args)
+    config = store_config_from_args(args)
     assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs
     assert config.password is not None and config.password.get_secret_value() == "env-s3cret"
     assert "env-s3cret" not in repr(config) + config.describe()

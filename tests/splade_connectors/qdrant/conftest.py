@@ -34,7 +34,7 @@ class QdrantTarget:
         return QdrantConfig(url=self.live.url, api_key=self.live.api_key, collection=name, **options)
 
     def store(self, config: QdrantConfig) -> QdrantStore:
-        store = QdrantStore(config, client=self.client)
+        store = QdrantStore(config, client=self.client).open()
         self._stores.append(store)
         return store
 

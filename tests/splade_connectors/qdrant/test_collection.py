@@ -31,7 +31,7 @@ def test_mismatch_is_refused_with_the_difference(qdrant_target: QdrantTarget, ch
     config = qdrant_target.config("mismatch", dense_name="dense", dense_size=8)
     qdrant_target.store(config)
     with pytest.raises(ConfigMismatchError, match=message) as caught:
-        QdrantStore(config.model_copy(update=change), client=qdrant_target.client)
+        QdrantStore(config.model_copy(update=change), client=qdrant_target.client).open()
     assert config.collection in str(caught.value)
 
 

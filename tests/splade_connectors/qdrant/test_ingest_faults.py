@@ -12,6 +12,7 @@ import pytest
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from splade_connectors.ingest import IngestConfig, IngestError, RetryPolicy, ingest
+from splade_connectors.qdrant.errors import translate
 from splade_connectors.store import StoreError, TransientStoreError
 from tests.splade_connectors.qdrant.conftest import FaultyStore, QdrantTarget, ReplayEncoder, doc_text
 
@@ -63,7 +64,8 @@ def test_transient_error_is_retried(
     qdrant_target: QdrantTarget, corpus: list[dict[str, str]], replay_encoder: Callable[[], ReplayEncoder]
 ) -> None:
     store = qdrant_target.new_store("transient")
-    flaky = FaultyStore(store, after=1, error=UnexpectedResponse(503, "Service Unavailable", b"{}", httpx.Headers()))
+    unavailable = translate(UnexpectedResponse(503, "Service Unavailable", b"{}", httpx.Headers()), store.describe(), "upsert")
+    flaky = FaultyStore(store, after=1, error=unavailable)
     report = ingest(corpus, replay_encoder(), flaky, IngestConfig(batch_size=BATCH, retry=FAST_RETRY))
     batches = -(-DOCS // BATCH)
     assert flaky.raised == 1 and flaky.calls == batches + 1
@@ -84,7 +86,8 @@ def test_validation_error_is_not_retried(
     qdrant_target: QdrantTarget, corpus: list[dict[str, str]], replay_encoder: Callable[[], ReplayEncoder]
 ) -> None:
     store = qdrant_target.new_store("permanent")
-    bad = FaultyStore(store, after=1, error=UnexpectedResponse(400, "Bad Request", b'{"status":{"error":"bad"}}', httpx.Headers()))
+    refused = translate(UnexpectedResponse(400, "Bad Request", b'{"status":{"error":"bad"}}', httpx.Headers()), store.describe(), "upsert")
+    bad = FaultyStore(store, after=1, error=refused)
     with pytest.raises(IngestError):
         ingest(corpus, replay_encoder(), bad, IngestConfig(batch_size=BATCH, retry=FAST_RETRY))
     assert bad.calls == 2 and store.count() == BATCH

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from splade_connectors.ingest import IngestConfig, ingest
+from splade_connectors.explain import explain_ids
+from splade_connectors.search import explain_results
 from splade_connectors.qdrant import QdrantStore
 from tests.splade_connectors.qdrant.conftest import QdrantTarget, ReplayEncoder
 from trainer.sparse import to_csr
@@ -75,7 +77,7 @@ def test_explain_terms_are_the_vectors_weights(scifact_store: QdrantStore, scifa
     vocab = encoder.model.id_to_token()
     qid = next(iter(scifact_encoded.query_vectors))
     query = scifact_encoded.query_vectors[qid]
-    hits = scifact_store.search(query, top_k=5, explain=True, id_to_token=vocab, explain_limit=None)
+    hits = explain_results(scifact_store, [query], scifact_store.search_batch([query], top_k=5), vocab, limit=None)[0]
     assert hits and all(h.terms for h in hits)
     q = query.as_dict()
     for hit in hits:
@@ -88,7 +90,7 @@ def test_explain_terms_are_the_vectors_weights(scifact_store: QdrantStore, scifa
         contributions = [t.contribution for t in hit.terms]
         assert contributions == sorted(contributions, reverse=True)
         assert sum(contributions) == pytest.approx(hit.score, rel=1e-4)
-    top3 = scifact_store.explain(query, [h.id for h in hits], vocab, limit=3)
+    top3 = explain_ids(scifact_store, query, [h.id for h in hits], vocab, limit=3)
     assert set(top3) == {h.id for h in hits} and all(len(v) <= 3 for v in top3.values())
     assert top3[hits[0].id] == hits[0].terms[:3]  # type: ignore[index]
 

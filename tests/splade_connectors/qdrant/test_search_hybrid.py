@@ -13,9 +13,11 @@ import pytest
 from qdrant_client import models
 
 from splade_connectors.ingest import ingest_file
-from splade_connectors.qdrant import QdrantStore, hybrid_search
+from splade_connectors.qdrant import QdrantStore
 from splade_connectors.qdrant.dense import MeanPooledEncoder
 from splade_connectors.samples import SAMPLE_CORPUS
+from splade_connectors.search import search
+from splade_connectors.store import HybridQuery
 from tests.splade_connectors.qdrant.conftest import QdrantTarget
 from trainer.encoder import SpladeEncoder
 from trainer.sparse import SparseVector
@@ -25,6 +27,12 @@ pytestmark = pytest.mark.live
 QUERY = "why do onions make my eyes water"
 SAMPLE = [json.loads(line) for line in SAMPLE_CORPUS.read_text(encoding="utf-8").splitlines()]
 TOPIC = {d["_id"]: d["topic"] for d in SAMPLE}
+
+
+def hybrid_search(
+    store: QdrantStore, sparse: SparseVector, dense: list[float], *, prefetch_limit: int | None = None, **options: Any
+) -> list[Any]:
+    return store.hybrid_search_batch([HybridQuery(sparse=sparse, dense=dense)], candidates=prefetch_limit, **options)[0]
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +54,7 @@ def query_vector(encoder: SpladeEncoder) -> SparseVector:
 
 
 def test_search_by_text(sample_store: QdrantStore, encoder: SpladeEncoder) -> None:
-    hits = sample_store.search(QUERY, encoder=encoder, top_k=3, explain=True)
+    hits = search(sample_store, encoder, [QUERY], top_k=3, explain=True)[0]
     assert hits[0].id == "cook-03" and hits[0].payload["metadata"]["topic"] == "cooking"
     assert hits[0].terms and "onion" in {t.token for t in hits[0].terms}
 

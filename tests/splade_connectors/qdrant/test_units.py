@@ -7,7 +7,9 @@ import pytest
 from qdrant_client import models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from splade_connectors.qdrant import QdrantConfig, build_filter, is_transient
+from splade_connectors.qdrant import QdrantConfig, build_filter
+from splade_connectors.qdrant.errors import translate
+from splade_connectors.retry import is_transient
 from splade_connectors.qdrant.hybrid import fusion_query
 from splade_connectors.store import ConfigMismatchError, StoreError, TransientStoreError
 
@@ -76,8 +78,10 @@ class _FakeRpcError(Exception):
         (_FakeRpcError("INVALID_ARGUMENT"), False),
     ],
 )
-def test_is_transient(error: BaseException, expected: bool) -> None:
-    assert is_transient(error) is expected
+def test_client_errors_map_to_transient_or_permanent(error: BaseException, expected: bool) -> None:
+    mapped = translate(error, "qdrant collection 'c' (http://h:6333)", "upsert")
+    assert is_transient(mapped) is expected
+    assert mapped is error or str(mapped).startswith("qdrant collection 'c' (http://h:6333): upsert failed")
 
 
 def test_build_filter_dict() -> None:

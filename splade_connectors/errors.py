@@ -1,0 +1,143 @@
+"""One error hierarchy for everything the adapters raise, and the masking of secrets in messages.
+
+    SpladeError (trainer.errors)             root: every error meant for the user
+    ├── ConfigError                          an option value is invalid
+    ├── InputError                           the input as a whole is unusable (empty file, no valid record)
+    ├── StoreError                           a store refused or failed an operation (`transient` says retry or not)
+    │   ├── TransientStoreError              worth retrying: timeouts, 429, 5xx, connection lost
+    │   │   └── StoreUnavailableError        the store cannot be reached at all
+    │   ├── AuthenticationError              wrong or missing credentials (401/403)
+    │   ├── NotFoundError                    the collection or index does not exist
+    │   ├── ConfigMismatchError              it exists but is configured differently
+    │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
+    │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
+    └── IngestError                          an ingestion stopped (earlier batches are stored)
+        └── ResumeError                      a checkpoint is unreadable or belongs to another run or store
+
+Each adapter maps its client library's exceptions into this hierarchy in one place (its `errors.py`),
+so callers never see qdrant-client, qdrant-edge or opensearch-py exceptions. Messages name the store
+(`SparseStore.describe()`: kind, location, collection) and never a secret: `mask_url` removes URL
+credentials and `redact` removes any known secret value from a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from trainer.errors import ConfigError, SpladeError
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigError",
+    "ConfigMismatchError",
+    "IngestError",
+    "InputError",
+    "NotFoundError",
+    "RejectedDocumentsError",
+    "ResumeError",
+    "SpladeError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreUnavailableError",
+    "TransientStoreError",
+    "config_error",
+    "mask_url",
+    "redact",
+]
+
+
+class InputError(SpladeError):
+    """The input as a whole cannot be used (missing file, no records, no valid record)."""
+
+
+class StoreError(SpladeError):
+    """A store refused or failed an operation. `transient` says whether retrying can help."""
+
+    transient: bool = False
+
+
+class TransientStoreError(StoreError):
+    """Worth retrying: timeouts, throttling (429), server errors (5xx), a lost connection."""
+
+    transient = True
+
+
+class StoreUnavailableError(TransientStoreError):
+    """The store cannot be reached (connection refused, DNS failure, timeout on connect)."""
+
+
+class AuthenticationError(StoreError):
+    """The store refused the credentials (HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED)."""
+
+
+class NotFoundError(StoreError):
+    """The collection or index does not exist (and the operation does not create it)."""
+
+
+class ConfigMismatchError(StoreError):
+    """An existing collection or index does not have the configuration that was asked for."""
+
+
+class StoreLockedError(StoreError):
+    """An embedded store's folder is in use by another process, or cannot be written."""
+
+
+class RejectedDocumentsError(StoreError):
+    """The store refused some documents of a write; `failures` maps document id -> reason.
+
+    `others_written` tells whether the other documents of the same write were stored (OpenSearch's
+    `_bulk` writes item by item) or not (a Qdrant batch is applied whole or not at all).
+    """
+
+    def __init__(self, failures: Mapping[str, str], *, total: int, others_written: bool, store: str = "") -> None:
+        self.failures = dict(failures)
+        self.total = total
+        self.others_written = others_written
+        shown = "; ".join(f"{doc!r}: {reason}" for doc, reason in list(self.failures.items())[:3])
+        more = f" (+{len(self.failures) - 3} more)" if len(self.failures) > 3 else ""
+        where = f"{store}: " if store else ""
+        super().__init__(f"{where}{len(self.failures)} of {total} documents rejected: {shown}{more}")
+
+
+class IngestError(SpladeError):
+    """An ingestion stopped; every batch before the failing one is stored and checkpointed."""
+
+
+class ResumeError(IngestError):
+    """A checkpoint cannot be used: unreadable, from another source/store/model, or the store lost data."""
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its credentials masked: `http://admin:secret@h` -> `http://admin:***@h`, `http://key@h` -> `http://***@h`."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{_mask_userinfo(m.group('userinfo'))}@", url)
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` with URL credentials masked and every given secret value replaced by `***`."""
+    out = mask_url(text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            out = out.replace(secret, "***")
+    return out
+
+
+def _mask_userinfo(userinfo: str) -> str:
+    user, sep, _ = userinfo.partition(":")
+    return f"{user}:***" if sep else "***"
+
+
+def config_error(error: Exception, what: str) -> ConfigError:
+    """A pydantic `ValidationError` (or any error) as a one-line `ConfigError` naming each bad field."""
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        parts = []
+        for item in errors():
+            field = ".".join(str(p) for p in item.get("loc", ())) or "value"
+            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+            parts.append(f"{field}: {message}")
+        return ConfigError(f"invalid {what}: " + "; ".join(parts))
+    return ConfigError(f"invalid {what}: {error}")
