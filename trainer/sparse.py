@@ -33,8 +33,11 @@ class SparseVector:
     dim: int | None = field(default=None)
 
     def __post_init__(self) -> None:
-        indices = np.ascontiguousarray(self.indices, dtype=np.int64).reshape(-1)
-        values = np.ascontiguousarray(self.values, dtype=np.float32).reshape(-1)
+        # Copies, never views: a caller mutating its arrays afterwards cannot break the invariants.
+        indices = _index_array(self.indices)
+        values = _value_array(self.values)
+        if self.dim is not None and (isinstance(self.dim, bool) or not isinstance(self.dim, (int, np.integer)) or self.dim < 0):
+            raise SparseVectorError(f"dim must be a non-negative integer, got {self.dim!r}")
         if indices.shape != values.shape:
             raise SparseVectorError(
                 f"indices and values differ in length ({indices.size} != {values.size})"
@@ -54,6 +57,8 @@ class SparseVector:
         values.setflags(write=False)
         object.__setattr__(self, "indices", indices)
         object.__setattr__(self, "values", values)
+        if self.dim is not None:
+            object.__setattr__(self, "dim", int(self.dim))
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -68,8 +73,8 @@ class SparseVector:
         items = list(pairs.items()) if isinstance(pairs, Mapping) else list(pairs)
         if not items:
             return cls.empty(dim)
-        idx = np.array([int(i) for i, _ in items], dtype=np.int64)
-        val = np.array([float(v) for _, v in items], dtype=np.float32)
+        idx = _index_array([i for i, _ in items])
+        val = _value_array([v for _, v in items])
         order = np.argsort(idx, kind="stable")
         idx, val = idx[order], val[order]
         if idx.size > 1 and bool(np.any(idx[1:] == idx[:-1])):
@@ -173,16 +178,52 @@ class SparseVector:
         return all(math.isfinite(v) for v in self.values.tolist())
 
 
+def _index_array(data: Any) -> np.ndarray:
+    """A fresh int64 copy of `data`; floats must be whole numbers, and strings or booleans are refused."""
+    array = _numeric_array(data, "indices")
+    if array.dtype.kind == "f":
+        whole = np.isfinite(array) & (array == np.floor(array))
+        if not bool(whole.all()):
+            raise SparseVectorError(f"indices must be integers, got {float(array[~whole][0])!r}")
+    elif array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise SparseVectorError(f"index {int(array.max())} is too large")
+    return np.array(array, dtype=np.int64, copy=True)
+
+
+def _value_array(data: Any) -> np.ndarray:
+    """A fresh float32 copy of `data`; strings and other non-numbers are refused (not parsed)."""
+    return np.array(_numeric_array(data, "values"), dtype=np.float32, copy=True)
+
+
+def _numeric_array(data: Any, what: str) -> np.ndarray:
+    """`data` as a flat int or float array, without parsing strings or accepting booleans."""
+    array = np.asarray(data)
+    if array.dtype == object:
+        items = array.reshape(-1).tolist()
+        bad = next((x for x in items if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating))), None)
+        if bad is not None:
+            raise SparseVectorError(f"{what} must be numbers, got {type(bad).__name__} {bad!r}")
+        array = np.array(items, dtype=np.int64 if all(isinstance(x, (int, np.integer)) for x in items) else np.float64)
+    kind = array.dtype.kind
+    if kind not in "iuf" or (kind == "f" and array.dtype.itemsize > 8):
+        found = {"U": "strings", "S": "bytes", "b": "booleans"}.get(kind, f"{array.dtype} values")
+        raise SparseVectorError(f"{what} must be numbers, got {found}")
+    return array.reshape(-1)
+
+
 # ---- batches ------------------------------------------------------------------------------------
 def _batch_dim(vectors: Sequence[SparseVector], dim: int | None) -> int:
+    top = max((int(v.indices[-1]) for v in vectors if v.nnz), default=-1)
     if dim is not None:
+        if dim < 0:
+            raise SparseVectorError(f"dim must be >= 0, got {dim}")
+        if top >= dim:
+            raise SparseVectorError(f"index {top} out of range for dim {dim}")
         return dim
     dims = {v.dim for v in vectors if v.dim is not None}
     if len(dims) == 1:
         return dims.pop()  # type: ignore[return-value]
-    top = max((int(v.indices[-1]) for v in vectors if v.nnz), default=-1)
     return top + 1
-
 
 def to_csr(vectors: Sequence[SparseVector], dim: int | None = None) -> scipy.sparse.csr_matrix:
     """Stack vectors into a scipy CSR matrix (rows = vectors)."""

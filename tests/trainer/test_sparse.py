@@ -94,3 +94,53 @@ def test_from_dense_and_to_dense() -> None:
     v = SparseVector.from_dense([0.0, 0.3, 0.0, 1.2], min_weight=0.5)
     assert v.indices.tolist() == [3]
     np.testing.assert_allclose(v.to_dense(), [0, 0, 0, 1.2], rtol=1e-6)
+
+
+def test_vector_copies_the_callers_arrays() -> None:
+    """Issue 10 (7): mutating the arrays afterwards must not unsort the vector or make it negative."""
+    indices = np.array([2, 5, 9])
+    values = np.array([0.5, 1.0, 2.0], dtype=np.float32)
+    v = SparseVector(indices, values, dim=10)
+    indices[0], indices[2] = 9, 2
+    values[1] = -3.0
+    assert v.indices.tolist() == [2, 5, 9] and v.values.tolist() == [0.5, 1.0, 2.0]
+    assert not np.shares_memory(v.indices, indices) and not np.shares_memory(v.values, values)
+
+
+@pytest.mark.parametrize(
+    ("indices", "values", "message"),
+    [
+        ([1.7, 2.2], [0.5, 0.5], "indices must be integers, got 1.7"),
+        (np.array([1.0, 2.5]), [0.5, 0.5], "indices must be integers, got 2.5"),
+        ([1.0, math.nan], [0.5, 0.5], "indices must be integers"),
+        (["1", "2"], [0.5, 0.5], "indices must be numbers, got strings"),
+        ([1, "2"], [0.5, 0.5], "indices must be numbers, got strings"),
+        ([True, False], [0.5, 0.5], "indices must be numbers, got booleans"),
+        ([1, 2], ["0.5", "0.5"], "values must be numbers, got strings"),
+    ],
+)
+def test_indices_are_integers_and_values_numbers(indices: object, values: object, message: str) -> None:
+    """Issue 10 (7): float indices were truncated and strings accepted (parsed)."""
+    with pytest.raises(SparseVectorError, match=message):
+        SparseVector(indices, values)  # type: ignore[arg-type]
+
+
+def test_whole_float_indices_are_accepted() -> None:
+    assert SparseVector(np.array([1.0, 4.0]), [0.5, 0.5]).indices.tolist() == [1, 4]
+
+
+def test_from_pairs_refuses_fractional_and_string_indices() -> None:
+    with pytest.raises(SparseVectorError, match="integers"):
+        SparseVector.from_pairs([(1.5, 1.0)])
+    with pytest.raises(SparseVectorError, match="strings"):
+        SparseVector.from_pairs({"3": 1.0})  # type: ignore[dict-item]
+
+
+def test_batch_dimension_smaller_than_an_index_is_an_error() -> None:
+    """Issue 10 (7): `to_csr(..., dim=3)` with an index 7 built an invalid matrix."""
+    vectors = [SparseVector.from_pairs({1: 1.0}), SparseVector.from_pairs({7: 2.0})]
+    with pytest.raises(SparseVectorError, match="index 7 out of range for dim 3"):
+        to_csr(vectors, dim=3)
+    with pytest.raises(SparseVectorError, match="index 7 out of range for dim 3"):
+        to_torch_sparse(vectors, dim=3)
+    assert to_csr(vectors, dim=8).shape == (2, 8)
