@@ -6,7 +6,11 @@ batches carry little padding, and the vocabulary max is taken on raw logits in b
 
 Input rules (documented behaviour):
 - `None` or a non-`str` value raises `EncodingInputError` naming its position.
-- Empty or whitespace-only text gives an empty vector (or raises, with `empty_text="error"`).
+- Text that is not valid Unicode (a lone surrogate such as "\\ud800", which UTF-8 cannot encode)
+  raises `EncodingInputError` naming its position and the character.
+- Empty text, or text made only of whitespace, control and zero-width/format characters (nothing
+  the tokenizer keeps), gives an empty vector (or raises, with `empty_text="error"`).
+- An unknown option or an invalid option value raises `ConfigError` naming it.
 - Text longer than `max_length` tokens is truncated; truncations are counted in `EncodeStats`
   and logged once per call.
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +33,7 @@ from tokenizers import Tokenizer
 
 from trainer.model import SpladeModel, resolve_device, resolve_dtype
 from trainer.sparse import SparseVector
-from trainer.errors import SpladeError
+from trainer.errors import ConfigError, SpladeError
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ class EncodingInputError(SpladeError, ValueError):
 class EncodeOptions(BaseModel):
     """Per-call encoding options; defaults suit document ingestion on CPU."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     batch_size: int = Field(32, ge=1)
     max_length: int | None = Field(None, ge=2, description="tokens, incl. special tokens; default: the model's")
@@ -123,8 +129,7 @@ class SpladeEncoder:
     def iter_encode(self, texts: Iterable[str], *, role: Role = "document", **overrides: object) -> Iterator[SparseVector]:
         """Stream vectors in input order; holds at most `window` texts and their vectors at once."""
         base = self.query_options if role == "query" else self.options
-        options = base.model_copy(update=overrides) if overrides else base
-        EncodeOptions.model_validate(options.model_dump())
+        options = _with_overrides(base, overrides) if overrides else base
         self.stats = EncodeStats()
         iterator = iter(texts)
         offset = 0
@@ -153,9 +158,14 @@ class SpladeEncoder:
                 raise EncodingInputError(position, "text is None")
             if not isinstance(text, str):
                 raise EncodingInputError(position, f"expected str, got {type(text).__name__}")
-            if not text.strip():
+            bad = _LONE_SURROGATE.search(text)
+            if bad is not None:
+                raise EncodingInputError(
+                    position, f"text is not valid Unicode: lone surrogate {bad.group()!r} at character {bad.start()}"
+                )
+            if not _has_visible_character(text):
                 if options.empty_text == "error":
-                    raise EncodingInputError(position, "text is empty or whitespace-only")
+                    raise EncodingInputError(position, "text is empty or has only whitespace, control or zero-width characters")
                 self.stats.empty.append(position)
                 prepared.append(None)
                 continue
@@ -206,6 +216,36 @@ class SpladeEncoder:
         extra = {"token_type_ids": token_types.to(self.device)} if self._accepts_type_ids else {}
         pooled = self.model.pooled_logits(input_ids.to(self.device), attention.to(self.device), **extra)
         return _to_sparse(pooled, options, self.model.vocab_size)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Candidates for a visible character: anything but whitespace and C0/C1 control characters.
+# Format (Cf: zero-width space/joiners, BOM, bidi marks, soft hyphen) and private-use (Co)
+# characters are dropped by BERT's normalizer too, so candidates are checked one by one, which
+# stops at the first visible character (O(1) for ordinary text).
+_NOT_SPACE_OR_CONTROL = re.compile("[^\\s\x00-\x1f\x7f-\x9f]")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs"})
+
+
+def _has_visible_character(text: str) -> bool:
+    """Whether the text has a character the tokenizer keeps."""
+    return any(unicodedata.category(m.group()) not in _INVISIBLE_CATEGORIES for m in _NOT_SPACE_OR_CONTROL.finditer(text))
+
+
+def _with_overrides(base: EncodeOptions, overrides: dict[str, object]) -> EncodeOptions:
+    """`base` with per-call overrides, validated: an unknown option or a bad value is a `ConfigError`."""
+    unknown = sorted(set(overrides) - set(EncodeOptions.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown encoder option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(EncodeOptions.model_fields)}"
+        )
+    try:
+        return EncodeOptions.model_validate({**base.model_dump(), **overrides})
+    except ValueError as exc:  # pydantic's ValidationError
+        errors = getattr(exc, "errors", lambda: [])()
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
+        raise ConfigError(f"invalid encoder option: {detail}") from None
 
 
 def _to_sparse(pooled: torch.Tensor, options: EncodeOptions, dim: int) -> list[SparseVector]:
