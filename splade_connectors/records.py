@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainer.retrieval.beir import document_text
 from trainer.sparse import SparseVector
 
 # Fixed namespace: a document id maps to the same store id on every machine and every run.
@@ -29,7 +30,8 @@ class Document(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def text_to_encode(self, with_title: bool) -> str:
-        return f"{self.title}\n{self.text}" if with_title and self.title else self.text
+        """Title, newline, text (`trainer.retrieval.document_text`, shared with evaluation and training)."""
+        return document_text(self.title if with_title else None, self.text)
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {"doc_id": self.id, "text": self.text}

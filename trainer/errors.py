@@ -14,3 +14,7 @@ class SpladeError(Exception):
 
 class ConfigError(SpladeError, ValueError):
     """An option or configuration value is invalid; the message names it and says what is allowed."""
+
+
+class DatasetError(SpladeError, ValueError):
+    """An evaluation dataset cannot be found or read, or has nothing to evaluate; the message says what to do."""

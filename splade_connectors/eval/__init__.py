@@ -1,8 +1,9 @@
 """Evaluation through the live stores, with sentence-transformers' metric definitions.
 
-Modules: `datasets` (BEIR folders, NanoBEIR from the Hub or a local export), `metrics`
-(sentence-transformers' IR and sparsity metrics, backend-independent), `encoding` (encode once),
+Modules: `datasets` (BEIR folders, NanoBEIR from the Hub or a local export), `encoding` (encode once),
 `backends` (exact, Qdrant, OpenSearch), `runner` (`evaluate`), `report` (JSON, markdown, PNG).
+BEIR reading, the exact ranking and the metrics live in the core (`trainer.retrieval`), shared with
+the trainer's evaluation hook; they are re-exported here.
 """
 
 from splade_connectors.eval.datasets import (
@@ -15,7 +16,7 @@ from splade_connectors.eval.datasets import (
     load_nanobeir_export,
     load_retrieval_dataset,
 )
-from splade_connectors.eval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
+from trainer.retrieval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
 from splade_connectors.eval.runner import EvaluationReport, evaluate
 
 __all__ = [

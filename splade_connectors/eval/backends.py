@@ -1,7 +1,8 @@
 """Search backends for evaluation: the same pre-encoded vectors ranked in memory, in Qdrant or in OpenSearch.
 
-- `ExactBackend`: dot products with a scipy CSR matmul (float64 accumulation), top-k in the
-  (-score, doc id) order sentence-transformers uses, zero scores included.
+- `ExactBackend`: the core's exact ranking (`trainer.retrieval.exact_rankings`: scipy CSR matmul,
+  float64 accumulation, top-k in the (-score, doc id) order sentence-transformers uses, zero scores
+  included), the same ranking the trainer's evaluation hook uses.
 - `StoreBackend`: any `SparseStore`: a fresh collection/index per dataset, filled with the
   pre-encoded `EncodedDocument`s by `upsert` (no re-encoding; transient errors retried), then
   `search_batch`; dropped afterwards unless `keep`.
@@ -18,14 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from splade_connectors.eval.encoding import EncodedDataset, Progress
 from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.registry import build_store, store_config
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore
-from trainer.sparse import to_csr
+from trainer.retrieval import exact_rankings
 
 logger = logging.getLogger(__name__)
 
@@ -51,24 +50,8 @@ class Backend(Protocol):
         ...
 
 
-def _top_k_rows(scores: np.ndarray, doc_rank: np.ndarray, top_k: int) -> list[np.ndarray]:
-    """Per row, the column indices of the top_k scores, ties broken by ascending `doc_rank`."""
-    n = scores.shape[1]
-    k = min(top_k, n)
-    out = []
-    for row in scores:
-        if k < n:
-            threshold = np.partition(row, n - k)[n - k]
-            candidates = np.flatnonzero(row >= threshold)
-        else:
-            candidates = np.arange(n)
-        order = np.lexsort((doc_rank[candidates], -row[candidates]))[:k]
-        out.append(candidates[order])
-    return out
-
-
 class ExactBackend:
-    """In-memory exact dot product: the reference every store is compared with."""
+    """In-memory exact dot product (`trainer.retrieval.exact_rankings`): the reference every store is compared with."""
 
     name = "exact"
 
@@ -77,22 +60,11 @@ class ExactBackend:
 
     def rank(self, data: EncodedDataset, top_k: int, progress: Progress | None = None) -> tuple[Ranking, BackendTimings]:
         started = time.perf_counter()
-        docs = to_csr(data.doc_vectors, data.dim).astype(np.float64).T.tocsc()
-        doc_rank = np.empty(len(data.doc_ids), dtype=np.int64)
-        doc_rank[np.argsort(np.array(data.doc_ids, dtype=object), kind="stable")] = np.arange(len(data.doc_ids))
-        timings = BackendTimings(index_seconds=time.perf_counter() - started)
-        started = time.perf_counter()
-        ranking: Ranking = {}
-        for start in range(0, len(data.query_ids), self.query_chunk):
-            qids = data.query_ids[start : start + self.query_chunk]
-            queries = to_csr(data.query_vectors[start : start + self.query_chunk], data.dim).astype(np.float64)
-            scores = np.asarray((queries @ docs).todense())
-            for qid, row, cols in zip(qids, scores, _top_k_rows(scores, doc_rank, top_k)):
-                ranking[qid] = [(data.doc_ids[c], float(row[c])) for c in cols]
-            if progress:
-                progress(len(qids))
-        timings.search_seconds = time.perf_counter() - started
-        return ranking, timings
+        ranking = exact_rankings(
+            data.query_ids, data.query_vectors, data.doc_ids, data.doc_vectors,
+            top_k=top_k, dim=data.dim, chunk=self.query_chunk, progress=progress,
+        )
+        return ranking, BackendTimings(search_seconds=time.perf_counter() - started)
 
 
 def collection_name(prefix: str, dataset: str) -> str:

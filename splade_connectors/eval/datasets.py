@@ -3,8 +3,9 @@
 Conventions (documented choices):
 - NanoBEIR (Hub or local export): documents are encoded as text only, like sentence-transformers'
   `SparseNanoBEIREvaluator`; `with_title=True` prepends the title when the export has one.
-- Local BEIR folders: the BEIR convention prepends the title (`title + "\\n" + text`, the same join the
-  ingestion pipeline uses); `with_title=False` gives text only.
+- Local BEIR folders (read by `trainer.retrieval.beir`, the reader the trainer's evaluation hook
+  uses too): the BEIR convention prepends the title (`title + "\\n" + text`, the same join the
+  ingestion pipeline uses: `trainer.retrieval.document_text`); `with_title=False` gives text only.
 - Documents and queries with empty text are dropped (as sentence-transformers does).
 - Qrels keep their grades. Binary metrics count a document as relevant when its grade is
   >= `relevance_threshold` (default 1); graded nDCG uses the grades themselves.
@@ -23,6 +24,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from splade_connectors.records import Document
+from trainer.errors import DatasetError
+from trainer.retrieval.beir import read_beir_folder, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +48,6 @@ NANOBEIR_NAMES: dict[str, str] = {
     "touche2020": "Touche2020",
 }
 HUB_PROBE_TIMEOUT = 3.0
-
-
-class DatasetError(ValueError):
-    """A dataset could not be found or read; the message says what to do."""
 
 
 class HubUnavailableError(DatasetError):
@@ -116,31 +115,6 @@ class RetrievalDataset:
 
 
 # ---- local BEIR folders ---------------------------------------------------------------------------------
-def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-
-
-def _read_qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            parts = line.rstrip("\n").split("\t")
-            if number == 1 and not parts[-1].lstrip("-").isdigit():
-                continue  # header
-            if len(parts) < 3:
-                if line.strip():
-                    raise DatasetError(f"{path}:{number}: expected query-id, corpus-id, score")
-                continue
-            qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
-    return qrels
-
-
 def load_beir_folder(
     folder: str | Path,
     *,
@@ -149,21 +123,11 @@ def load_beir_folder(
     relevance_threshold: int = 1,
     name: str | None = None,
 ) -> RetrievalDataset:
-    """A BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`); graded qrels are kept."""
+    """A BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`), read by the core's one BEIR reader."""
     root = Path(folder)
-    paths = {"corpus": root / "corpus.jsonl", "queries": root / "queries.jsonl", "qrels": root / "qrels" / f"{split}.tsv"}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise DatasetError(f"{root} is not a BEIR folder: missing {', '.join(missing)}")
-    corpus = {
-        str(row["_id"]): {"title": row.get("title") or "", "text": row.get("text") or ""}
-        for row in _read_jsonl(paths["corpus"])
-    }
-    corpus = {d: doc for d, doc in corpus.items() if doc["text"]}
-    queries = {str(row["_id"]): row.get("text") or "" for row in _read_jsonl(paths["queries"])}
-    queries = {q: t for q, t in queries.items() if t}
+    data = read_beir_folder(root, split)
     return RetrievalDataset(
-        name=name or root.name, corpus=corpus, queries=queries, qrels=_read_qrels_tsv(paths["qrels"]),
+        name=name or root.name, corpus=data.corpus, queries=data.queries, qrels=data.qrels,
         with_title=with_title, relevance_threshold=relevance_threshold, source=str(root),
     )
 
@@ -295,7 +259,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         return list(data) if isinstance(data, list) else [data]
-    return list(_read_jsonl(path))
+    return list(read_jsonl(path))
 
 
 def load_nanobeir_export(

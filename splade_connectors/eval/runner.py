@@ -16,7 +16,7 @@ from typing import Any
 from splade_connectors.eval.backends import Backend, Ranking, build_backends
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.eval.encoding import EncodedDataset, Progress, encode_dataset
-from splade_connectors.eval.metrics import (
+from trainer.retrieval.metrics import (
     GRADED_NDCG_AT_K,
     Metrics,
     SparsityCounts,

@@ -11,7 +11,7 @@ import pytest
 
 from splade_connectors.eval.backends import ExactBackend, StoreBackend
 from splade_connectors.eval.encoding import EncodedDataset
-from splade_connectors.eval.metrics import SPARSITY_KEYS
+from trainer.retrieval.metrics import SPARSITY_KEYS
 from splade_connectors.eval.report import markdown_table, write_all
 from splade_connectors.eval.runner import EvaluationReport, evaluate_encoded
 from tests.conftest import BeirSlice

@@ -1,15 +1,14 @@
-"""Hugging Face dataset loading and the built-in nDCG@10 evaluator."""
+"""Hugging Face dataset loading and the built-in evaluator's BEIR slice."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
 from trainer.training.data import DataError, load_hf_examples
-from trainer.training.evaluate import load_beir_split, ndcg_at_k
+from trainer.training.evaluate import load_beir_split
 
 
 def test_hf_dataset_from_local_folder(tmp_path: Path) -> None:
@@ -26,15 +25,9 @@ def test_hf_dataset_from_local_folder(tmp_path: Path) -> None:
         load_hf_examples(str(folder), query="nope", positive="answer")
 
 
-def test_ndcg_at_10() -> None:
-    assert ndcg_at_k(["a", "b"], {"a"}) == 1.0
-    assert ndcg_at_k(["x", "a"], {"a"}) == pytest.approx(1 / math.log2(3))
-    assert ndcg_at_k(["x", "a", "b"], {"a", "b"}) == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
-    assert ndcg_at_k([], {"a"}) == 0.0
-
-
 def test_beir_slice_keeps_relevant_documents(data_root: Path) -> None:
     split = load_beir_split(data_root / "beir" / "scifact", "test", max_queries=20, extra_documents=50, seed=0)
     relevant = set().union(*split.qrels.values())
     assert len(split.queries) == 20 and relevant <= set(split.corpus)
     assert len(split.corpus) == len(relevant) + 50
+    assert all("\n" in split.corpus[d] for d in relevant)  # title + "\n" + text, as ingestion encodes

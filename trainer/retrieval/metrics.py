@@ -1,5 +1,6 @@
 """Retrieval and sparsity metrics, defined exactly as sentence-transformers' `SparseInformationRetrievalEvaluator`.
 
+The one set of metrics: the trainer's evaluation hook and `splade_connectors.eval` both use it.
 Backend-independent: functions take rankings (query id -> list of (doc id, score)) and qrels.
 - Rankings are re-sorted by (-score, doc id) before scoring, as sentence-transformers does.
 - Averages run over the evaluated queries (those with >= 1 relevant document); a query with no
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainer.errors import DatasetError
 from trainer.sparse import SparseVector
 
 Ranking = Mapping[str, Sequence[tuple[str, float]]]
@@ -55,7 +57,7 @@ def retrieval_metrics(rankings: Ranking, relevant: Mapping[str, set[str]], query
     """accuracy/precision/recall@{1,3,5,10}, mrr@10, ndcg@10, map@100 over `query_ids` (default: all with relevant docs)."""
     qids = [q for q in (query_ids if query_ids is not None else list(relevant)) if relevant.get(q)]
     if not qids:
-        raise ValueError("no query with a relevant document to evaluate")
+        raise DatasetError("no query with a relevant document to evaluate (check the qrels and the relevance threshold)")
     hits_at = {k: 0 for k in ACCURACY_AT_K}
     precision: dict[int, list[float]] = {k: [] for k in PRECISION_RECALL_AT_K}
     recall: dict[int, list[float]] = {k: [] for k in PRECISION_RECALL_AT_K}
@@ -100,7 +102,7 @@ def graded_ndcg(rankings: Ranking, qrels: Mapping[str, Mapping[str, int]], query
     """Mean nDCG@k with gain = grade (linear, as trec_eval), over queries with a positive grade."""
     qids = [q for q in (query_ids if query_ids is not None else list(qrels)) if any(g > 0 for g in qrels.get(q, {}).values())]
     if not qids:
-        raise ValueError("no query with a positive grade to evaluate")
+        raise DatasetError("no query with a positive grade to evaluate")
     values = []
     for qid in qids:
         grades = qrels[qid]
@@ -152,7 +154,7 @@ class SparsityCounts:
     def pool(counts: Iterable[SparsityCounts]) -> SparsityCounts:
         items = list(counts)
         if len({c.dim for c in items}) != 1:
-            raise ValueError("cannot pool sparsity counts of different dimensions")
+            raise DatasetError("cannot pool sparsity counts of different dimensions")
         return SparsityCounts(
             dim=items[0].dim,
             queries=sum(c.queries for c in items), documents=sum(c.documents for c in items),
@@ -172,7 +174,7 @@ def _term_counts(vectors: Sequence[SparseVector], dim: int) -> np.ndarray:
 def mean_over_datasets(per_dataset: Sequence[Metrics], counts: Sequence[SparsityCounts] | None = None) -> Metrics:
     """Unweighted mean of every metric; sparsity metrics from the pooled counts when given (as NanoBEIR does)."""
     if not per_dataset:
-        raise ValueError("no dataset to average")
+        raise DatasetError("no dataset to average")
     keys = [k for k in per_dataset[0] if all(k in m for m in per_dataset)]
     out = {k: float(np.mean([m[k] for m in per_dataset])) for k in keys}
     if counts:

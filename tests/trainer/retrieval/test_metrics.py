@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from splade_connectors.eval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
+from trainer.retrieval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
 from trainer.sparse import SparseVector, to_torch_sparse
 
 st_eval = pytest.importorskip("sentence_transformers.sparse_encoder.evaluation")
