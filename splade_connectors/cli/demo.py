@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from splade_connectors.cli.common import add_model_options, load_encoder, print_json
+from splade_connectors.cli.common import add_model_options, load_encoder, positive_int, print_json
 from splade_connectors.cli.ingest import report_to_json
 from splade_connectors.cli.search import format_results, results_to_json
 from splade_connectors.ingest import ingest_file
@@ -31,8 +31,8 @@ DEMO_QUERIES: dict[str, str] = {
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("demo", help="offline demo: sample corpus -> embedded Qdrant -> search", description=__doc__)
     parser.add_argument("--query", "-q", action="append", default=None, help="your own query (repeatable)")
-    parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--terms", type=int, default=4, help="matching terms shown per hit")
+    parser.add_argument("--top-k", type=positive_int, default=3)
+    parser.add_argument("--terms", type=positive_int, default=4, help="matching terms shown per hit")
     parser.add_argument("--corpus", type=Path, default=SAMPLE_CORPUS, help="JSONL corpus (default: the bundled sample)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_model_options(parser)

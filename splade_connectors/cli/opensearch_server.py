@@ -17,6 +17,10 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from splade_connectors.errors import StoreError
     from splade_connectors.live.opensearch_native import main
 
-    return main(args.rest or ["--help"])
+    try:
+        return main(args.rest or ["--help"])
+    except (RuntimeError, TimeoutError, ValueError) as exc:  # no JDK, download or start failure: one line, like any error
+        raise StoreError(f"native OpenSearch: {exc}") from exc

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from splade_connectors.cli.common import positive_int
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="train or fine-tune a SPLADE model from a config file")
@@ -15,7 +17,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--data-root", type=Path, default=None, help="base for relative data paths in the config")
     parser.add_argument("--output-dir", type=Path, default=None, help="override the config's output directory")
-    parser.add_argument("--max-steps", type=int, default=None, help="override the config's step limit")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="override the config's step limit")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
     parser.set_defaults(func=_run)
 

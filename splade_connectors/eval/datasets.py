@@ -144,6 +144,26 @@ def _from_rows(
     source: str,
 ) -> RetrievalDataset:
     """Build from NanoBEIR-style rows (`_id`/`text`[/`title`]; `query-id`/`corpus-id`[/`score`])."""
+    try:
+        return _rows_to_dataset(
+            name, corpus_rows, query_rows, qrel_rows, with_title=with_title, relevance_threshold=relevance_threshold, source=source,
+        )
+    except KeyError as exc:
+        raise DatasetError(f"{source}: a row has no {exc.args[0]!r} column") from None
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"{source}: unreadable row ({exc})") from None
+
+
+def _rows_to_dataset(
+    name: str,
+    corpus_rows: Iterable[Mapping[str, Any]],
+    query_rows: Iterable[Mapping[str, Any]],
+    qrel_rows: Iterable[Mapping[str, Any]],
+    *,
+    with_title: bool,
+    relevance_threshold: int,
+    source: str,
+) -> RetrievalDataset:
     corpus = {
         str(r["_id"]): {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
         for r in corpus_rows

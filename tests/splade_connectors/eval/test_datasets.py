@@ -131,3 +131,13 @@ def test_hub_unreachable_fails_fast_without_retries(monkeypatch: pytest.MonkeyPa
     with pytest.raises(HubUnavailableError, match="not reachable"):
         load_nanobeir("nfcorpus")
     assert time.perf_counter() - started < 10
+
+
+def test_an_export_with_a_missing_column_is_a_dataset_error(tmp_path: Path) -> None:
+    from splade_connectors.errors import SpladeError
+
+    for subset, rows in {"corpus": [{"text": "no id"}], "queries": [{"_id": "q", "text": "t"}], "qrels": [{"query-id": "q", "corpus-id": "1"}]}.items():
+        (tmp_path / f"{subset}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DatasetError, match="a row has no '_id' column") as info:
+        load_nanobeir_export(tmp_path)
+    assert isinstance(info.value, SpladeError)
