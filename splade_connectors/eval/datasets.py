@@ -145,41 +145,24 @@ def _from_rows(
 ) -> RetrievalDataset:
     """Build from NanoBEIR-style rows (`_id`/`text`[/`title`]; `query-id`/`corpus-id`[/`score`])."""
     try:
-        return _rows_to_dataset(
-            name, corpus_rows, query_rows, qrel_rows, with_title=with_title, relevance_threshold=relevance_threshold, source=source,
-        )
+        corpus = {
+            str(r["_id"]): {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
+            for r in corpus_rows
+        }
+        queries = {str(r["_id"]): str(r.get("text") or "") for r in query_rows}
+        qrels: dict[str, dict[str, int]] = {}
+        for row in qrel_rows:
+            doc_ids = row["corpus-id"] if isinstance(row["corpus-id"], list) else [row["corpus-id"]]
+            grade = int(row["score"]) if row.get("score") is not None else 1
+            for doc_id in doc_ids:
+                qrels.setdefault(str(row["query-id"]), {})[str(doc_id)] = grade
     except KeyError as exc:
         raise DatasetError(f"{source}: a row has no {exc.args[0]!r} column") from None
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"{source}: unreadable row ({exc})") from None
-
-
-def _rows_to_dataset(
-    name: str,
-    corpus_rows: Iterable[Mapping[str, Any]],
-    query_rows: Iterable[Mapping[str, Any]],
-    qrel_rows: Iterable[Mapping[str, Any]],
-    *,
-    with_title: bool,
-    relevance_threshold: int,
-    source: str,
-) -> RetrievalDataset:
-    corpus = {
-        str(r["_id"]): {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
-        for r in corpus_rows
-    }
-    corpus = {d: doc for d, doc in corpus.items() if doc["text"]}
-    queries = {str(r["_id"]): str(r.get("text") or "") for r in query_rows}
-    queries = {q: t for q, t in queries.items() if t}
-    qrels: dict[str, dict[str, int]] = {}
-    for row in qrel_rows:
-        doc_ids = row["corpus-id"] if isinstance(row["corpus-id"], list) else [row["corpus-id"]]
-        grade = int(row["score"]) if row.get("score") is not None else 1
-        for doc_id in doc_ids:
-            qrels.setdefault(str(row["query-id"]), {})[str(doc_id)] = grade
     return RetrievalDataset(
-        name=name, corpus=corpus, queries=queries, qrels=qrels,
-        with_title=with_title, relevance_threshold=relevance_threshold, source=source,
+        name=name, corpus={d: doc for d, doc in corpus.items() if doc["text"]}, queries={q: t for q, t in queries.items() if t},
+        qrels=qrels, with_title=with_title, relevance_threshold=relevance_threshold, source=source,
     )
 
 
