@@ -65,11 +65,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(only=command if command in COMMANDS else None)
     try:
+        parser = build_parser(only=command if command in COMMANDS else None)  # imports the command (torch, ...)
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a parsing error already reported (2)
         return int(exit_.code or 0)
+    except KeyboardInterrupt:
+        report_error("interrupted")
+        return EXIT_INTERRUPTED
     secrets = secrets_of(args)
     configure_logging(args.verbose, secrets)
     try:
