@@ -19,6 +19,7 @@ from splade_connectors.records import Document
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_NESTING = 32
+_SHOWN_ID_CHARS = 80
 
 
 class InvalidRecord(BaseModel):
@@ -31,8 +32,15 @@ class InvalidRecord(BaseModel):
     reason: str
 
     def describe(self) -> str:
-        who = f"id {self.doc_id!r}" if self.doc_id is not None else "no id"
-        return f"record #{self.position} ({who}): {self.reason}"
+        return f"record #{self.position} ({self.who()}): {self.reason}"
+
+    def who(self) -> str:
+        """The id for messages; a very long one (a store may refuse it for that) is shortened."""
+        if self.doc_id is None:
+            return "no id"
+        if len(self.doc_id) <= _SHOWN_ID_CHARS:
+            return f"id {self.doc_id!r}"
+        return f"id {self.doc_id[:_SHOWN_ID_CHARS]!r}... ({len(self.doc_id)} characters)"
 
 
 def lone_surrogate(text: str) -> str | None:
