@@ -152,3 +152,19 @@ class InterruptedStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class CountingEncoder:
+    """The real encoder, remembering which texts it was asked to encode."""
+
+    def __init__(self, encoder: SpladeEncoder) -> None:
+        self.inner, self.texts = encoder, []  # type: list[str]
+        self.model, self.options, self.dtype = encoder.model, encoder.options, encoder.dtype
+
+    @property
+    def stats(self) -> Any:
+        return self.inner.stats
+
+    def encode_documents(self, texts: list[str]) -> Any:
+        self.texts.extend(texts)
+        return self.inner.encode_documents(texts)

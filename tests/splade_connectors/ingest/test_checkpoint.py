@@ -15,7 +15,7 @@ from splade_connectors.errors import IngestError, ResumeError
 from splade_connectors.ingest import IngestConfig, ingest, ingest_file
 from splade_connectors.ingest.checkpoint import CheckpointFile
 from splade_connectors.registry import build_store
-from tests.splade_connectors.ingest.conftest import InterruptedStore, store_config_for, write_jsonl
+from tests.splade_connectors.ingest.conftest import CountingEncoder, InterruptedStore, store_config_for, write_jsonl
 from trainer.encoder import EncodeOptions, SpladeEncoder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Qdrant client version:UserWarning")
@@ -68,22 +68,6 @@ def test_bad_checkpoint_on_the_command_line_is_one_error_line(tmp_path: Path, ca
 
 
 # ---- resuming on the real stores -----------------------------------------------------------------------
-class CountingEncoder:
-    """The real encoder, remembering which texts it was asked to encode."""
-
-    def __init__(self, encoder: SpladeEncoder) -> None:
-        self.inner, self.texts = encoder, []  # type: list[str]
-        self.model, self.options, self.dtype = encoder.model, encoder.options, encoder.dtype
-
-    @property
-    def stats(self) -> Any:
-        return self.inner.stats
-
-    def encode_documents(self, texts: list[str]) -> Any:
-        self.texts.extend(texts)
-        return self.inner.encode_documents(texts)
-
-
 @pytest.mark.live
 def test_interrupted_run_resumes_exactly(
     make_store: Any, encoder: SpladeEncoder, short_docs: list[dict[str, Any]], tmp_path: Path
