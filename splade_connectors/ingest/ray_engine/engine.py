@@ -120,39 +120,45 @@ def _run_pipeline(
     from splade_connectors.ingest.ray_engine.source import RecordDatasource
     from splade_connectors.ingest.ray_engine.stages import EncodeBatches, PrepareBatches
 
-    DataContext.get_current().enable_progress_bars = options.show_progress
-    batch = config.batch_size
-    source = RecordDatasource(corpus, options.shard_records or 16 * batch)
-    dataset = ray.data.read_datasource(source, num_cpus=options.task_cpus)
-    dataset = dataset.map_batches(
-        PrepareBatches,
-        fn_constructor_kwargs={"store_config": store, "vocabulary": vocabulary, "config": config, "identity_key": identity.key()},
-        batch_size=batch,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(size=options.preparers),
-        num_cpus=options.task_cpus,
-    )
-    dataset = dataset.map_batches(
-        EncodeBatches,
-        fn_constructor_kwargs={
-            "spec": encoder,
-            "device": encoder.actor_device(options.gpus_per_encoder),
-            "dtype": encoder.actor_dtype(options.gpus_per_encoder),
-            "expected": identity,
-            "threads": int(round(options.cpus_per_encoder)),
-            "config": config,
-        },
-        batch_size=options.encode_batch_size or batch,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(size=options.encoders),
-        num_cpus=options.cpus_per_encoder,
-        num_gpus=options.gpus_per_encoder or None,
-    )
-    sink = StoreDatasink(store, vocabulary, config)
+    context = DataContext.get_current()
+    saved = (context.enable_progress_bars, context.raise_original_map_exception)
+    # the original exception of a stage (e.g. IngestError) instead of Ray Data's UserCodeException wrapper
+    context.enable_progress_bars, context.raise_original_map_exception = options.show_progress, True
     try:
-        dataset.write_datasink(sink, ray_remote_args={"num_cpus": options.task_cpus}, concurrency=options.writers)
-    except Exception as exc:  # noqa: BLE001 - Ray wraps what a stage raised: give the project's error back
-        raise _project_error(exc) from exc
+        batch = config.batch_size
+        source = RecordDatasource(corpus, options.shard_records or 16 * batch)
+        dataset = ray.data.read_datasource(source, num_cpus=options.task_cpus)
+        dataset = dataset.map_batches(
+            PrepareBatches,
+            fn_constructor_kwargs={"store_config": store, "vocabulary": vocabulary, "config": config, "identity_key": identity.key()},
+            batch_size=batch,
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(size=options.preparers),
+            num_cpus=options.task_cpus,
+        )
+        dataset = dataset.map_batches(
+            EncodeBatches,
+            fn_constructor_kwargs={
+                "spec": encoder,
+                "device": encoder.actor_device(options.gpus_per_encoder),
+                "dtype": encoder.actor_dtype(options.gpus_per_encoder),
+                "expected": identity,
+                "threads": int(round(options.cpus_per_encoder)),
+                "config": config,
+            },
+            batch_size=options.encode_batch_size or batch,
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(size=options.encoders),
+            num_cpus=options.cpus_per_encoder,
+            num_gpus=options.gpus_per_encoder or None,
+        )
+        sink = StoreDatasink(store, vocabulary, config)
+        try:
+            dataset.write_datasink(sink, ray_remote_args={"num_cpus": options.task_cpus}, concurrency=options.writers)
+        except Exception as exc:  # noqa: BLE001 - Ray wraps what a stage raised: give the project's error back
+            raise _project_error(exc) from exc
+    finally:
+        context.enable_progress_bars, context.raise_original_map_exception = saved
     return sink.report()
 
 

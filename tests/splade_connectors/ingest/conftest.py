@@ -168,3 +168,40 @@ class CountingEncoder:
     def encode_documents(self, texts: list[str]) -> Any:
         self.texts.extend(texts)
         return self.inner.encode_documents(texts)
+
+
+_RAY_MARKERS = ("raylet", "gcs_server", "/ray/_private/", "/ray/dashboard/", "/ray/autoscaler/", "default_worker.py")
+
+
+def ray_processes() -> list[Any]:
+    """Ray processes started by this test process (its descendants), alive and not zombies."""
+    import psutil
+
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(process.cmdline())
+            if process.status() != psutil.STATUS_ZOMBIE and (command.startswith("ray::") or any(m in command for m in _RAY_MARKERS)):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[Any]:
+    """A local Ray instance for the session (2 CPUs, 200 MB object store), stopped afterwards with
+    every process it started; teardown fails if one is left behind."""
+    ray = pytest.importorskip("ray")
+    import time
+
+    ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        deadline = time.monotonic() + 30
+        while ray_processes() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = ray_processes()
+        assert not left, f"Ray processes left behind: {[p.pid for p in left]}"
