@@ -27,7 +27,8 @@ from splade_connectors.ingest.incremental import SourceIdSet, delete_missing
 from splade_connectors.ingest.ray_engine.options import EncoderSpec, RayOptions
 from splade_connectors.ingest.report import IngestReport
 from splade_connectors.ingest.sources import beir_corpus_path, open_source
-from splade_connectors.ingest.validate import Document, to_document
+from splade_connectors.ingest.validate import to_document
+from splade_connectors.records import Document
 from splade_connectors.registry import open_store
 from splade_connectors.store import SparseStore, StoreConfigBase
 
@@ -125,13 +126,17 @@ def _run_pipeline(
     # the original exception of a stage (e.g. IngestError) instead of Ray Data's UserCodeException wrapper
     context.enable_progress_bars, context.raise_original_map_exception = options.show_progress, True
     try:
-        batch = config.batch_size
-        source = RecordDatasource(corpus, options.shard_records or 16 * batch)
-        dataset = ray.data.read_datasource(source, num_cpus=options.task_cpus)
+        group = options.encode_batch_size or config.batch_size
+        shard_records = -(-(options.shard_records or 16 * group) // group) * group  # whole encoder groups per block
+        source = RecordDatasource(corpus, shard_records)
+        # one block per shard (no splitting), prepared whole: each encoder group is one row (see stages.py)
+        dataset = ray.data.read_datasource(source, num_cpus=options.task_cpus, override_num_blocks=max(1, len(source.shards)))
         dataset = dataset.map_batches(
             PrepareBatches,
-            fn_constructor_kwargs={"store_config": store, "vocabulary": vocabulary, "config": config, "identity_key": identity.key()},
-            batch_size=batch,
+            fn_constructor_kwargs={
+                "store_config": store, "vocabulary": vocabulary, "config": config, "identity_key": identity.key(), "group": group,
+            },
+            batch_size=None,
             batch_format="pyarrow",
             compute=ActorPoolStrategy(size=options.preparers),
             num_cpus=options.task_cpus,
@@ -146,7 +151,7 @@ def _run_pipeline(
                 "threads": int(round(options.cpus_per_encoder)),
                 "config": config,
             },
-            batch_size=options.encode_batch_size or batch,
+            batch_size=options.groups_per_call,
             batch_format="pyarrow",
             compute=ActorPoolStrategy(size=options.encoders),
             num_cpus=options.cpus_per_encoder,

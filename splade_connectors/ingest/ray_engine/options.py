@@ -61,8 +61,13 @@ class RayOptions(BaseModel):
     task_cpus: float = Field(0.25, gt=0, description="logical CPUs of each read task, prepare actor and write task")
     preparers: int = Field(1, ge=1, description="actors that validate, hash and look up stored hashes")
     writers: int | None = Field(None, ge=1, description="concurrent write tasks (default: no limit)")
-    encode_batch_size: int | None = Field(None, ge=1, description="records per encoder call (default: the ingest batch size)")
-    shard_records: int | None = Field(None, ge=1, description="records per read block (default: 16 ingest batches)")
+    encode_batch_size: int | None = Field(
+        None, ge=1, description="records per encoder call, by input position (default: the ingest batch size, as the single engine)"
+    )
+    groups_per_call: int = Field(4, ge=1, description="encoder calls per Ray batch of an encoder actor")
+    shard_records: int | None = Field(
+        None, ge=1, description="records per read block, rounded up to whole encoder calls (default: 16 calls)"
+    )
     num_cpus: int | None = Field(None, ge=1, description="logical CPUs of a local instance started by the engine")
     object_store_memory: int | None = Field(None, ge=80 * 1024**2, description="bytes of object store for a local instance")
     show_progress: bool = False

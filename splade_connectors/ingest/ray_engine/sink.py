@@ -30,6 +30,9 @@ from splade_connectors.store import SparseStore, StoreConfigBase
 from trainer.sparse import SparseVector
 
 
+_RECORD_FIELDS = ("positions", "doc_ids", "statuses", "existed", "reasons", "documents", "indices", "values", "truncated")
+
+
 class _Tally:
     """What one write task did; plain data so it travels back to the driver."""
 
@@ -72,20 +75,21 @@ class StoreDatasink(Datasink[dict[str, Any]]):
         tally = _Tally(self.config.max_invalid_kept)
         batch: list[tuple[EncodedDocument, int, bool]] = []  # (document, position, existed)
         for block in blocks:
-            for row in BlockAccessor.for_block(block).to_arrow().to_pylist():
-                tally.counts["records"] += 1
-                tally.counts["truncated"] += bool(row.get("truncated"))
-                status = row["status"]
-                if status == UNCHANGED:
-                    tally.counts["unchanged"] += 1
-                elif status == INVALID:
-                    tally.add_invalid(row["position"], row["doc_id"], row["reason"])
-                elif status == ENCODE:
-                    sparse = SparseVector(row["indices"], row["values"], self.vocab_size)
-                    batch.append((EncodedDocument(document=document_from_row(row["document"]), sparse=sparse), row["position"], row["existed"]))
-                    if len(batch) >= self.config.batch_size:
-                        self._flush(store, batch, tally)
-                        batch = []
+            for group in BlockAccessor.for_block(block).to_arrow().to_pylist():
+                for record in zip(*(group[name] for name in _RECORD_FIELDS)):
+                    position, doc_id, status, existed, reason, document, indices, values, truncated = record
+                    tally.counts["records"] += 1
+                    tally.counts["truncated"] += bool(truncated)
+                    if status == UNCHANGED:
+                        tally.counts["unchanged"] += 1
+                    elif status == INVALID:
+                        tally.add_invalid(position, doc_id, reason)
+                    elif status == ENCODE:
+                        sparse = SparseVector(indices, values, self.vocab_size)
+                        batch.append((EncodedDocument(document=document_from_row(document), sparse=sparse), position, existed))
+                        if len(batch) >= self.config.batch_size:
+                            self._flush(store, batch, tally)
+                            batch = []
         if batch:
             self._flush(store, batch, tally)
         return tally.as_dict()

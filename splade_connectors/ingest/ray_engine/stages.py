@@ -3,8 +3,14 @@
 Both are callable classes run by Ray Data actor pools (state: a store connection, a loaded model)
 on pyarrow batches. They use the same functions as the single-process engine (`parse_jsonl_line`,
 `to_document`, `content_hash`, `classify`, `encode_isolating`), so records are judged the same way.
-Rows carry their input position through every stage; a row is "encode" (to be encoded and
-written), "unchanged" (same content hash as stored: skipped) or "invalid" (with a reason).
+
+Records travel in *groups*: one row per run of `group` input positions ([k * group, (k+1) * group)),
+with one list per field. The encoder encodes one group per call, which is the list of texts the
+single-process engine encodes for a corpus without invalid records, so both engines store the same
+vectors (another batch composition changes float rounding at the 1e-6 level); and since a group is
+one row, Ray's batching can never split it, whatever the batch size (GPU actors need an explicit one).
+Each record has a status: "encode" (to encode and write), "unchanged" (same content hash as stored:
+skipped) or "invalid" (with a reason), and keeps its input position for the report.
 """
 
 from __future__ import annotations
@@ -32,26 +38,21 @@ logger = logging.getLogger(__name__)
 
 ENCODE, UNCHANGED, INVALID = "encode", "unchanged", "invalid"
 
-PREPARED_SCHEMA = pa.schema([
-    ("position", pa.int64()),
-    ("doc_id", pa.string()),
-    ("status", pa.string()),
-    ("existed", pa.bool_()),
-    ("reason", pa.string()),
-    ("document", pa.string()),  # Document JSON (with its content hash), for "encode" rows
-    ("text", pa.string()),  # the text to encode, for "encode" rows
-])
-
+_FIELDS = [
+    ("positions", pa.list_(pa.int64())),
+    ("doc_ids", pa.list_(pa.string())),
+    ("statuses", pa.list_(pa.string())),
+    ("existed", pa.list_(pa.bool_())),
+    ("reasons", pa.list_(pa.string())),
+    ("documents", pa.list_(pa.string())),  # Document JSON (with its content hash) of "encode" records
+]
+PREPARED_SCHEMA = pa.schema([("group", pa.int64()), *_FIELDS, ("texts", pa.list_(pa.string()))])
 ENCODED_SCHEMA = pa.schema([
-    ("position", pa.int64()),
-    ("doc_id", pa.string()),
-    ("status", pa.string()),
-    ("existed", pa.bool_()),
-    ("reason", pa.string()),
-    ("document", pa.string()),
-    ("indices", pa.list_(pa.int32())),
-    ("values", pa.list_(pa.float32())),
-    ("truncated", pa.bool_()),
+    ("group", pa.int64()),
+    *_FIELDS,
+    ("indices", pa.list_(pa.list_(pa.int32()))),
+    ("values", pa.list_(pa.list_(pa.float32()))),
+    ("truncated", pa.list_(pa.bool_())),
 ])
 
 
@@ -61,48 +62,65 @@ def fail_on(record: InvalidRecord, config: IngestConfig) -> None:
         raise IngestError(f"invalid input, {record.describe()}")
 
 
+class _Group:
+    """The records of one group while it is being prepared."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, list[Any]] = {name: [] for name, _ in _FIELDS}
+        self.texts: list[str | None] = []
+        self.ids: set[str] = set()  # duplicates within a group are refused, as within a single-process batch
+
+    def add(self, position: int, doc_id: str | None, status: str, reason: str | None = None) -> int:
+        for name, value in (("positions", position), ("doc_ids", doc_id), ("statuses", status), ("existed", False),
+                            ("reasons", reason), ("documents", None)):
+            self.fields[name].append(value)
+        self.texts.append(None)
+        return len(self.texts) - 1
+
+
 class PrepareBatches:
-    """Parse and validate raw rows, hash valid documents, and look up their stored hashes."""
+    """Parse and validate raw rows, hash valid documents, look up their stored hashes; emit groups."""
 
     def __init__(
-        self, store_config: StoreConfigBase, vocabulary: list[str], config: IngestConfig, identity_key: str
+        self, store_config: StoreConfigBase, vocabulary: list[str], config: IngestConfig, identity_key: str, group: int
     ) -> None:
-        self.config, self.identity_key = config, identity_key
+        self.config, self.identity_key, self.group = config, identity_key, group
         self.store = build_store(store_config, vocabulary=vocabulary).open(create=False)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         config = self.config
-        positions = batch.column("position").to_pylist()
-        raws = batch.column("raw").to_pylist()
-        out: dict[str, list[Any]] = {name: [] for name in PREPARED_SCHEMA.names}
-        valid: list[tuple[int, Document]] = []  # (row, document)
-        seen: set[str] = set()
-        for position, raw in zip(positions, raws):
+        groups: dict[int, _Group] = {}
+        valid: list[tuple[_Group, int, Document]] = []
+        for position, raw in zip(batch.column("position").to_pylist(), batch.column("raw").to_pylist()):
+            group = groups.setdefault(position // self.group, _Group())
             result = to_document(parse_jsonl_line(position, raw or b""), config.fields)
-            if isinstance(result, Document) and result.id in seen:
+            if isinstance(result, Document) and result.id in group.ids:
                 result = InvalidRecord(position=position, doc_id=result.id, reason="duplicate id in the same batch")
-            row = len(out["position"])
             if isinstance(result, InvalidRecord):
                 fail_on(result, config)
-                _append(out, position=position, doc_id=result.doc_id, status=INVALID, reason=result.reason)
+                group.add(position, result.doc_id, INVALID, result.reason)
                 continue
-            seen.add(result.id)
+            group.ids.add(result.id)
             document = result.model_copy(update={"content_hash": content_hash(result, self.identity_key)})
-            valid.append((row, document))
-            _append(out, position=position, doc_id=document.id, status=ENCODE)
+            valid.append((group, group.add(position, document.id, ENCODE), document))
         if valid:
             statuses = classify(
-                self.store, [d.id for _, d in valid], [d.content_hash or "" for _, d in valid],
+                self.store, [d.id for _, _, d in valid], [d.content_hash or "" for _, _, d in valid],
                 skip_unchanged=config.skip_unchanged, retry=config.retry,
             )
-            for (row, document), status in zip(valid, statuses):
-                out["existed"][row] = status != "new"
+            for (group, row, document), status in zip(valid, statuses):
+                group.fields["existed"][row] = status != "new"
                 if status == "unchanged":
-                    out["status"][row] = UNCHANGED
+                    group.fields["statuses"][row] = UNCHANGED
                     continue
-                out["document"][row] = document.model_dump_json()
-                out["text"][row] = document.text_to_encode(config.with_title)
-        return pa.table(out, schema=PREPARED_SCHEMA)
+                group.fields["documents"][row] = document.model_dump_json()
+                group.texts[row] = document.text_to_encode(config.with_title)
+        columns: dict[str, list[Any]] = {"group": list(groups), **{name: [] for name, _ in _FIELDS}, "texts": []}
+        for group in groups.values():
+            for name, _ in _FIELDS:
+                columns[name].append(group.fields[name])
+            columns["texts"].append(group.texts)
+        return pa.table(columns, schema=PREPARED_SCHEMA)
 
     def __del__(self) -> None:
         store = getattr(self, "store", None)
@@ -110,13 +128,8 @@ class PrepareBatches:
             store.close()
 
 
-def _append(out: dict[str, list[Any]], **values: Any) -> None:
-    for name in out:
-        out[name].append(values.get(name, False if name == "existed" else None))
-
-
 class EncodeBatches:
-    """One model load per actor; encodes the "encode" rows, isolating texts the encoder refuses."""
+    """One model load per actor; encodes each group's "encode" records in one call, isolating refused texts."""
 
     def __init__(self, spec: EncoderSpec, device: str, dtype: str, expected: EncodingIdentity, threads: int, config: IngestConfig) -> None:
         import torch
@@ -132,36 +145,31 @@ class EncodeBatches:
             )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        statuses = batch.column("status").to_pylist()
-        texts = batch.column("text").to_pylist()
-        reasons = batch.column("reason").to_pylist()
-        rows = [i for i, status in enumerate(statuses) if status == ENCODE]
-        outcome = encode_isolating(self.encoder, [texts[i] for i in rows])
-        indices: list[list[int] | None] = [None] * len(statuses)
-        values: list[list[float] | None] = [None] * len(statuses)
-        truncated = [False] * len(statuses)
-        for j in outcome.truncated:
-            truncated[rows[j]] = True
-        for j, row in enumerate(rows):
-            if j in outcome.refused:
-                statuses[row], reasons[row] = INVALID, outcome.refused[j]
-                fail_on(InvalidRecord(position=batch.column("position")[row].as_py(), doc_id=batch.column("doc_id")[row].as_py(), reason=reasons[row]), self.config)
-                continue
-            vector = outcome.vectors[j]
-            assert vector is not None
-            indices[row], values[row] = vector.indices.tolist(), vector.values.tolist()
-        columns = {
-            "position": batch.column("position"),
-            "doc_id": batch.column("doc_id"),
-            "status": pa.array(statuses, pa.string()),
-            "existed": batch.column("existed"),
-            "reason": pa.array(reasons, pa.string()),
-            "document": batch.column("document"),
-            "indices": pa.array(indices, pa.list_(pa.int32())),
-            "values": pa.array(values, pa.list_(pa.float32())),
-            "truncated": pa.array(truncated, pa.bool_()),
-        }
-        return pa.table(columns, schema=ENCODED_SCHEMA)
+        data = batch.to_pydict()
+        data["indices"], data["values"], data["truncated"] = [], [], []
+        for statuses, reasons, texts, positions, doc_ids in zip(
+            data["statuses"], data["reasons"], data["texts"], data["positions"], data["doc_ids"]
+        ):
+            indices: list[list[int] | None] = [None] * len(statuses)
+            values: list[list[float] | None] = [None] * len(statuses)
+            truncated = [False] * len(statuses)
+            rows = [i for i, status in enumerate(statuses) if status == ENCODE]
+            outcome = encode_isolating(self.encoder, [texts[i] for i in rows])
+            for j in outcome.truncated:
+                truncated[rows[j]] = True
+            for j, row in enumerate(rows):
+                if j in outcome.refused:
+                    statuses[row], reasons[row] = INVALID, outcome.refused[j]
+                    fail_on(InvalidRecord(position=positions[row], doc_id=doc_ids[row], reason=reasons[row]), self.config)
+                    continue
+                vector = outcome.vectors[j]
+                assert vector is not None
+                indices[row], values[row] = vector.indices.tolist(), vector.values.tolist()
+            data["indices"].append(indices)
+            data["values"].append(values)
+            data["truncated"].append(truncated)
+        del data["texts"]
+        return pa.table(data, schema=ENCODED_SCHEMA)
 
 
 def document_from_row(document_json: str) -> Document:
