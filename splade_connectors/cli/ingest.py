@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     engine.add_argument("--engine", choices=("single", "ray"), default="single", help="this process, or a Ray cluster")
     engine.add_argument("--ray-address", default=None, help="Ray cluster address (default: a running Ray, else a local one)")
     engine.add_argument("--encoders", type=int, default=1, help="encoder actors (Ray)")
-    engine.add_argument("--gpus-per-encoder", type=float, default=0.0, help="GPUs per encoder actor (Ray; 0 = CPU)")
+    engine.add_argument("--gpus-per-encoder", type=float, default=None, help="GPUs per encoder actor (Ray; 0 = CPU; default: 1 when the cluster has GPUs)")
     engine.add_argument("--cpus-per-encoder", type=float, default=1.0, help="CPUs per encoder actor (Ray)")
     add_store_options(parser)
     add_model_options(parser)

@@ -52,9 +52,26 @@ def ingest_file_ray(
     corpus = beir_corpus_path(path)
     _require_ray()
     started = time.perf_counter()
-    dtype = encoder.actor_dtype(options.gpus_per_encoder)
-    identity, vocabulary = _identity_and_vocabulary(encoder, dtype, config.with_title)
-    with _ray_session(options), open_store(store, vocabulary=vocabulary, create=True) as target:
+    with _ray_session(options):
+        options = _resolve_gpus(options)
+        dtype = encoder.actor_dtype(options.gpus_per_encoder or 0.0)
+        identity, vocabulary = _identity_and_vocabulary(encoder, dtype, config.with_title)
+        report = _ingest(corpus, encoder, store, vocabulary, identity, config, options)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest(
+    corpus: Path,
+    encoder: EncoderSpec,
+    store: StoreConfigBase,
+    vocabulary: list[str],
+    identity: EncodingIdentity,
+    config: IngestConfig,
+    options: RayOptions,
+) -> IngestReport:
+    """Run the pipeline between `begin_ingest` and `finish_ingest`, then the input checks and delete-missing."""
+    with open_store(store, vocabulary=vocabulary, create=True) as target:
         target.begin_ingest()
         try:
             report = _run_pipeline(corpus, encoder, store, vocabulary, identity, config, options)
@@ -67,8 +84,18 @@ def ingest_file_ray(
             raise
         config.retry.call(target.finish_ingest, what=f"finish_ingest on {target.describe()}")
         report.stored = config.retry.call(target.count, what=f"count on {target.describe()}")
-    report.seconds = time.perf_counter() - started
     return report
+
+
+def _resolve_gpus(options: RayOptions) -> RayOptions:
+    """`gpus_per_encoder=None`: one GPU per encoder actor when the cluster has GPUs, else CPU."""
+    if options.gpus_per_encoder is not None:
+        return options
+    import ray
+
+    gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    logger.info("encoder actors use %s", f"{gpus:g} GPU each" if gpus else "CPUs (no GPU in the cluster)")
+    return options.model_copy(update={"gpus_per_encoder": gpus})
 
 
 def _require_ray() -> None:
@@ -145,8 +172,8 @@ def _run_pipeline(
             EncodeBatches,
             fn_constructor_kwargs={
                 "spec": encoder,
-                "device": encoder.actor_device(options.gpus_per_encoder),
-                "dtype": encoder.actor_dtype(options.gpus_per_encoder),
+                "device": encoder.actor_device(options.gpus_per_encoder or 0.0),
+                "dtype": encoder.actor_dtype(options.gpus_per_encoder or 0.0),
                 "expected": identity,
                 "threads": int(round(options.cpus_per_encoder)),
                 "config": config,

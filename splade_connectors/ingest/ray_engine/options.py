@@ -56,7 +56,7 @@ class RayOptions(BaseModel):
 
     address: str | None = Field(None, description="Ray cluster address ('auto', 'ray://host:10001'); None: the running Ray, else a local one")
     encoders: int = Field(1, ge=1, description="encoder actors (one model load each)")
-    gpus_per_encoder: float = Field(0.0, ge=0, description="GPUs per encoder actor; 0 = CPU")
+    gpus_per_encoder: float | None = Field(None, ge=0, description="GPUs per encoder actor; 0 = CPU; None: 1 if the cluster has GPUs")
     cpus_per_encoder: float = Field(1.0, gt=0, description="logical CPUs per encoder actor (also its torch threads, rounded)")
     task_cpus: float = Field(0.25, gt=0, description="logical CPUs of each read task, prepare actor and write task")
     preparers: int = Field(1, ge=1, description="actors that validate, hash and look up stored hashes")

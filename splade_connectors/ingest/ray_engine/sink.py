@@ -30,6 +30,9 @@ from splade_connectors.store import SparseStore, StoreConfigBase
 from trainer.sparse import SparseVector
 
 
+# Invalid records each write task sends back as examples (all are counted): bounds the driver's memory
+# even when most of a huge corpus is invalid (a job has about corpus size / 256 write tasks).
+_KEPT_PER_TASK = 20
 _RECORD_FIELDS = ("positions", "doc_ids", "statuses", "existed", "reasons", "documents", "indices", "values", "truncated")
 
 
@@ -72,7 +75,7 @@ class StoreDatasink(Datasink[dict[str, Any]]):
             store.close()
 
     def _write(self, store: SparseStore, blocks: Iterable[Block]) -> dict[str, Any]:
-        tally = _Tally(self.config.max_invalid_kept)
+        tally = _Tally(min(self.config.max_invalid_kept, _KEPT_PER_TASK))
         batch: list[tuple[EncodedDocument, int, bool]] = []  # (document, position, existed)
         for block in blocks:
             for group in BlockAccessor.for_block(block).to_arrow().to_pylist():
