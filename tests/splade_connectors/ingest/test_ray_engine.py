@@ -79,6 +79,7 @@ def test_jsonl_shards_cut_at_line_boundaries(tmp_path: Path) -> None:
     assert jsonl_shards(tmp_path / "lines.jsonl", 1000)[0].records == 1000
 
 
+@pytest.mark.slow
 def test_ray_ingests_like_the_single_process_pipeline(
     store_kind: str, make_config: Any, vocabulary: list[str], ray_local: Any, scifact_2000: Path,
     single_process_vectors: dict[str, SparseVector],
