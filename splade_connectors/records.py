@@ -14,13 +14,22 @@ from trainer.sparse import SparseVector
 _ID_NAMESPACE = uuid.UUID("6f1c7f3e-2d7b-5a1e-9c59-5f2b1d8a9e30")
 
 
+# Payload field holding `Document.content_hash` (see `splade_connectors.ingest.identity`).
+CONTENT_HASH_FIELD = "content_hash"
+
+
 def point_id(doc_id: str) -> str:
     """Deterministic store id (UUID5 string) of a document id: re-ingesting overwrites, never duplicates."""
     return str(uuid.uuid5(_ID_NAMESPACE, doc_id))
 
 
 class Document(BaseModel):
-    """One input record: an id, its text, and optional title and metadata (kept in the payload)."""
+    """One input record: an id, its text, and optional title and metadata (kept in the payload).
+
+    `content_hash`, set by the ingestion pipeline, fingerprints what the stored point is made of
+    (encoded text, model, encoding options, payload); it is written to the payload so a re-run
+    with `skip_unchanged` can tell unchanged documents without re-encoding them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,6 +37,7 @@ class Document(BaseModel):
     text: str
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    content_hash: str | None = None
 
     def text_to_encode(self, with_title: bool) -> str:
         """Title, newline, text (`trainer.retrieval.document_text`, shared with evaluation and training)."""
@@ -39,6 +49,8 @@ class Document(BaseModel):
             data["title"] = self.title
         if self.metadata:
             data["metadata"] = dict(self.metadata)
+        if self.content_hash is not None:
+            data[CONTENT_HASH_FIELD] = self.content_hash
         return data
 
 

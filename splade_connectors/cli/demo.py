@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({
             "store": "qdrant (embedded, in-memory)", "collection": "demo", "corpus": str(args.corpus),
-            "ingest": report_to_json(report, stored), "seconds": round(seconds, 2),
+            "ingest": report_to_json(report), "seconds": round(seconds, 2),
             "results": results_to_json(queries, results),
         })
         return 0

@@ -1,113 +1,71 @@
-"""The ingestion pipeline every store shares: validate, encode in batches, upsert with overlap, resume.
+"""The single-process ingestion pipeline: validate, classify, encode, write with overlap, resume.
 
-Encoding of batch n+1 runs while batch n is written by one writer thread, so ingestion costs little
-more than encoding. Writes keep input order; after each written batch a checkpoint records how many
-input records are done, so an interrupted run resumes where it stopped (ids are deterministic, so a
-batch written twice is overwritten, never duplicated). Transient store errors are retried with
-bounded exponential backoff; anything else stops the run after the batches already accepted are safe.
+Encoding of batch n+1 runs while batch n is written by one writer thread (a queue of one batch),
+so ingestion costs little more than encoding, and memory holds at most three batches whatever the
+corpus size. Writes keep input order; after each written batch the checkpoint records how many
+input records are done, so an interrupted run resumes where it stopped (ids are deterministic: a
+batch written twice is overwritten, never duplicated).
+
+One bad record never stops the run under `on_invalid="skip"`: records refused by validation, by
+the encoder or by the store are isolated (`isolation.py`), reported by position and id, and the
+rest of their batch is stored. Under `on_invalid="fail"` the first one stops the run. Transient
+store errors are retried (`RetryPolicy`); other store errors stop the run after the batches already
+accepted are safe. An input without any record, or without a single usable one, is an `InputError`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from splade_connectors.errors import IngestError
-from splade_connectors.ingest.sources import FieldMap, RawRecord
+from splade_connectors.errors import IngestError, InputError, ResumeError
+from splade_connectors.ingest.checkpoint import CheckpointFile, CheckpointState, RunIdentity, check_belongs, verify_store
+from splade_connectors.ingest.config import IngestConfig
+from splade_connectors.ingest.identity import content_hash, encoding_identity
+from splade_connectors.ingest.incremental import SourceIdSet, Status, classify, delete_missing
+from splade_connectors.ingest.isolation import encode_isolating, write_isolating
+from splade_connectors.ingest.report import IngestReport
+from splade_connectors.ingest.sources import RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, EncodedDocument
-from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore
-from trainer.encoder import SpladeEncoder
 
 logger = logging.getLogger(__name__)
 
 DenseEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
+_LOGGED_INVALID = 100
 
 
-class IngestConfig(BaseModel):
-    """How to ingest: batch size, what to do with bad records, titles, retries and resume state."""
+@dataclass
+class _Pending:
+    """Valid documents of one batch, their input positions, and the input records consumed so far."""
 
-    model_config = ConfigDict(frozen=True)
-
-    batch_size: int = Field(64, ge=1)
-    on_invalid: Literal["skip", "fail"] = "skip"
-    with_title: bool = True
-    fields: FieldMap = Field(default_factory=FieldMap)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    checkpoint: Path | None = None
-    source_id: str = "iterable"
-
-
-class IngestReport(BaseModel):
-    """What an ingestion did."""
-
-    accepted: int = 0
-    invalid: list[InvalidRecord] = Field(default_factory=list)
-    skipped_by_resume: int = 0
-    batches: int = 0
-    truncated: int = 0
-    seconds: float = 0.0
-    encode_seconds: float = 0.0
-    write_seconds: float = 0.0
-
-    @property
-    def docs_per_second(self) -> float:
-        return self.accepted / self.seconds if self.seconds else 0.0
-
-
-class _Checkpoint:
-    """Progress of one source in a JSON file, written atomically after each stored batch."""
-
-    def __init__(self, path: Path | None, source_id: str) -> None:
-        self.path, self.source_id = path, source_id
-
-    def load(self) -> int:
-        if self.path is None or not self.path.exists():
-            return 0
-        state = json.loads(self.path.read_text(encoding="utf-8"))
-        if state.get("source_id") != self.source_id:
-            raise IngestError(
-                f"checkpoint {self.path} belongs to another source ({state.get('source_id')!r}); "
-                "delete it to start over"
-            )
-        return int(state["records_done"])
-
-    def save(self, records_done: int) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"source_id": self.source_id, "records_done": records_done}), encoding="utf-8")
-        os.replace(tmp, self.path)
-
-    def clear(self) -> None:
-        if self.path is not None and self.path.exists():
-            self.path.unlink()
-
-
-class _Batch(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    encoded: list[EncodedDocument]
+    docs: list[Document]
+    positions: list[int]
     records_done: int
 
 
+@dataclass
+class _WriteJob:
+    encoded: list[EncodedDocument]
+    positions: list[int]
+    statuses: list[Status]
+    records_done: int
+    ids: dict[str, str] = field(default_factory=dict)  # doc id -> content hash (for in-flight lookups)
+
+
 class IngestPipeline:
-    """Validate -> encode (SPLADE, optional dense) -> upsert, batch by batch, for any `SparseStore`."""
+    """Validate -> classify -> encode (SPLADE, optional dense) -> upsert, batch by batch, for any `SparseStore`."""
 
     def __init__(
         self,
-        encoder: SpladeEncoder,
+        encoder: object,
         store: SparseStore,
         config: IngestConfig | None = None,
         *,
@@ -119,106 +77,265 @@ class IngestPipeline:
         self.dense_encoder = dense_encoder
         self.progress = progress
 
-    def run(self, records: Iterable[RawRecord]) -> IngestReport:
-        """Ingest everything; raises `IngestError` (after securing earlier batches) on a permanent failure."""
-        config, report = self.config, IngestReport()
-        checkpoint = _Checkpoint(config.checkpoint, config.source_id)
-        already_done = checkpoint.load()
-        if already_done:
-            logger.info("resuming %s after %d records", config.source_id, already_done)
-        report.skipped_by_resume = already_done
+    def run(self, records: Iterable[RawRecord], *, source_name: str = "the input") -> IngestReport:
+        """Ingest everything; see the module docstring for what stops a run and what does not."""
+        return _Run(self, source_name).execute(records)
+
+
+class _Run:
+    """The state of one `IngestPipeline.run`: report, checkpoint, writer thread, in-flight ids."""
+
+    def __init__(self, pipeline: IngestPipeline, source_name: str) -> None:
+        self.pipeline = pipeline
+        self.store = pipeline.store
+        self.config = config = pipeline.config
+        self.source_name = source_name
+        self.report = IngestReport(max_invalid_kept=config.max_invalid_kept)
+        self.identity = encoding_identity(pipeline.encoder, with_title=config.with_title)
+        self.identity_key = self.identity.key()
+        self.checkpoint = CheckpointFile(config.checkpoint)
+        self.source_ids: SourceIdSet | None = None
+        self.consumed = 0
+        self.reported_done = 0
+        self.in_flight: deque[dict[str, str]] = deque(maxlen=2)
+        self.writes: queue.Queue[_WriteJob | None] = queue.Queue(maxsize=1)
+        self.failure: list[BaseException] = []
+        self.rng = random.Random(0)
+        self.state = self._start_state()
+        self.skip = self.state.records_done  # records done by earlier runs (the state moves on as batches are written)
+
+    # ---- setup and teardown -------------------------------------------------------------------------
+    def _start_state(self) -> CheckpointState:
+        store, config = self.store, self.config
+        run = RunIdentity(
+            source=config.source_id, store_kind=store.kind, store=store.identity(), collection=store.name,
+            encoding=self.identity,
+        )
+        state = self.checkpoint.load()
+        if state is None:
+            count = config.retry.call(store.count, what=f"count on {store.describe()}")
+            return CheckpointState(run=run, store_count_at_start=count)
+        assert config.checkpoint is not None
+        moved = check_belongs(state, run, config.checkpoint)
+        verify_store(store, state, config.checkpoint, config.retry, moved=moved)
+        state.run = run
+        logger.info("resuming %s after %d records", config.source_id, state.records_done)
+        return state
+
+    def execute(self, records: Iterable[RawRecord]) -> IngestReport:
+        config, report = self.config, self.report
         started = time.perf_counter()
-        writes: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
-        failure: list[BaseException] = []
-        writer = threading.Thread(target=self._write_loop, args=(writes, checkpoint, report, failure), daemon=True)
+        report.skipped_by_resume = self.skip
+        self.source_ids = SourceIdSet() if config.delete_missing else None
+        try:
+            self._load(records)
+            self._check_input()
+            if self.source_ids is not None:
+                self._delete_missing()
+            config.retry.call(self.store.finish_ingest, what=f"finish_ingest on {self.store.describe()}")
+            report.stored = config.retry.call(self.store.count, what=f"count on {self.store.describe()}")
+        finally:
+            if self.source_ids is not None:
+                self.source_ids.close()
+        self.checkpoint.clear()
+        report.seconds = time.perf_counter() - started
+        report.finalize()
+        return report
+
+    def _load(self, records: Iterable[RawRecord]) -> None:
+        """Read, encode and write everything (writer thread); earlier batches are safe whatever fails."""
         self.store.begin_ingest()
+        writer = threading.Thread(target=self._write_loop, name="splade-ingest-writer", daemon=True)
         writer.start()
         try:
-            for batch_docs, records_done in self._batches(records, already_done, report):
-                if failure:
+            for pending in self._batches(records):
+                if self.failure:
                     break
-                encoded = self._encode(batch_docs, report)
-                writes.put(_Batch(encoded=encoded, records_done=records_done))
+                self.writes.put(self._prepare(pending))
         except BaseException:
-            writes.put(None)
-            writer.join()
+            self._stop_writer(writer)
             self._finish_after_failure()
             raise
-        writes.put(None)
-        writer.join()
-        if failure:
+        self._stop_writer(writer)
+        if self.failure:
             self._finish_after_failure()
-            raise IngestError(f"ingestion stopped: {failure[0]}") from failure[0]
-        self.store.finish_ingest()
-        checkpoint.clear()
-        report.seconds = time.perf_counter() - started
-        return report
+            error = self.failure[0]
+            if isinstance(error, IngestError):
+                raise error
+            raise IngestError(f"ingestion stopped: {error}") from error
+
+    def _stop_writer(self, writer: threading.Thread) -> None:
+        self.writes.put(None)
+        writer.join()
 
     def _finish_after_failure(self) -> None:
         """Restore the store's normal settings after a failed run, without hiding the original error."""
         try:
             self.store.finish_ingest()
         except Exception as exc:  # noqa: BLE001 - the store may be the thing that failed
-            logger.warning("could not finish ingestion on %s after the failure: %s", self.store.name, exc)
+            logger.warning("could not finish ingestion on %s after the failure: %s", self.store.describe(), exc)
 
-    # ---- stages ---------------------------------------------------------------------------------------
-    def _batches(self, records: Iterable[RawRecord], skip: int, report: IngestReport) -> Iterator[tuple[list[Document], int]]:
+    def _check_input(self) -> None:
+        """After the load: a checkpoint past the input's end, an empty input, no usable record are errors."""
+        report, skip = self.report, self.skip
+        report.records = max(0, self.consumed - skip)
+        if self.consumed < skip:
+            self._finish_after_failure()
+            raise ResumeError(
+                f"checkpoint {self.config.checkpoint} says {skip} records are done but {self.source_name} has only "
+                f"{self.consumed}: it belongs to another version of the input; delete it to start over"
+            )
+        if self.consumed == 0:
+            self._finish_after_failure()
+            raise InputError(f"{self.source_name} has no records")
+        if skip == 0 and report.accepted + report.unchanged == 0:
+            self._finish_after_failure()
+            self.checkpoint.clear()
+            first = f" (first: {report.invalid[0].describe()})" if report.invalid else ""
+            raise InputError(
+                f"{self.source_name} has no valid record: all {report.invalid_count} of {self.consumed} records were refused{first}"
+            )
+
+    def _delete_missing(self) -> None:
+        assert self.source_ids is not None
+        retry, store = self.config.retry, self.store
+        retry.call(store.finish_ingest, what=f"refresh of {store.describe()}")  # ids written by this run become listable
+
+        def deleted(count: int) -> None:
+            self.report.deleted += count
+            self.state.deleted += count
+            self.checkpoint.save(self.state)
+
+        delete_missing(store, self.source_ids, retry, on_deleted=deleted)
+
+    # ---- reading --------------------------------------------------------------------------------------
+    def _batches(self, records: Iterable[RawRecord]) -> Iterator[_Pending]:
         """Valid documents in batches, with the number of input records consumed so far."""
-        batch: list[Document] = []
+        config, skip = self.config, self.skip
+        docs: list[Document] = []
+        positions: list[int] = []
         ids_in_batch: set[str] = set()
-        consumed = 0
         for raw in records:
-            consumed += 1
-            if consumed <= skip:
+            self.consumed += 1
+            if self.consumed <= skip:
+                if self.source_ids is not None:
+                    self._remember_id(to_document(raw, config.fields))
                 continue
-            result = to_document(raw, self.config.fields)
+            result = to_document(raw, config.fields)
+            self._remember_id(result)
             if isinstance(result, Document) and result.id in ids_in_batch:
                 result = InvalidRecord(position=raw.position, doc_id=result.id, reason="duplicate id in the same batch")
             if isinstance(result, InvalidRecord):
-                self._reject(result, report)
+                self._reject(result)
                 continue
-            batch.append(result)
+            docs.append(result)
+            positions.append(raw.position)
             ids_in_batch.add(result.id)
-            if len(batch) >= self.config.batch_size:
-                yield batch, consumed
-                batch, ids_in_batch = [], set()
-        if batch or consumed > skip:
-            yield batch, consumed
+            if len(docs) >= config.batch_size:
+                yield _Pending(docs, positions, self.consumed)
+                docs, positions, ids_in_batch = [], [], set()
+        if docs or self.consumed > skip:
+            yield _Pending(docs, positions, self.consumed)
 
-    def _reject(self, record: InvalidRecord, report: IngestReport) -> None:
+    def _remember_id(self, result: Document | InvalidRecord) -> None:
+        if self.source_ids is None:
+            return
+        doc_id = result.id if isinstance(result, Document) else result.doc_id
+        if doc_id is not None:
+            self.source_ids.add(doc_id)
+
+    def _reject(self, record: InvalidRecord) -> None:
+        """Report a refused record, or stop the run under `on_invalid="fail"` (any thread)."""
         if self.config.on_invalid == "fail":
             raise IngestError(f"invalid input, {record.describe()}")
-        logger.warning("skipping %s", record.describe())
-        report.invalid.append(record)
+        if self.report.invalid_count < _LOGGED_INVALID:
+            logger.warning("skipping %s", record.describe())
+        elif self.report.invalid_count == _LOGGED_INVALID:
+            logger.warning("more invalid records: not logged one by one (see the report)")
+        self.report.add_invalid(record)
 
-    def _encode(self, docs: list[Document], report: IngestReport) -> list[EncodedDocument]:
-        if not docs:
-            return []
+    # ---- classifying and encoding (main thread) -------------------------------------------------------
+    def _prepare(self, pending: _Pending) -> _WriteJob:
+        if not pending.docs:
+            return _WriteJob([], [], [], pending.records_done)
+        config, report = self.config, self.report
+        docs = [d.model_copy(update={"content_hash": content_hash(d, self.identity_key)}) for d in pending.docs]
+        in_flight = {k: v for batch in self.in_flight for k, v in batch.items()}
+        statuses = classify(
+            self.store, [d.id for d in docs], [d.content_hash or "" for d in docs],
+            skip_unchanged=config.skip_unchanged, retry=config.retry, in_flight=in_flight,
+        )
+        todo = [i for i, status in enumerate(statuses) if status != "unchanged"]
+        report.unchanged += len(docs) - len(todo)
         started = time.perf_counter()
-        texts = [d.text_to_encode(self.config.with_title) for d in docs]
-        sparse = self.encoder.encode_documents(texts)
-        report.truncated += len(self.encoder.stats.truncated)
-        dense = list(self.dense_encoder(texts)) if self.dense_encoder else [None] * len(docs)
+        texts = [docs[i].text_to_encode(config.with_title) for i in todo]
+        outcome = encode_isolating(self.pipeline.encoder, texts)
+        report.truncated += len(outcome.truncated)
+        for j, reason in sorted(outcome.refused.items()):
+            i = todo[j]
+            self._reject(InvalidRecord(position=pending.positions[i], doc_id=docs[i].id, reason=reason))
+        kept = [j for j in range(len(todo)) if j not in outcome.refused]
+        dense: list[list[float] | None] = [None] * len(kept)
+        if self.pipeline.dense_encoder is not None and kept:
+            dense = [list(v) for v in self.pipeline.dense_encoder([texts[j] for j in kept])]
         report.encode_seconds += time.perf_counter() - started
-        return [
-            EncodedDocument(document=d, sparse=s, dense=list(v) if v is not None else None)
-            for d, s, v in zip(docs, sparse, dense)
-        ]
+        encoded = []
+        for j, vector in zip(kept, dense):
+            sparse = outcome.vectors[j]
+            assert sparse is not None
+            encoded.append(EncodedDocument(document=docs[todo[j]], sparse=sparse, dense=vector))
+        job = _WriteJob(
+            encoded=encoded,
+            positions=[pending.positions[todo[j]] for j in kept],
+            statuses=[statuses[todo[j]] for j in kept],
+            records_done=pending.records_done,
+            ids={e.document.id: e.document.content_hash or "" for e in encoded},
+        )
+        self.in_flight.append(job.ids)
+        return job
 
-    def _write_loop(self, writes: queue.Queue[_Batch | None], checkpoint: _Checkpoint, report: IngestReport, failure: list[BaseException]) -> None:
-        retrying = self.config.retry.retrying(f"write to {self.store.describe()}")
-        while (item := writes.get()) is not None:
-            if failure:
+    # ---- writing (writer thread) ----------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while (job := self.writes.get()) is not None:
+            if self.failure:
                 continue
             try:
-                started = time.perf_counter()
-                if item.encoded:
-                    retrying(self.store.upsert, item.encoded)
-                report.write_seconds += time.perf_counter() - started
-                report.accepted += len(item.encoded)
-                report.batches += 1
-                checkpoint.save(item.records_done)
-                if self.progress:
-                    self.progress(len(item.encoded))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                failure.append(exc)
+                self._write(job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.failure.append(exc)
+
+    def _upsert(self, batch: Sequence[EncodedDocument]) -> None:
+        self.config.retry.call(self.store.upsert, batch, what=f"write to {self.store.describe()}")
+
+    def _write(self, job: _WriteJob) -> None:
+        report, state = self.report, self.state
+        refused: dict[str, str] = {}
+        if job.encoded:
+            started = time.perf_counter()
+            refused = write_isolating(self._upsert, job.encoded)
+            report.write_seconds += time.perf_counter() - started
+            report.batches += 1
+        if refused and report.accepted == 0 and len(refused) == len(job.encoded) >= 2:
+            example = next(iter(refused.values()))
+            raise IngestError(
+                f"{self.store.describe()} refused every document of the first batch ({example}): "
+                "the store's configuration, not the records, is the likely cause"
+            )
+        for item, position, status in zip(job.encoded, job.positions, job.statuses):
+            doc_id = item.document.id
+            if doc_id in refused:
+                self._reject(InvalidRecord(position=position, doc_id=doc_id, reason=f"the store refused it: {refused[doc_id]}"))
+                continue
+            report.accepted += 1
+            state.written += 1
+            if status == "new":
+                report.new += 1
+                state.new += 1
+            else:
+                report.updated += 1
+            state.offer_probe(doc_id, self.rng)
+        state.records_done = job.records_done
+        self.checkpoint.save(state)
+        if self.pipeline.progress is not None:
+            self.pipeline.progress(job.records_done - self.reported_done)
+        self.reported_done = job.records_done

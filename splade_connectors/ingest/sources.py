@@ -1,7 +1,12 @@
-"""Where documents come from: iterables, JSONL files and BEIR corpus folders.
+"""Where documents come from: iterables, JSONL files, Parquet files and BEIR corpus folders.
 
 Sources yield `RawRecord`s (position + the raw data, or the reason a line could not be read) and
-never validate: validation is one job (`validate.py`), reading is another.
+never validate: validation is one job (`validate.py`), reading is another. Every reader streams:
+memory holds one line (JSONL) or one record batch (Parquet) at a time, whatever the file's size.
+
+`parse_jsonl_line` is the one reading of a JSONL line, shared by the single-process pipeline and
+the Ray engine, so both report the same positions and reasons. A UTF-8 byte-order mark at the start
+of a file is not part of the first record.
 """
 
 from __future__ import annotations
@@ -11,12 +16,17 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from splade_connectors.errors import InputError
 from splade_connectors.records import Document
+
+UTF8_BOM = b"\xef\xbb\xbf"
+SourceFormat = Literal["jsonl", "parquet"]
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_PARQUET_BATCH_ROWS = 1024
 
 
 class FieldMap(BaseModel):
@@ -44,30 +54,59 @@ def from_iterable(items: Iterable[Mapping[str, Any] | Document]) -> Iterator[Raw
         yield RawRecord(position, item)
 
 
+def parse_jsonl_line(position: int, line: bytes) -> RawRecord:
+    """One JSONL line (bytes, any line ending) as a record; unreadable lines (bad UTF-8, bad JSON) become errors."""
+    if position == 0 and line.startswith(UTF8_BOM):
+        line = line[len(UTF8_BOM):]
+    if not line.strip():
+        return RawRecord(position, None, "blank line")
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return RawRecord(position, None, f"line {position + 1} is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    except json.JSONDecodeError as exc:
+        return RawRecord(position, None, f"line {position + 1} is not valid JSON ({exc.msg})")
+    if not isinstance(data, dict):
+        return RawRecord(position, None, f"line {position + 1} is not a JSON object")
+    return RawRecord(position, data)
+
+
 def from_jsonl(path: str | Path) -> Iterator[RawRecord]:
-    """Read a JSONL file line by line; unreadable lines (bad UTF-8, bad JSON) become errors, not crashes."""
+    """Read a JSONL file line by line (streamed); every line is one record position, blank ones included."""
     with open(path, "rb") as handle:
         for position, line in enumerate(handle):
-            if not line.strip():
-                yield RawRecord(position, None, "blank line")
-                continue
-            try:
-                data = json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                yield RawRecord(position, None, f"line {position + 1} is not valid UTF-8 ({exc.reason} at byte {exc.start})")
-                continue
-            except json.JSONDecodeError as exc:
-                yield RawRecord(position, None, f"line {position + 1} is not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(data, dict):
-                yield RawRecord(position, None, f"line {position + 1} is not a JSON object")
-                continue
-            yield RawRecord(position, data)
+            yield parse_jsonl_line(position, line)
+
+
+def from_parquet(path: str | Path) -> Iterator[RawRecord]:
+    """Read a Parquet file one record batch at a time; each row is a record (position = row number)."""
+    import pyarrow.parquet as pq
+
+    position = 0
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                yield RawRecord(position, row)
+                position += 1
+
+
+def source_format(path: str | Path) -> SourceFormat:
+    """Parquet for `.parquet`/`.pq` files, JSONL otherwise."""
+    return "parquet" if Path(path).suffix.lower() in _PARQUET_SUFFIXES else "jsonl"
+
+
+def open_source(path: str | Path) -> Iterator[RawRecord]:
+    """The records of a JSONL or Parquet file (chosen by suffix)."""
+    return from_parquet(path) if source_format(path) == "parquet" else from_jsonl(path)
 
 
 def beir_corpus_path(folder: str | Path) -> Path:
+    """The file to read: the path itself, or `corpus.jsonl` (else `corpus.parquet`) inside a BEIR folder."""
     path = Path(folder)
-    corpus = path / "corpus.jsonl" if path.is_dir() else path
+    if path.is_dir():
+        corpus = next((path / name for name in ("corpus.jsonl", "corpus.parquet") if (path / name).exists()), path / "corpus.jsonl")
+    else:
+        corpus = path
     if not corpus.exists():
         raise InputError(f"no such file or BEIR folder: {folder}" if not path.exists() else f"no corpus.jsonl in {folder}")
     return corpus
@@ -84,3 +123,8 @@ def fingerprint(path: str | Path) -> str:
             handle.seek(-65536, 2)
             digest.update(handle.read())
     return digest.hexdigest()[:32]
+
+
+def source_id(path: str | Path) -> str:
+    """What a checkpoint records about the file it belongs to: its name and content fingerprint."""
+    return f"{Path(path).name}:{fingerprint(path)}"

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from splade_connectors.errors import InputError
-from splade_connectors.ingest.sources import FieldMap, RawRecord, beir_corpus_path, fingerprint, from_iterable, from_jsonl
+from splade_connectors.ingest.sources import (
+    FieldMap,
+    RawRecord,
+    beir_corpus_path,
+    fingerprint,
+    from_iterable,
+    from_jsonl,
+    open_source,
+    source_format,
+)
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, point_id
 
@@ -90,3 +99,61 @@ def test_beir_folder_and_fingerprint(tmp_path: Path) -> None:
     assert fingerprint(tmp_path / "corpus.jsonl") != first
     with pytest.raises(InputError, match="no such file or BEIR folder"):
         beir_corpus_path(tmp_path / "missing")
+
+
+def test_utf8_bom_is_not_part_of_the_first_record(tmp_path: Path) -> None:
+    """Issue 10 (7): a UTF-8 BOM at the start of a JSONL file made the first record invalid."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"_id": "a", "text": "first"}\r\n{"_id": "b", "text": "second"}\r\n')
+    records = list(from_jsonl(path))
+    assert [r.error for r in records] == [None, None]
+    assert [to_document(r, FieldMap()).id for r in records] == ["a", "b"]  # type: ignore[union-attr]
+
+
+def test_a_bom_elsewhere_than_the_file_start_is_still_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bom2.jsonl"
+    path.write_bytes(b'{"_id": "a", "text": "x"}\n\xef\xbb\xbf{"_id": "b", "text": "y"}\n')
+    records = list(from_jsonl(path))
+    assert records[0].error is None and "line 2 is not valid JSON" in (records[1].error or "")
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"_id": "s", "text": "bad \ud800 x"}, "text has a lone surrogate (U+D800 at character 4)"),
+        ({"_id": "s", "text": "ok", "title": "\udfff"}, "title has a lone surrogate (U+DFFF at character 0)"),
+        ({"_id": "s", "text": "ok", "tags": ["fine", "x\udc00"]}, "metadata.tags[1] has a lone surrogate (U+DC00 at character 1)"),
+        ({"_id": "s", "text": "ok", "meta": {"k\ud801": 1}}, "metadata.meta has a key with a lone surrogate"),
+    ],
+)
+def test_lone_surrogates_are_refused_naming_field_and_position(data: dict, reason: str) -> None:
+    """Issue 10 (1): a lone surrogate passed validation and crashed the tokenizer later."""
+    result = to_document(RawRecord(3, data), FieldMap())
+    assert isinstance(result, InvalidRecord) and result.doc_id == "s"
+    assert reason in result.reason and "not valid Unicode" in result.reason
+
+
+def test_lone_surrogate_in_json_escapes_and_in_ids(tmp_path: Path) -> None:
+    path = tmp_path / "surr.jsonl"
+    path.write_bytes(b'{"_id": "a", "text": "fine \\ud83d\\ude00 pair"}\n{"_id": "x\\ud800", "text": "t"}\n')
+    first, second = (to_document(r, FieldMap()) for r in from_jsonl(path))
+    assert isinstance(first, Document) and first.text == "fine \U0001F600 pair"  # a valid pair is one character
+    assert isinstance(second, InvalidRecord) and second.doc_id is None and "id has a lone surrogate" in second.reason
+
+
+def test_documents_from_iterables_are_checked_for_surrogates_too() -> None:
+    result = to_document(RawRecord(0, Document(id="d", text="a\ud800")), FieldMap())
+    assert isinstance(result, InvalidRecord) and result.doc_id == "d" and "lone surrogate" in result.reason
+
+
+def test_parquet_source_numbers_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "corpus.parquet"
+    table = pa.table({"_id": [f"d{i}" for i in range(2500)], "text": [f"text {i}" for i in range(2500)]})
+    pq.write_table(table, path, row_group_size=1000)
+    records = list(open_source(path))
+    assert [r.position for r in records] == list(range(2500))
+    assert records[2499].data == {"_id": "d2499", "text": "text 2499"}
+    assert source_format(path) == "parquet" and source_format(tmp_path / "c.jsonl") == "jsonl"
