@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate",
     "train": "train",
     "opensearch-server": "opensearch_server",
+    "qdrant-server": "qdrant_server",
 }
 
 

@@ -3,8 +3,8 @@
 Each store adds its option group in `add_store_options` and its branch in `store_config_from_args`;
 the store itself is built by the registry (`splade_connectors.registry`), as everywhere else.
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
-never appears in shell history or process lists) or `--qdrant-path` (embedded, on disk;
-default ./qdrant_data). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else http://localhost:9200),
+never appears in shell history or process lists) or `--qdrant-path` (the embedded Qdrant engine, on disk;
+default ./qdrant_data; `--qdrant-local-mode` for qdrant-client's local mode instead). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else http://localhost:9200),
 `--opensearch-user` (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or
 `--opensearch-password`, which shows in process lists), `--no-verify-certs`, `--index` (default: --collection).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
 from trainer.encoder import SpladeEncoder
@@ -31,9 +32,17 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     qdrant.add_argument("--qdrant-api-key-env", default="QDRANT_API_KEY", metavar="VAR", help="environment variable holding the API key")
     qdrant.add_argument("--sparse-name", default="splade", help="name of the sparse vector (default: splade)")
     qdrant.add_argument("--idf", action="store_true", help="create the collection with Qdrant's IDF modifier (default: plain dot product)")
-    qdrant.add_argument("--on-disk", action="store_true", help="keep the sparse index on disk (server)")
+    qdrant.add_argument("--on-disk", action="store_true", default=None, help="keep the sparse index on disk")
+    qdrant.add_argument("--sparse-datatype", choices=("float32", "float16", "uint8"), default=None,
+                        help="sparse index datatype when creating (default float32)")
+    qdrant.add_argument("--payload-index", action="append", default=[], metavar="FIELD[:TYPE]",
+                        help="index a metadata field for filtering at creation (TYPE keyword|integer|float|bool|text|datetime|uuid, "
+                             "default keyword; repeatable); doc_id is always indexed")
+    qdrant.add_argument("--qdrant-local-mode", action="store_true", help="qdrant-client's pure-Python local mode instead of the embedded engine")
     qdrant.add_argument("--qdrant-timeout", type=int, default=60, help="request timeout, seconds (server)")
     qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
+    qdrant.add_argument("--qdrant-grpc-port", type=int, default=None, help="server gRPC port (default 6334)")
+    qdrant.add_argument("--upload-parallel", type=int, default=1, help="concurrent upsert requests per batch (server)")
     opensearch = parser.add_argument_group("opensearch")
     opensearch.add_argument("--opensearch-url", default=None, help="OpenSearch URL (default: $OPENSEARCH_URL, else http://localhost:9200)")
     opensearch.add_argument("--opensearch-user", default=None, help="basic-auth user (default: $OPENSEARCH_USERNAME)")
@@ -52,6 +61,8 @@ def store_config_from_args(args: argparse.Namespace) -> StoreConfigBase:
         return store_config(
             "qdrant", url=url, path=path, api_key=api_key, collection=args.collection, sparse_name=args.sparse_name,
             idf=args.idf, on_disk=args.on_disk, timeout=args.qdrant_timeout, prefer_grpc=args.prefer_grpc,
+            local_mode=args.qdrant_local_mode, datatype=args.sparse_datatype, payload_indexes=_payload_indexes(args.payload_index),
+            grpc_port=args.qdrant_grpc_port, upload_parallel=args.upload_parallel,
         )
     password = args.opensearch_password or os.environ.get("OPENSEARCH_PASSWORD") or None
     return store_config(
@@ -61,6 +72,17 @@ def store_config_from_args(args: argparse.Namespace) -> StoreConfigBase:
         password=password, verify_certs=not args.no_verify_certs, ca_certs=args.ca_certs,
         index=args.index or args.collection,
     )
+
+
+def _payload_indexes(specs: list[str]) -> dict[str, str]:
+    """`--payload-index topic` / `--payload-index year:integer` -> {field: type}."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        field, _, kind = spec.partition(":")
+        if not field:
+            raise ConfigError(f"--payload-index {spec!r}: expected FIELD or FIELD:TYPE")
+        out[field] = kind or "keyword"
+    return out
 
 
 def open_store_from_args(args: argparse.Namespace, encoder: SpladeEncoder | None = None, *, create: bool = True) -> SparseStore:

@@ -1,40 +1,61 @@
-"""Qdrant test fixtures: one target per variant (embedded always, a server when available),
-stores made on it, an encoder that replays precomputed vectors, and wrappers that inject failures."""
+"""Qdrant test fixtures: one target per backend (a real server, the embedded engine, qdrant-client local
+mode), stores made on it, an encoder that replays precomputed vectors, and wrappers that inject failures."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from qdrant_client import QdrantClient
 
+from splade_connectors.errors import StoreError
 from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.records import EncodedDocument
-from tests.live_stores import LiveStore
+from tests.live_stores import LiveStore, record_qdrant_backend
 from trainer.encoder import EncodeStats, SpladeEncoder
 from trainer.sparse import SparseVector
 
+BACKENDS = ("server", "edge", "local")
+
 
 class QdrantTarget:
-    """Makes uniquely named collections on one Qdrant (a shared in-memory client, or a server)."""
+    """Makes uniquely named collections on one Qdrant backend.
 
-    def __init__(self, live: LiveStore) -> None:
-        self.live = live
-        self.client: QdrantClient | None = QdrantClient(location=":memory:") if live.url is None else None
+    - `server`: a real Qdrant server (see `tests.live_stores`);
+    - `edge`: the embedded engine, every collection a shard under one folder of this module;
+    - `local`: qdrant-client local mode, one in-memory client shared by the module's stores.
+    """
+
+    def __init__(self, backend: str, live: LiveStore | None = None, folder: Path | None = None) -> None:
+        self.backend, self.live, self.folder = backend, live, folder
+        self.client: QdrantClient | None = QdrantClient(location=":memory:") if backend == "local" else None
         self._stores: list[QdrantStore] = []
 
     @property
     def variant(self) -> str:
-        return "embedded" if self.live.url is None else "server"
+        return self.backend
 
     def config(self, prefix: str, **options: Any) -> QdrantConfig:
         name = f"test-{prefix}-{uuid.uuid4().hex[:8]}"
-        return QdrantConfig(url=self.live.url, api_key=self.live.api_key, collection=name, **options)
+        if self.backend == "server":
+            assert self.live is not None
+            where: dict[str, Any] = {"url": self.live.url, "api_key": self.live.api_key, "grpc_port": self.live.grpc_port}
+        elif self.backend == "edge":
+            where = {"path": str(self.folder)}
+        else:
+            where = {"local_mode": True}
+        return QdrantConfig(collection=name, **where, **options)
 
-    def store(self, config: QdrantConfig) -> QdrantStore:
-        store = QdrantStore(config, client=self.client).open()
+    def build(self, config: QdrantConfig) -> QdrantStore:
+        """A store on this backend, not opened (local mode shares the module's client)."""
+        return QdrantStore(config, client=self.client)
+
+    def store(self, config: QdrantConfig, *, create: bool = True) -> QdrantStore:
+        """An opened store, dropped and closed when the module ends."""
+        store = self.build(config).open(create=create)
         self._stores.append(store)
         return store
 
@@ -44,22 +65,25 @@ class QdrantTarget:
     def close(self) -> None:
         for store in self._stores:
             try:
-                if store.client.collection_exists(store.name):
+                if store._opened:
                     store.drop()
+            except StoreError:
+                pass
             finally:
                 store.close()
         if self.client is not None:
             self.client.close()
 
 
-@pytest.fixture(scope="module", params=["embedded", "server"])
-def qdrant_target(request: pytest.FixtureRequest) -> Iterator[QdrantTarget]:
-    """Each live test runs on embedded local mode, and on a real server when one is available."""
-    if request.param == "embedded":
-        live = LiveStore("qdrant", None, "embedded")
+@pytest.fixture(scope="module", params=BACKENDS)
+def qdrant_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantTarget]:
+    """Each Qdrant behaviour test runs on a real server, the embedded engine and local mode."""
+    backend = str(request.param)
+    if backend == "server":
+        target = QdrantTarget(backend, live=request.getfixturevalue("qdrant_server_store"))
     else:
-        live = request.getfixturevalue("qdrant_server_store")
-    target = QdrantTarget(live)
+        record_qdrant_backend(backend)
+        target = QdrantTarget(backend, folder=tmp_path_factory.mktemp("qdrant-embedded") if backend == "edge" else None)
     try:
         yield target
     finally:
@@ -124,3 +148,8 @@ def replay_encoder(scifact_encoded: Any, encoder: SpladeEncoder) -> Callable[[],
     """Factory of fresh replay encoders over the SciFact slice's vectors."""
     by_text = {doc_text(d): scifact_encoded.doc_vectors[d["_id"]] for d in scifact_encoded.slice.corpus}
     return lambda: ReplayEncoder(by_text, encoder)
+
+
+def stored_doc_ids(store: QdrantStore) -> list[str]:
+    """Every stored document id, duplicates kept (scrolls the whole collection)."""
+    return [doc_id for batch in store.iter_doc_ids(batch_size=256) for doc_id in batch]

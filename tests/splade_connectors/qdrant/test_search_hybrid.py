@@ -104,8 +104,8 @@ def test_score_threshold(sample_store: QdrantStore, query_vector: SparseVector) 
 
 def _prefetch_ids(store: QdrantStore, sparse: SparseVector, dense: list[float], limit: int) -> tuple[list[str], list[str]]:
     sparse_ids = [h.id for h in store.search_batch([sparse], top_k=limit)[0]]
-    dense_points = store.client.query_points(store.name, query=dense, using="dense", limit=limit, with_payload=["doc_id"]).points
-    return sparse_ids, [p.payload["doc_id"] for p in dense_points]  # type: ignore[index]
+    dense_ids = [h.id for h in store.dense_search_batch([dense], top_k=limit)[0]]
+    return sparse_ids, dense_ids
 
 
 def _rrf(lists: list[list[str]], k: int) -> dict[str, float]:
@@ -129,7 +129,7 @@ def test_hybrid_rrf_matches_hand_computed_fusion(
         assert hit.score == pytest.approx(expected[hit.id], rel=1e-6)
     best = sorted(expected.values(), reverse=True)[:top_k]
     assert [h.score for h in hits] == pytest.approx(best, rel=1e-6)
-    assert hits[0].score <= 2.0 / (k + 1) + 1e-9
+    assert hits[0].score <= 2.0 / (k + 1) * (1 + 1e-6)  # the engines fuse in float32
     assert hits[0].id == "cook-03"
 
 
