@@ -3,20 +3,26 @@ mode), stores made on it, an encoder that replays precomputed vectors, and wrapp
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
 from splade_connectors.errors import StoreError
+from splade_connectors.live.qdrant_server import cache_root
 from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.records import EncodedDocument
 from tests.live_stores import LiveStore, record_qdrant_backend
 from trainer.encoder import EncodeStats, SpladeEncoder
-from trainer.sparse import SparseVector
+from trainer.sparse import SparseVector, from_csr, to_csr
 
 BACKENDS = ("server", "edge", "local")
 
@@ -153,3 +159,85 @@ def replay_encoder(scifact_encoded: Any, encoder: SpladeEncoder) -> Callable[[],
 def stored_doc_ids(store: QdrantStore) -> list[str]:
     """Every stored document id, duplicates kept (scrolls the whole collection)."""
     return [doc_id for batch in store.iter_doc_ids(batch_size=256) for doc_id in batch]
+
+
+# ---- the full SciFact corpus, encoded once per machine -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodedCorpus:
+    """A whole BEIR corpus and its judged test queries, encoded with the shipped model."""
+
+    doc_ids: list[str]
+    doc_vectors: list[SparseVector]
+    query_ids: list[str]
+    query_vectors: list[SparseVector]
+    qrels: dict[str, dict[str, int]]
+
+
+def _fingerprint(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def _read_beir(folder: Path) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, dict[str, int]]]:
+    docs = []
+    with open(folder / "corpus.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            docs.append((row["_id"], f"{row['title']}\n{row['text']}" if row.get("title") else row["text"]))
+    qrels: dict[str, dict[str, int]] = {}
+    with open(folder / "qrels" / "test.tsv", encoding="utf-8") as handle:
+        next(handle)
+        for line in handle:
+            qid, did, score = line.rstrip("\n").split("\t")[:3]
+            qrels.setdefault(qid, {})[did] = int(score)
+    queries = {}
+    with open(folder / "queries.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if row["_id"] in qrels:
+                queries[row["_id"]] = row["text"]
+    return docs, queries, qrels
+
+
+@pytest.fixture(scope="session")
+def scifact_full(scifact_dir: Path, trained_model_dir: Path, encoder: SpladeEncoder) -> EncodedCorpus:
+    """All 5,183 SciFact documents and the 300 test queries, encoded once and cached on disk.
+
+    The cache (~/.cache/splade-connectors/test-vectors/) is keyed by the data files, the model files
+    and the encoder's source, so any change to them encodes again.
+    """
+    import scipy.sparse
+
+    import trainer
+
+    docs, queries, qrels = _read_beir(scifact_dir)
+    sources = sorted(Path(trainer.__file__).parent.glob("*.py"))
+    model_files = sorted(p for p in trained_model_dir.iterdir() if p.is_file())
+    key = _fingerprint([scifact_dir / "corpus.jsonl", scifact_dir / "queries.jsonl", *model_files, *sources])
+    cache = cache_root() / "test-vectors" / f"scifact-{key}.npz"
+    query_ids = list(queries)
+    if cache.is_file():
+        data = np.load(cache, allow_pickle=False)
+        doc_matrix = scipy.sparse.csr_matrix((data["doc_values"], data["doc_indices"], data["doc_indptr"]), shape=tuple(data["doc_shape"]))
+        query_matrix = scipy.sparse.csr_matrix(
+            (data["query_values"], data["query_indices"], data["query_indptr"]), shape=tuple(data["query_shape"])
+        )
+        doc_vectors, query_vectors = from_csr(doc_matrix), from_csr(query_matrix)
+    else:
+        doc_vectors = encoder.encode_documents([text for _, text in docs])
+        query_vectors = encoder.encode_queries([queries[q] for q in query_ids])
+        doc_matrix, query_matrix = to_csr(doc_vectors, 30522), to_csr(query_vectors, 30522)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npz")
+        np.savez(
+            tmp, doc_values=doc_matrix.data, doc_indices=doc_matrix.indices, doc_indptr=doc_matrix.indptr,
+            doc_shape=np.array(doc_matrix.shape), query_values=query_matrix.data, query_indices=query_matrix.indices,
+            query_indptr=query_matrix.indptr, query_shape=np.array(query_matrix.shape),
+        )
+        os.replace(tmp, cache)
+    return EncodedCorpus([d for d, _ in docs], doc_vectors, query_ids, query_vectors, qrels)

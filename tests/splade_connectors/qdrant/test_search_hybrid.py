@@ -42,7 +42,9 @@ def dense_encoder() -> MeanPooledEncoder:
 
 @pytest.fixture(scope="module")
 def sample_store(qdrant_target: QdrantTarget, encoder: SpladeEncoder, dense_encoder: MeanPooledEncoder) -> QdrantStore:
-    store = qdrant_target.new_store("sample", dense_name="dense", dense_size=dense_encoder.dim)
+    store = qdrant_target.new_store(
+        "sample", dense_name="dense", dense_size=dense_encoder.dim, payload_indexes={"topic": "keyword", "reading_minutes": "integer"},
+    )
     report = ingest_file(SAMPLE_CORPUS, encoder, store, dense_encoder=dense_encoder)
     assert report.accepted == len(SAMPLE) == store.count()
     return store
