@@ -57,44 +57,43 @@ DATASETS = ("scifact", "msmarco-dl19-subset")
 # ---------------------------------------------------------------- base vectors (real, encoded once)
 
 
-def base_cache_file(data_dir: Path) -> Path:
+def encoded_cache_file(folder: Path, model_dir: Path) -> Path:
+    """The cache of a BEIR dataset encoded with a model (the same file the tests' `scifact_full` fixture uses):
+    keyed by the data, the model files and the encoder's source."""
     import hashlib
 
-    from trainer.models import shipped_model_dir
-
     digest = hashlib.sha256()
-    for name in DATASETS:
-        for part in ("corpus.jsonl", "queries.jsonl"):
-            digest.update((data_dir / name / part).read_bytes())
-    for path in sorted(shipped_model_dir().iterdir()):
-        if path.is_file():
-            digest.update(path.read_bytes())
-    for path in sorted((ROOT / "trainer").glob("*.py")):
+    model_files = sorted(p for p in model_dir.iterdir() if p.is_file())
+    sources = sorted((ROOT / "trainer").glob("*.py"))
+    for path in [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv", *model_files, *sources]:
+        digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    return cache_root() / "bench" / f"base-vectors-{digest.hexdigest()[:20]}.npz"
+    return cache_root() / "bench" / f"encoded-{folder.name}-{digest.hexdigest()[:20]}.npz"
 
 
-def _beir_texts(folder: Path) -> tuple[list[str], list[str]]:
-    docs = []
+def _beir_texts(folder: Path) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(doc ids, doc texts: title + newline + text, judged test query ids, their texts)."""
+    doc_ids, docs = [], []
     with open(folder / "corpus.jsonl", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
+            doc_ids.append(row["_id"])
             docs.append(f"{row['title']}\n{row['text']}" if row.get("title") else row["text"])
-    judged = set()
     with open(folder / "qrels" / "test.tsv", encoding="utf-8") as handle:
         next(handle)
         judged = {line.split("\t")[0] for line in handle}
-    queries = []
+    query_ids, queries = [], []
     with open(folder / "queries.jsonl", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             if row["_id"] in judged:
+                query_ids.append(row["_id"])
                 queries.append(row["text"])
-    return docs, queries
+    return doc_ids, docs, query_ids, queries
 
 
 class Base:
-    """Real encoded documents (CSR) and queries."""
+    """Real encoded documents (CSR arrays) and queries."""
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, queries: list[SparseVector]) -> None:
         self.indptr, self.indices, self.values, self.queries = indptr, indices, values, queries
@@ -104,34 +103,48 @@ class Base:
         return len(self.indptr) - 1
 
 
-def load_base(data_dir: Path) -> Base:
-    """The real encoded base vectors, from the cache or encoded now (a few minutes on 2 cores)."""
-    from trainer.sparse import from_csr, to_csr
-
-    cache = base_cache_file(data_dir)
-    if not cache.is_file():
-        from trainer.encoder import SpladeEncoder
-        from trainer.models import shipped_model_dir
-
-        encoder = SpladeEncoder.from_pretrained(shipped_model_dir(), device="cpu")
-        doc_vectors: list[SparseVector] = []
-        query_vectors: list[SparseVector] = []
-        for name in DATASETS:
-            docs, queries = _beir_texts(data_dir / name)
-            print(f"encoding {len(docs)} documents and {len(queries)} queries of {name} (cached afterwards)", flush=True)
-            doc_vectors += encoder.encode_documents(docs)
-            query_vectors += encoder.encode_queries(queries)
-        docs_csr, queries_csr = to_csr(doc_vectors, VOCAB), to_csr(query_vectors, VOCAB)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npz")
-        np.savez(tmp, indptr=docs_csr.indptr, indices=docs_csr.indices, values=docs_csr.data,
-                 q_indptr=queries_csr.indptr, q_indices=queries_csr.indices, q_values=queries_csr.data, q_rows=len(query_vectors))
-        os.replace(tmp, cache)
-    data = np.load(cache)
+def encoded_dataset(folder: Path) -> tuple[Any, Any]:
+    """(documents CSR, queries CSR) of one dataset, from the cache or encoded now (minutes on 2 cores)."""
     import scipy.sparse
 
-    q = scipy.sparse.csr_matrix((data["q_values"], data["q_indices"], data["q_indptr"]), shape=(int(data["q_rows"]), VOCAB))
-    return Base(data["indptr"].astype(np.int64), data["indices"].astype(np.int64), data["values"].astype(np.float32), from_csr(q))
+    from trainer.models import shipped_model_dir
+    from trainer.sparse import to_csr
+
+    model_dir = shipped_model_dir()
+    cache = encoded_cache_file(folder, model_dir)
+    doc_ids, docs, query_ids, queries = _beir_texts(folder)
+    if not cache.is_file():
+        from trainer.encoder import SpladeEncoder
+
+        print(f"encoding {len(docs)} documents and {len(queries)} queries of {folder.name} (cached in {cache})", flush=True)
+        encoder = SpladeEncoder.from_pretrained(model_dir, device="cpu")
+        doc_matrix = to_csr(encoder.encode_documents(docs), VOCAB)
+        query_matrix = to_csr(encoder.encode_queries(queries), VOCAB)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npz")
+        np.savez(
+            tmp, doc_ids=np.array(doc_ids), query_ids=np.array(query_ids),
+            doc_values=doc_matrix.data, doc_indices=doc_matrix.indices, doc_indptr=doc_matrix.indptr,
+            query_values=query_matrix.data, query_indices=query_matrix.indices, query_indptr=query_matrix.indptr,
+        )
+        os.replace(tmp, cache)
+    data = np.load(cache)
+    docs_csr = scipy.sparse.csr_matrix((data["doc_values"], data["doc_indices"], data["doc_indptr"]), shape=(len(doc_ids), VOCAB))
+    queries_csr = scipy.sparse.csr_matrix((data["query_values"], data["query_indices"], data["query_indptr"]), shape=(len(query_ids), VOCAB))
+    return docs_csr, queries_csr
+
+
+def load_base(data_dir: Path) -> Base:
+    """The real encoded base vectors of SciFact and the DL19 subset."""
+    import scipy.sparse
+
+    from trainer.sparse import from_csr
+
+    parts = [encoded_dataset(data_dir / name) for name in DATASETS]
+    docs = scipy.sparse.vstack([d for d, _ in parts], format="csr")
+    docs.sort_indices()
+    queries = [q for _, matrix in parts for q in from_csr(matrix)]
+    return Base(docs.indptr.astype(np.int64), docs.indices.astype(np.int64), docs.data.astype(np.float32), queries)
 
 
 # ---------------------------------------------------------------- synthetic documents
@@ -282,11 +295,15 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
                     payload={"doc_id": doc_id(i), "text": doc_text(i)},
                 )
 
-        client.upload_points(collection, points(), batch_size=args.batch, parallel=args.parallel, wait=True)
+        client.upload_points(collection, points(), batch_size=args.batch, parallel=args.parallel, wait=args.client_wait)
+        uploaded = time.perf_counter() - started
         stored = client.count(collection, exact=True).count
+        while stored < args.points and time.perf_counter() - started < 3600:  # wait=False: until the server applied all
+            time.sleep(0.2)
+            stored = client.count(collection, exact=True).count
         client.close()
         seconds = time.perf_counter() - started
-        extra = {}
+        extra = {"wait": args.client_wait, "upload_returned_after_s": round(uploaded, 1)}
     if stored != args.points:
         raise SystemExit(f"{args.side}: stored {stored} of {args.points} points")
     return {
@@ -416,6 +433,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         for points in sizes:
             ours_name = f"bench-ours-{points}-{uuid.uuid4().hex[:6]}"
             ingest_opts = ["--points", str(points), "--parallel", str(args.parallel), "--ingest-batch", str(args.ingest_batch)]
+            ingest_opts += ["--client-wait"] if args.client_wait else []
             ours = _subprocess(["_ingest", "--side", "ours", "--collection", ours_name, *ingest_opts], args, where)
             theirs = _subprocess(["_ingest", "--side", "client", *ingest_opts], args, where)
             ours["ratio_to_upload_points"] = round(ours["points_per_s"] / theirs["points_per_s"], 3)
@@ -480,6 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("all", "_ingest"):
         sub.choices[name].add_argument("--parallel", type=int, default=2, help="upload workers (ours: concurrent requests)")
         sub.choices[name].add_argument("--ingest-batch", type=int, default=256, help="points per upload request batch")
+    for name in ("all", "_ingest"):
+        sub.choices[name].add_argument("--client-wait", action="store_true",
+                                       help="upload_points(wait=True) (default: its own default, wait=False, then poll the count)")
     sub.choices["_ingest"].add_argument("--side", choices=("ours", "client"), required=True)
     sub.choices["_ingest"].add_argument("--points", type=int, required=True)
     sub.choices["_latency"].add_argument("--backend", choices=("server", "edge", "exact", "local"), required=True)
@@ -489,7 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "prepare":
         base = load_base(args.data)
         lengths = np.diff(base.indptr)
-        print(json.dumps({"cache": str(base_cache_file(args.data)), "docs": base.docs, "queries": len(base.queries),
+        from trainer.models import shipped_model_dir
+
+        caches = [str(encoded_cache_file(args.data / name, shipped_model_dir())) for name in DATASETS]
+        print(json.dumps({"caches": caches, "docs": base.docs, "queries": len(base.queries),
                           "doc_nnz_mean": round(float(lengths.mean()), 1), "query_nnz_mean": round(float(np.mean([q.nnz for q in base.queries])), 1)}))
         return 0
     if args.command == "_ingest":

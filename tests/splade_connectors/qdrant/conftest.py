@@ -175,12 +175,18 @@ class EncodedCorpus:
     qrels: dict[str, dict[str, int]]
 
 
-def _fingerprint(paths: Sequence[Path]) -> str:
+def encoded_cache_file(folder: Path, model_dir: Path) -> Path:
+    """Where a BEIR dataset encoded with a model is cached: keyed by the data, the model files and the encoder's
+    source (bench/qdrant.py uses the same files)."""
+    import trainer
+
     digest = hashlib.sha256()
-    for path in paths:
+    model_files = sorted(p for p in model_dir.iterdir() if p.is_file())
+    sources = sorted(Path(trainer.__file__).parent.glob("*.py"))
+    for path in [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv", *model_files, *sources]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:20]
+    return cache_root() / "bench" / f"encoded-{folder.name}-{digest.hexdigest()[:20]}.npz"
 
 
 def _read_beir(folder: Path) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, dict[str, int]]]:
@@ -208,36 +214,28 @@ def _read_beir(folder: Path) -> tuple[list[tuple[str, str]], dict[str, str], dic
 def scifact_full(scifact_dir: Path, trained_model_dir: Path, encoder: SpladeEncoder) -> EncodedCorpus:
     """All 5,183 SciFact documents and the 300 test queries, encoded once and cached on disk.
 
-    The cache (~/.cache/splade-connectors/test-vectors/) is keyed by the data files, the model files
-    and the encoder's source, so any change to them encodes again.
+    The cache (`encoded_cache_file`, ~/.cache/splade-connectors/bench/) is keyed by the data files, the
+    model files and the encoder's source, so any change to them encodes again; `python bench/qdrant.py prepare`
+    fills it too.
     """
     import scipy.sparse
 
-    import trainer
-
     docs, queries, qrels = _read_beir(scifact_dir)
-    sources = sorted(Path(trainer.__file__).parent.glob("*.py"))
-    model_files = sorted(p for p in trained_model_dir.iterdir() if p.is_file())
-    key = _fingerprint([scifact_dir / "corpus.jsonl", scifact_dir / "queries.jsonl", *model_files, *sources])
-    cache = cache_root() / "test-vectors" / f"scifact-{key}.npz"
-    query_ids = list(queries)
-    if cache.is_file():
-        data = np.load(cache, allow_pickle=False)
-        doc_matrix = scipy.sparse.csr_matrix((data["doc_values"], data["doc_indices"], data["doc_indptr"]), shape=tuple(data["doc_shape"]))
-        query_matrix = scipy.sparse.csr_matrix(
-            (data["query_values"], data["query_indices"], data["query_indptr"]), shape=tuple(data["query_shape"])
-        )
-        doc_vectors, query_vectors = from_csr(doc_matrix), from_csr(query_matrix)
-    else:
-        doc_vectors = encoder.encode_documents([text for _, text in docs])
-        query_vectors = encoder.encode_queries([queries[q] for q in query_ids])
-        doc_matrix, query_matrix = to_csr(doc_vectors, 30522), to_csr(query_vectors, 30522)
+    cache = encoded_cache_file(scifact_dir, trained_model_dir)
+    if not cache.is_file():
+        doc_matrix = to_csr(encoder.encode_documents([text for _, text in docs]), 30522)
+        query_matrix = to_csr(encoder.encode_queries(list(queries.values())), 30522)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npz")
         np.savez(
-            tmp, doc_values=doc_matrix.data, doc_indices=doc_matrix.indices, doc_indptr=doc_matrix.indptr,
-            doc_shape=np.array(doc_matrix.shape), query_values=query_matrix.data, query_indices=query_matrix.indices,
-            query_indptr=query_matrix.indptr, query_shape=np.array(query_matrix.shape),
+            tmp, doc_ids=np.array([d for d, _ in docs]), query_ids=np.array(list(queries)),
+            doc_values=doc_matrix.data, doc_indices=doc_matrix.indices, doc_indptr=doc_matrix.indptr,
+            query_values=query_matrix.data, query_indices=query_matrix.indices, query_indptr=query_matrix.indptr,
         )
         os.replace(tmp, cache)
-    return EncodedCorpus([d for d, _ in docs], doc_vectors, query_ids, query_vectors, qrels)
+    data = np.load(cache)
+    assert list(data["doc_ids"]) == [d for d, _ in docs] and list(data["query_ids"]) == list(queries)
+    doc_matrix = scipy.sparse.csr_matrix((data["doc_values"], data["doc_indices"], data["doc_indptr"]), shape=(len(docs), 30522))
+    query_matrix = scipy.sparse.csr_matrix((data["query_values"], data["query_indices"], data["query_indptr"]), shape=(len(queries), 30522))
+    doc_vectors, query_vectors = from_csr(doc_matrix), from_csr(query_matrix)
+    return EncodedCorpus([d for d, _ in docs], doc_vectors, list(queries), query_vectors, qrels)
