@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from qdrant_client import QdrantClient
 
 from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
@@ -37,8 +38,10 @@ _QUERY_CHUNK = 256  # queries per engine round trip
 
 
 def to_hit(point: ScoredPoint) -> Hit:
+    """A hit with the engine's float32 score as its exact value: REST prints the shortest decimal of a float32
+    (8.669551), gRPC and the embedded engine give the float32 itself (8.669550895690918); both become the latter."""
     payload = dict(point.payload)
-    return Hit(id=str(payload.get("doc_id", point.id)), score=point.score, payload=payload)
+    return Hit(id=str(payload.get("doc_id", point.id)), score=float(np.float32(point.score)), payload=payload)
 
 
 def make_engine(config: QdrantConfig, client: QdrantClient | None = None) -> Engine:
@@ -189,7 +192,7 @@ class QdrantStore(StoreBase):
         ]
         results: list[list[Hit]] = [[] for _ in vectors]
         for i, points in zip(todo, self._run(engine, queries)):
-            results[i] = [to_hit(p) for p in points if p.score > 0 and p.score >= floor]
+            results[i] = [hit for hit in map(to_hit, points) if hit.score > 0 and hit.score >= floor]
         return results
 
     def dense_search_batch(self, vectors: Sequence[Sequence[float]], *, top_k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:

@@ -78,5 +78,5 @@ def test_ingest_then_search(tmp_path: Path, store_options: list[str], capsys: py
     assert main(["ingest", "--input", str(corpus), "--id-field", "id", "--text-field", "body", *store, "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["stored"] == 4
     assert main(["search", *store, "--idf", "--query", "birds"]) == 2
-    err = capsys.readouterr().err
-    assert "IDF modifier" in err and err.startswith("error: qdrant collection")
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: qdrant collection") and "IDF modifier is off" in errors[0]
