@@ -1,4 +1,4 @@
-"""Hybrid search in embedded Qdrant: SPLADE sparse + MiniLM dense, fused server-side with RRF.
+"""Hybrid search in the embedded Qdrant engine: SPLADE sparse + MiniLM dense, fused inside the engine with RRF.
 
     python examples/qdrant_hybrid_query.py "why do onions make my eyes water"
 
@@ -36,10 +36,7 @@ def main() -> None:
         dense = dense_encoder([args.query])[0]
         rankings = {
             "sparse (SPLADE)": search(store, sparse_encoder, [args.query], top_k=args.top_k)[0],
-            "dense (MiniLM)": [
-                (p.payload or {}).get("doc_id") for p in
-                store.client.query_points(store.name, query=dense, using="dense", limit=args.top_k, with_payload=["doc_id"]).points
-            ],
+            "dense (MiniLM)": store.dense_search_batch([dense], top_k=args.top_k)[0],
             f"fused ({args.fusion}{', k=' + str(args.rrf_k) if args.fusion == 'rrf' else ''})": search(
                 store, sparse_encoder, [args.query], top_k=args.top_k, dense_encoder=dense_encoder,
                 hybrid=HybridOptions(fusion=args.fusion, rrf_k=args.rrf_k),

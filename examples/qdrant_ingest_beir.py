@@ -3,8 +3,8 @@
     python examples/qdrant_ingest_beir.py ../shared/data/beir/scifact --path ./qdrant_data
     QDRANT_API_KEY=... python examples/qdrant_ingest_beir.py DIR --url https://my-cluster:6333
 
-Embedded path mode writes every point to SQLite (slow beyond ~10k documents): use a server for
-real corpora. Interrupt and rerun: the checkpoint file makes it continue where it stopped.
+`--path` runs the real Qdrant engine embedded in this process (one collection per shard folder);
+`--url` a server. Interrupt and rerun: the checkpoint file makes it continue where it stopped.
 """
 
 from __future__ import annotations

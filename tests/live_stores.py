@@ -10,10 +10,15 @@ OpenSearch (``opensearch_store``), first that works:
      (disable with ``SPLADE_CONNECTORS_NATIVE_OPENSEARCH=0``).
   Otherwise skip, or fail when ``SPLADE_CONNECTORS_REQUIRE_OPENSEARCH=1`` (CI).
 
-Qdrant (``qdrant_store``): ``QDRANT_URL`` (+ ``QDRANT_API_KEY``), then testcontainers
-``QdrantContainer``, else ``source="embedded"`` with ``url=None`` (qdrant-client
-local mode). ``qdrant_server_store`` only gives a real server, else skips (fails with
-``SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER=1``).
+Qdrant server (``qdrant_server_store``), first that works:
+  1. ``QDRANT_URL`` (+ ``QDRANT_API_KEY``, ``QDRANT_GRPC_PORT``). Set but unreachable = error.
+  2. testcontainers ``QdrantContainer`` (``QDRANT_IMAGE``) when a Docker engine answers.
+  3. the native server binary (:mod:`splade_connectors.live.qdrant_server`): ``QDRANT_BINARY``,
+     else ``../shared/qdrant/`` beside the clone (disable with ``SPLADE_CONNECTORS_NATIVE_QDRANT=0``).
+  Otherwise skip, or fail when ``SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER=1`` (CI).
+``qdrant_store`` is that server, else the embedded engine (``source="embedded"``, ``url=None``).
+``qdrant_binary`` is the native binary itself, for tests that kill and restart their own server
+(skips/fails like the server when there is none).
 
 Other knobs: ``SPLADE_CONNECTORS_NO_DOCKER=1`` (never probe Docker),
 ``SPLADE_CONNECTORS_OPENSEARCH_VERSION`` (native version and image tag).
@@ -37,12 +42,15 @@ from typing import Literal
 import pytest
 
 from splade_connectors.live.opensearch_native import DEFAULT_VERSION, NativeOpenSearch
+from splade_connectors.live.qdrant_server import QdrantBinaryNotFound, QdrantServer, ensure_binary, find_binary_source
 
 log = logging.getLogger(__name__)
 
 OPENSEARCH_VERSION = os.environ.get("SPLADE_CONNECTORS_OPENSEARCH_VERSION", DEFAULT_VERSION)
 OPENSEARCH_IMAGE = f"opensearchproject/opensearch:{OPENSEARCH_VERSION}"
-QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"
+# Same version as the native binary in ../shared/qdrant and docker-compose.test.yml.
+QDRANT_VERSION = "1.18.3"
+QDRANT_IMAGE = f"qdrant/qdrant:v{QDRANT_VERSION}"
 DOCKER_PING_TIMEOUT = 3
 
 Source = Literal["env", "testcontainers", "native", "embedded"]
@@ -60,6 +68,7 @@ class LiveStore:
     password: str | None = None
     api_key: str | None = None
     verify_certs: bool = True
+    grpc_port: int | None = None
 
     def describe(self) -> str:
         """One-line human description."""
@@ -207,7 +216,7 @@ def _first_opensearch(stack: contextlib.ExitStack) -> tuple[LiveStore | None, li
 
 
 def _qdrant_from_env() -> LiveStore:
-    """``QDRANT_URL`` (+ ``QDRANT_API_KEY``); unreachable when set is an error."""
+    """``QDRANT_URL`` (+ ``QDRANT_API_KEY``, ``QDRANT_GRPC_PORT``); unreachable when set is an error."""
     url = os.environ.get("QDRANT_URL")
     if not url:
         raise StoreUnavailable("QDRANT_URL not set")
@@ -216,7 +225,8 @@ def _qdrant_from_env() -> LiveStore:
         version = _qdrant_version(url, api_key)
     except Exception as exc:
         pytest.fail(f"QDRANT_URL={url} is set but not reachable: {exc}", pytrace=False)
-    return LiveStore("qdrant", url.rstrip("/"), "env", version, api_key=api_key)
+    grpc_port = int(os.environ.get("QDRANT_GRPC_PORT") or 6334)
+    return LiveStore("qdrant", url.rstrip("/"), "env", version, api_key=api_key, grpc_port=grpc_port)
 
 
 def _qdrant_from_testcontainers(stack: contextlib.ExitStack) -> LiveStore:
@@ -232,16 +242,48 @@ def _qdrant_from_testcontainers(stack: contextlib.ExitStack) -> LiveStore:
     except Exception as exc:
         raise StoreUnavailable(f"{QDRANT_IMAGE} did not start: {exc}") from exc
     url = f"http://{container.rest_host_address}"
-    return LiveStore("qdrant", url, "testcontainers", _qdrant_version(url, None))
+    return LiveStore("qdrant", url, "testcontainers", _qdrant_version(url, None), grpc_port=container.exposed_grpc_port)
+
+
+def native_qdrant_binary() -> str:
+    """The native Qdrant binary (decompressed into the cache), or `StoreUnavailable` saying why not."""
+    if not _env_flag("SPLADE_CONNECTORS_NATIVE_QDRANT", default=True):
+        raise StoreUnavailable("native Qdrant disabled by SPLADE_CONNECTORS_NATIVE_QDRANT=0")
+    try:
+        return str(ensure_binary(find_binary_source()))
+    except (QdrantBinaryNotFound, OSError) as exc:
+        raise StoreUnavailable(f"no native Qdrant binary: {exc}") from exc
+
+
+def _qdrant_native(stack: contextlib.ExitStack) -> LiveStore:
+    """The native server binary on 127.0.0.1 (free ports, temporary storage)."""
+    server = QdrantServer(native_qdrant_binary())
+    try:
+        server.start()
+    except Exception as exc:
+        raise StoreUnavailable(f"native Qdrant failed to start: {exc}") from exc
+    stack.callback(server.stop)
+    return LiveStore("qdrant", server.url, "native", server.version, grpc_port=server.grpc_port)
 
 
 def _embedded_qdrant() -> LiveStore:
-    """qdrant-client local mode (the adapter makes ``QdrantClient(":memory:")``)."""
+    """The embedded Qdrant engine (qdrant-edge; the adapter's default without a url)."""
+    return LiveStore("qdrant", None, "embedded", "qdrant-edge-py " + _package_version("qdrant-edge-py"))
+
+
+def _package_version(name: str) -> str:
     try:
-        version = "qdrant-client " + importlib.metadata.version("qdrant-client")
+        return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
-        version = None
-    return LiveStore("qdrant", None, "embedded", version)
+        return "?"
+
+
+def record_qdrant_backend(backend: str) -> None:
+    """Note for the summary that a test used an in-process Qdrant backend (`edge` or `local`)."""
+    if backend == "edge":
+        _USED.setdefault("qdrant embedded", LiveStore("qdrant", None, "embedded", "qdrant-edge-py " + _package_version("qdrant-edge-py")))
+    elif backend == "local":
+        _USED.setdefault("qdrant local mode", LiveStore("qdrant", None, "embedded", "qdrant-client local mode " + _package_version("qdrant-client")))
 
 
 # ---------------------------------------------------------------- fixtures
@@ -261,11 +303,11 @@ def opensearch_store() -> Iterator[LiveStore]:
 
 @pytest.fixture(scope="session")
 def _qdrant_server() -> Iterator[tuple[LiveStore | None, list[str]]]:
-    """A real Qdrant server (env or testcontainers), or None with the reasons."""
+    """A real Qdrant server (env, testcontainers or the native binary), or None with the reasons."""
     reasons: list[str] = []
     with contextlib.ExitStack() as stack:
         store: LiveStore | None = None
-        for source in (_qdrant_from_env, lambda: _qdrant_from_testcontainers(stack)):
+        for source in (_qdrant_from_env, lambda: _qdrant_from_testcontainers(stack), lambda: _qdrant_native(stack)):
             try:
                 store = source()
                 break
@@ -276,23 +318,31 @@ def _qdrant_server() -> Iterator[tuple[LiveStore | None, list[str]]]:
 
 @pytest.fixture(scope="session")
 def qdrant_store(_qdrant_server: tuple[LiveStore | None, list[str]]) -> LiveStore:
-    """A Qdrant server if one can be had, else embedded local mode (url=None)."""
+    """A Qdrant server if one can be had, else the embedded engine (url=None)."""
     store = _qdrant_server[0] or _embedded_qdrant()
-    _USED.setdefault("qdrant", store)
+    _USED.setdefault("qdrant" if store.url else "qdrant embedded", store)
     return store
 
 
 @pytest.fixture(scope="session")
 def qdrant_server_store(_qdrant_server: tuple[LiveStore | None, list[str]]) -> LiveStore:
-    """Only a real Qdrant server (env or Docker); skips otherwise."""
+    """Only a real Qdrant server; skips (or fails, when required) otherwise."""
     store, reasons = _qdrant_server
     if store is None:
-        _unavailable(
-            "Qdrant server (no QDRANT_URL and no Docker engine)", reasons, "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER"
-        )
+        _unavailable("Qdrant server", reasons, "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER")
     assert store is not None
     _USED["qdrant"] = store
     return store
+
+
+@pytest.fixture(scope="session")
+def qdrant_binary() -> str:
+    """The native Qdrant binary, for tests that start, kill and restart their own server."""
+    try:
+        return native_qdrant_binary()
+    except StoreUnavailable as exc:
+        _unavailable("Qdrant server binary", [str(exc)], "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER")
+        raise
 
 
 # ---------------------------------------------------------------- hooks
@@ -309,9 +359,16 @@ def _source_order() -> tuple[str, str]:
     os_env = "env OPENSEARCH_URL" + ("" if os.environ.get("OPENSEARCH_URL") else " (unset)")
     q_env = "env QDRANT_URL" + ("" if os.environ.get("QDRANT_URL") else " (unset)")
     required = " [required]" if _env_flag("SPLADE_CONNECTORS_REQUIRE_OPENSEARCH") else ""
+    q_required = " [server required]" if _env_flag("SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER") else ""
+    try:
+        q_native = f"native binary {find_binary_source()}"
+    except QdrantBinaryNotFound:
+        q_native = "native binary (not found)"
+    if not _env_flag("SPLADE_CONNECTORS_NATIVE_QDRANT", default=True):
+        q_native = "native binary (disabled)"
     return (
         f"live OpenSearch{required}: {os_env} -> testcontainers {OPENSEARCH_IMAGE} -> {native} {OPENSEARCH_VERSION}",
-        f"live Qdrant: {q_env} -> testcontainers {QDRANT_IMAGE} -> embedded (qdrant_store only)",
+        f"live Qdrant{q_required}: {q_env} -> testcontainers {QDRANT_IMAGE} -> {q_native} -> embedded engine (qdrant_store only)",
     )
 
 

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate",
     "train": "train",
     "opensearch-server": "opensearch_server",
+    "qdrant-server": "qdrant_server",
 }
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130

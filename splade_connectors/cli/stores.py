@@ -7,12 +7,12 @@ groups for its backends. The store itself is built by the registry (`splade_conn
 as everywhere else. Bad values are refused while parsing or by the config (one `ConfigError` line).
 
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
-never appears in shell history or process lists) or `--qdrant-path` (embedded, on disk;
-default ./qdrant_data for ingest/search, in-memory for eval). OpenSearch: `--opensearch-url`
-(default $OPENSEARCH_URL, else http://localhost:9200; credentials in the URL are moved out of it
-and never printed), `--opensearch-user` (default $OPENSEARCH_USERNAME), password from
-$OPENSEARCH_PASSWORD (or `--opensearch-password`, which shows in process lists), `--no-verify-certs`,
-`--index` (default: --collection).
+never appears in shell history or process lists) or `--qdrant-path` (the embedded Qdrant engine, on disk;
+default ./qdrant_data for ingest/search, a temporary folder for eval; `--qdrant-local-mode` for
+qdrant-client's local mode instead). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else
+http://localhost:9200; credentials in the URL are moved out of it and never printed), `--opensearch-user`
+(default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or `--opensearch-password`, which
+shows in process lists), `--no-verify-certs`, `--index` (default: --collection).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 from splade_connectors.cli.common import positive_int
+from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
 from trainer.encoder import SpladeEncoder
@@ -46,9 +47,17 @@ def add_qdrant_options(parser: argparse.ArgumentParser, *, path_default: str = "
     qdrant.add_argument("--qdrant-api-key-env", default="QDRANT_API_KEY", metavar="VAR", help="environment variable holding the API key")
     qdrant.add_argument("--sparse-name", default="splade", help="name of the sparse vector (default: splade)")
     qdrant.add_argument("--idf", action="store_true", help="create the collection with Qdrant's IDF modifier (default: plain dot product)")
-    qdrant.add_argument("--on-disk", action="store_true", help="keep the sparse index on disk (server)")
+    qdrant.add_argument("--on-disk", action="store_true", default=None, help="keep the sparse index on disk")
+    qdrant.add_argument("--sparse-datatype", choices=("float32", "float16", "uint8"), default=None,
+                        help="sparse index datatype when creating (default float32)")
+    qdrant.add_argument("--payload-index", action="append", default=[], metavar="FIELD[:TYPE]",
+                        help="index a metadata field for filtering at creation (TYPE keyword|integer|float|bool|text|datetime|uuid, "
+                             "default keyword; repeatable); doc_id is always indexed")
+    qdrant.add_argument("--qdrant-local-mode", action="store_true", help="qdrant-client's pure-Python local mode instead of the embedded engine")
     qdrant.add_argument("--qdrant-timeout", type=positive_int, default=60, help="request timeout, seconds (server)")
     qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
+    qdrant.add_argument("--qdrant-grpc-port", type=positive_int, default=None, help="server gRPC port (default 6334)")
+    qdrant.add_argument("--upload-parallel", type=positive_int, default=1, help="concurrent upsert requests per batch (server)")
 
 
 def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool = False) -> None:
@@ -72,7 +81,21 @@ def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dic
     return {
         "url": url, "path": path, "api_key": api_key, "sparse_name": args.sparse_name, "idf": args.idf,
         "on_disk": args.on_disk, "timeout": args.qdrant_timeout, "prefer_grpc": args.prefer_grpc,
+        "local_mode": args.qdrant_local_mode, "datatype": args.sparse_datatype,
+        "payload_indexes": _payload_indexes(args.payload_index), "grpc_port": args.qdrant_grpc_port,
+        "upload_parallel": args.upload_parallel,
     }
+
+
+def _payload_indexes(specs: list[str]) -> dict[str, str]:
+    """`--payload-index topic` / `--payload-index year:integer` -> {field: type}."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        field, _, kind = spec.partition(":")
+        if not field:
+            raise ConfigError(f"--payload-index {spec!r}: expected FIELD or FIELD:TYPE")
+        out[field] = kind or "keyword"
+    return out
 
 
 def opensearch_url(args: argparse.Namespace) -> str | None:

@@ -1,8 +1,12 @@
-"""Qdrant adapter: config and connection, collection checks, the `SparseStore`, hybrid search, explain."""
+"""Qdrant adapter: one `QdrantStore` on every engine (server, embedded Qdrant engine, qdrant-client local mode).
+
+`config` (where and how), `engine` (the internal engine interface) with `client_engine` (server,
+local mode) and `edge_engine` (the embedded engine), `collection` (layout checks), `errors` (the
+one error mapping), `filters`, `hybrid` (candidate lists and fusion), `store` (the `SparseStore`).
+"""
 
 from __future__ import annotations
 
-from splade_connectors.qdrant.collection import ensure_collection
 from splade_connectors.qdrant.config import QdrantConfig, connect
 from splade_connectors.qdrant.errors import translate
 from splade_connectors.qdrant.filters import build_filter
@@ -13,6 +17,5 @@ __all__ = [
     "QdrantStore",
     "build_filter",
     "connect",
-    "ensure_collection",
     "translate",
 ]

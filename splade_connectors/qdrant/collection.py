@@ -1,76 +1,70 @@
-"""Create the SPLADE collection, or open an existing one after checking it matches the config.
+"""What a collection must look like for a config, and the differences from an existing one.
 
 Opening a collection that was made differently (another sparse vector name, IDF on/off, another
-dense size or distance) would silently give wrong scores or failing upserts, so it is refused with
-a `ConfigMismatchError` that names every difference.
+dense size or distance, or another sparse datatype / on-disk setting when the config names one)
+would silently give other scores or failing upserts, so every engine refuses it with a
+`ConfigMismatchError` that names each difference. Engines read the existing collection into a
+`CollectionLayout` their own way; the comparison is the same for all.
 """
 
 from __future__ import annotations
 
-import logging
-
-from qdrant_client import QdrantClient, models
-
+from splade_connectors.errors import ConfigMismatchError
 from splade_connectors.qdrant.config import QdrantConfig
-from splade_connectors.errors import ConfigMismatchError, NotFoundError
-
-logger = logging.getLogger(__name__)
+from splade_connectors.qdrant.engine import CollectionLayout, SparseSettings
 
 
-def sparse_params(config: QdrantConfig) -> models.SparseVectorParams:
-    return models.SparseVectorParams(
-        index=models.SparseIndexParams(on_disk=config.on_disk),
-        modifier=models.Modifier.IDF if config.idf else None,
-    )
+def wanted_sparse(config: QdrantConfig) -> SparseSettings:
+    """The sparse vector settings a new collection gets."""
+    return SparseSettings(idf=config.idf, datatype=config.datatype or "float32", on_disk=bool(config.on_disk))
 
 
-def dense_params(config: QdrantConfig) -> dict[str, models.VectorParams]:
-    if config.dense_name is None or config.dense_size is None:
-        return {}
-    return {config.dense_name: models.VectorParams(size=config.dense_size, distance=models.Distance(config.dense_distance))}
-
-
-def mismatches(info: models.CollectionInfo, config: QdrantConfig) -> list[str]:
+def mismatches(existing: CollectionLayout, config: QdrantConfig) -> list[str]:
     """Differences between an existing collection and the config (empty when they match)."""
-    params = info.config.params
     problems: list[str] = []
-    sparse = params.sparse_vectors or {}
-    if config.sparse_name not in sparse:
-        problems.append(f"no sparse vector named {config.sparse_name!r} (has {sorted(sparse) or 'none'})")
+    sparse = existing.sparse.get(config.sparse_name)
+    if sparse is None:
+        problems.append(f"no sparse vector named {config.sparse_name!r} (has {sorted(existing.sparse) or 'none'})")
     else:
-        has_idf = sparse[config.sparse_name].modifier == models.Modifier.IDF
-        if has_idf != config.idf:
-            problems.append(f"IDF modifier is {'on' if has_idf else 'off'}, config asks for {'on' if config.idf else 'off'}")
+        if sparse.idf != config.idf:
+            problems.append(f"IDF modifier is {'on' if sparse.idf else 'off'}, config asks for {'on' if config.idf else 'off'}")
+        if config.datatype is not None and sparse.datatype != config.datatype:
+            problems.append(f"sparse datatype is {sparse.datatype}, config asks for {config.datatype}")
+        if config.on_disk is not None and sparse.on_disk != config.on_disk:
+            where = "on disk" if sparse.on_disk else "in RAM"
+            problems.append(f"sparse index is {where}, config asks for {'on disk' if config.on_disk else 'in RAM'}")
     if config.dense_name is not None:
-        vectors = params.vectors if isinstance(params.vectors, dict) else {}
-        existing = vectors.get(config.dense_name)
-        if existing is None:
-            problems.append(f"no dense vector named {config.dense_name!r} (has {sorted(vectors) or 'none'})")
+        existing_dense = existing.dense.get(config.dense_name)
+        if existing_dense is None:
+            problems.append(f"no dense vector named {config.dense_name!r} (has {sorted(existing.dense) or 'none'})")
         else:
-            if existing.size != config.dense_size:
-                problems.append(f"dense vector {config.dense_name!r} has size {existing.size}, config asks for {config.dense_size}")
-            if existing.distance != models.Distance(config.dense_distance):
+            size, distance = existing_dense
+            if size != config.dense_size:
+                problems.append(f"dense vector {config.dense_name!r} has size {size}, config asks for {config.dense_size}")
+            if distance.lower() != config.dense_distance.lower():
                 problems.append(
-                    f"dense vector {config.dense_name!r} uses {existing.distance.value} distance, "
-                    f"config asks for {config.dense_distance}"
+                    f"dense vector {config.dense_name!r} uses {distance} distance, config asks for {config.dense_distance}"
                 )
     return problems
 
 
-def ensure_collection(client: QdrantClient, config: QdrantConfig, *, create: bool = True) -> bool:
-    """Create the collection if missing (returns True; `NotFoundError` unless `create`), or verify it (False)."""
-    if client.collection_exists(config.collection):
-        problems = mismatches(client.get_collection(config.collection), config)
-        if problems:
-            raise ConfigMismatchError(f"{config.describe()} does not match the config: " + "; ".join(problems))
-        logger.debug("opened existing collection %r", config.collection)
-        return False
-    if not create:
-        raise NotFoundError(f"{config.describe()} does not exist")
-    client.create_collection(
-        collection_name=config.collection,
-        vectors_config=dense_params(config),
-        sparse_vectors_config={config.sparse_name: sparse_params(config)},
-    )
-    logger.info("created %s", config.describe())
-    return True
+def check_layout(existing: CollectionLayout, config: QdrantConfig) -> None:
+    """`ConfigMismatchError` naming every difference, if any."""
+    problems = mismatches(existing, config)
+    if problems:
+        raise ConfigMismatchError(f"{config.describe()} does not match the config: " + "; ".join(problems))
+
+
+def missing_indexes(existing: CollectionLayout, config: QdrantConfig) -> dict[str, str]:
+    """Payload indexes the config declares that the collection does not have yet."""
+    return {path: kind for path, kind in config.index_fields().items() if path not in existing.indexed_fields}
+
+
+def check_name(config: QdrantConfig) -> str | None:
+    """Why the collection name cannot be a folder of the embedded engine (None when it can)."""
+    name = config.collection
+    if "/" in name or "\\" in name or "\0" in name:
+        return 'collection name cannot contain "/", "\\" or NUL'
+    if name in (".", ".."):
+        return f"collection name cannot be {name!r}"
+    return None

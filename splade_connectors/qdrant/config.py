@@ -1,16 +1,25 @@
-"""Where the Qdrant collection lives and how it is configured, and opening a client for it.
+"""Where the Qdrant collection lives and how it is configured; the location picks the engine.
 
-One of `url` (a server), `path` (embedded local mode persisted to disk) or neither (embedded,
-in-memory: the default, good for tests and demos). The API key is a `SecretStr`: it never shows
-up in reprs, logs or `model_dump()`.
+- `url`: a Qdrant server, through qdrant-client (REST, or gRPC with `prefer_grpc`).
+- `path`: the embedded Qdrant engine (qdrant-edge, in-process) persisted to that folder; each
+  collection is a shard in `<path>/collections/<name>/`.
+- neither: the embedded engine in a temporary folder, deleted on close ("in-memory"; the default,
+  for demos and tests).
+- `local_mode=True` (with `path` or nothing): qdrant-client's pure-Python local mode instead of the
+  engine. Kept for folders written by earlier versions (`<path>/collection/<name>/storage.sqlite`)
+  and for platforms without a qdrant-edge wheel; it is a brute-force scan (~0.6 s per query at 5k
+  documents) and ignores payload indexes and the sparse datatype.
+
+The API key is a `SecretStr`: it never shows up in reprs, logs or `model_dump()`.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from qdrant_client import QdrantClient
 
 from splade_connectors.errors import mask_url
@@ -19,6 +28,17 @@ from splade_connectors.store import StoreConfigBase
 logger = logging.getLogger(__name__)
 
 DenseDistance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
+SparseDatatype = Literal["float32", "float16", "uint8"]
+PayloadIndexType = Literal["keyword", "integer", "float", "bool", "text", "datetime", "uuid"]
+Backend = Literal["server", "edge", "local"]
+
+# Top-level payload keys a document carries (records.Document.payload); anything else is under `metadata.`.
+TOP_LEVEL_FIELDS = frozenset({"doc_id", "title", "text"})
+
+
+def payload_key(field: str) -> str:
+    """The payload path of a user-facing field name: `topic` -> `metadata.topic`; `doc_id`, dotted paths as is."""
+    return field if field in TOP_LEVEL_FIELDS or "." in field else f"metadata.{field}"
 
 
 class QdrantConfig(StoreConfigBase):
@@ -27,27 +47,52 @@ class QdrantConfig(StoreConfigBase):
     kind: ClassVar[str] = "qdrant"
 
     url: str | None = Field(None, description="server URL, e.g. http://localhost:6333")
-    path: str | None = Field(None, description="embedded local mode persisted to this folder")
+    path: str | None = Field(None, description="embedded store persisted to this folder")
+    local_mode: bool = Field(False, description="qdrant-client's pure-Python local mode instead of the embedded engine")
     api_key: SecretStr | None = None
-    collection: str = Field("splade", min_length=1)
+    collection: str = Field("splade", min_length=1, max_length=255)
     sparse_name: str = Field("splade", min_length=1, description="name of the sparse vector")
     idf: bool = Field(False, description="Qdrant's IDF modifier; off = plain dot product (SPLADE's score)")
-    on_disk: bool = Field(False, description="keep the sparse index on disk (server only)")
+    datatype: SparseDatatype | None = Field(
+        None, description="sparse index datatype (None: float32 when creating, any when opening)"
+    )
+    on_disk: bool | None = Field(None, description="sparse index on disk (None: in RAM when creating, any when opening)")
+    payload_indexes: dict[str, PayloadIndexType] = Field(
+        default_factory=dict, description="fields to index for filtering, e.g. {'topic': 'keyword'}; doc_id always is"
+    )
     dense_name: str | None = Field(None, description="name of an optional dense vector for hybrid search")
     dense_size: int | None = Field(None, ge=1)
     dense_distance: DenseDistance = "Cosine"
-    timeout: int = Field(60, ge=1, description="request timeout in seconds (server only)")
-    prefer_grpc: bool = False
+    timeout: int = Field(60, ge=1, description="request timeout in seconds (server)")
+    prefer_grpc: bool = Field(False, description="talk gRPC to the server")
+    grpc_port: int | None = Field(None, ge=1, le=65535, description="server gRPC port (default 6334)")
+    upload_parallel: int = Field(1, ge=1, le=64, description="concurrent upsert requests per written batch (server)")
+
+    @field_validator("payload_indexes")
+    @classmethod
+    def _index_fields(cls, value: dict[str, PayloadIndexType]) -> dict[str, PayloadIndexType]:
+        for field in value:
+            if not field or field.startswith(".") or field.endswith("."):
+                raise ValueError(f"payload index field {field!r} is not a valid field name")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> QdrantConfig:
         if self.url and self.path:
             raise ValueError("give either url or path, not both")
+        if self.url and self.local_mode:
+            raise ValueError("local_mode is an embedded store: it takes a path (or nothing), not a url")
         if (self.dense_name is None) != (self.dense_size is None):
             raise ValueError("dense_name and dense_size go together")
         if self.dense_name is not None and self.dense_name == self.sparse_name:
             raise ValueError("dense and sparse vectors need different names")
         return self
+
+    # ---- where -----------------------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        """Which engine serves this config: a server, the embedded engine (qdrant-edge) or local mode."""
+        return "server" if self.url else "local" if self.local_mode else "edge"
 
     @property
     def mode(self) -> Literal["server", "path", "memory"]:
@@ -55,8 +100,8 @@ class QdrantConfig(StoreConfigBase):
 
     @property
     def embedded(self) -> bool:
-        """Whether this is qdrant-client local mode (a pure-Python scan, not the Qdrant engine)."""
-        return self.mode != "server"
+        """Whether the store runs in this process (embedded engine or local mode)."""
+        return self.backend != "server"
 
     @property
     def collection_name(self) -> str:
@@ -67,7 +112,10 @@ class QdrantConfig(StoreConfigBase):
 
     def location(self) -> str:
         """Where the collection lives, without secrets."""
-        return {"server": mask_url(self.url or ""), "path": f"path {self.path}", "memory": "in-memory"}[self.mode]
+        if self.url:
+            return mask_url(self.url)
+        engine = "local mode" if self.local_mode else "embedded"
+        return f"{engine} {self.path}" if self.path else f"{engine}, in-memory"
 
     def describe(self) -> str:
         """Where the collection is, without secrets."""
@@ -76,21 +124,33 @@ class QdrantConfig(StoreConfigBase):
     def secrets(self) -> list[str]:
         return [self.api_key.get_secret_value()] if self.api_key else []
 
+    # ---- what ------------------------------------------------------------------------------------------
+    def index_fields(self) -> dict[str, PayloadIndexType]:
+        """Payload paths to index at creation: `doc_id` (keyword) plus the configured fields."""
+        return {"doc_id": "keyword", **{payload_key(f): t for f, t in self.payload_indexes.items()}}
+
 
 def connect(config: QdrantConfig) -> QdrantClient:
-    """A client for the configured location.
+    """A qdrant-client for a server config, or for local mode (`:memory:` or the path).
 
     Local path mode opens SQLite without the same-thread check because the ingestion pipeline
     writes from its writer thread; the pipeline never writes from two threads at once.
     """
     logger.debug("connecting to %s", config.describe())  # describe() never holds the API key
     if config.url:
-        return QdrantClient(
-            url=config.url,
-            api_key=config.api_key.get_secret_value() if config.api_key else None,
-            timeout=config.timeout,
-            prefer_grpc=config.prefer_grpc,
-        )
+        options: dict[str, object] = {}
+        if config.grpc_port is not None:
+            options["grpc_port"] = config.grpc_port
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # qdrant-client's version warning: checked (and logged) by the store
+            return QdrantClient(
+                url=config.url,
+                api_key=config.api_key.get_secret_value() if config.api_key else None,
+                timeout=config.timeout,
+                prefer_grpc=config.prefer_grpc,
+                check_compatibility=False,
+                **options,  # type: ignore[arg-type]
+            )
     if config.path:
         return QdrantClient(path=config.path, force_disable_check_same_thread=True)
     return QdrantClient(location=":memory:")

@@ -1,9 +1,12 @@
-"""Turning the store-neutral filter dict into a Qdrant `Filter`.
+"""Filters: the store-neutral filter dict as a Qdrant `Filter`, and that filter for the embedded engine.
 
 `{"topic": "biology"}` matches `metadata.topic == "biology"`; `{"topic": ["a", "b"]}` matches any
 of the values (of any mix of str, int and bool: Qdrant compares types strictly, so `["2020", 2020]`
-matches the string or the integer); `doc_id` (and keys already containing a dot, e.g.
-`metadata.year`) address the payload directly. Conditions are ANDed. A `models.Filter` is passed through unchanged.
+matches the string or the integer); `doc_id` (and keys already containing a dot, e.g. `metadata.year`)
+address the payload directly. Conditions are ANDed. Document ids are strings, so a `doc_id` value is
+matched as a string (`{"doc_id": 4983}` finds the document "4983"). A qdrant-client `models.Filter` is
+passed through unchanged; `to_edge_filter` converts one for the embedded engine (qdrant-edge has its own
+classes of the same shape), so users write one filter type for every engine.
 """
 
 from __future__ import annotations
@@ -14,12 +17,7 @@ from typing import Any
 from qdrant_client import models
 
 from splade_connectors.errors import ConfigError
-
-_TOP_LEVEL = {"doc_id", "title", "text"}
-
-
-def payload_key(field: str) -> str:
-    return field if field in _TOP_LEVEL or "." in field else f"metadata.{field}"
+from splade_connectors.qdrant.config import payload_key
 
 
 def _condition(field: str, value: Any) -> models.FieldCondition | models.Filter:
@@ -30,6 +28,8 @@ def _condition(field: str, value: Any) -> models.FieldCondition | models.Filter:
             raise ConfigError(f"filter on {field!r} has an empty list of values")
         # Qdrant matches types strictly and MatchAny takes one type: a mixed list (e.g. the CLI's
         # ["4983", 4983]) becomes one condition per type, any of which may match.
+        if key == "doc_id":
+            values = list(dict.fromkeys(_as_id(v) for v in values))
         by_type: dict[type, list[Any]] = {}
         for item in values:
             by_type.setdefault(_match_type(field, item), []).append(item)
@@ -40,6 +40,8 @@ def _condition(field: str, value: Any) -> models.FieldCondition | models.Filter:
             else:
                 conditions.append(models.FieldCondition(key=key, match=models.MatchAny(any=items)))
         return conditions[0] if len(conditions) == 1 else models.Filter(should=list(conditions))
+    if key == "doc_id":
+        value = _as_id(value)
     _match_type(field, value)
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
@@ -53,12 +55,104 @@ def _match_type(field: str, value: Any) -> type:
     )
 
 
+def _as_id(value: Any) -> Any:
+    """Document ids are stored as strings: an integer id in a filter means that string."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def build_filter(spec: Mapping[str, Any] | models.Filter | None) -> models.Filter | None:
     """A Qdrant filter from a {field: value | [values]} dict, a native Filter, or None."""
     if spec is None or isinstance(spec, models.Filter):
         return spec
+    if type(spec).__module__.startswith("qdrant_edge"):
+        return spec  # type: ignore[return-value] # an embedded-engine filter: the edge engine takes it as is
     if not isinstance(spec, Mapping):
         raise TypeError(f"filter must be a dict or qdrant_client.models.Filter, got {type(spec).__name__}")
     if not spec:
         return None
     return models.Filter(must=[_condition(str(field), value) for field, value in spec.items()])
+
+
+# ---- qdrant-client models -> qdrant-edge --------------------------------------------------------------
+
+
+def to_edge_filter(native: Any) -> Any:
+    """The qdrant-edge `Filter` for a qdrant-client `models.Filter` (an edge filter passes through)."""
+    import qdrant_edge as qe
+
+    if native is None or isinstance(native, qe.Filter):
+        return native
+    if not isinstance(native, models.Filter):
+        raise ConfigError(f"filter must be a qdrant_client.models.Filter, got {type(native).__name__}")
+
+    def many(conditions: Any) -> list[Any] | None:
+        if conditions is None:
+            return None
+        items = conditions if isinstance(conditions, list) else [conditions]
+        return [_edge_condition(c) for c in items]
+
+    min_should = None
+    if native.min_should is not None:
+        min_should = qe.MinShould(conditions=many(native.min_should.conditions) or [], min_count=native.min_should.min_count)
+    return qe.Filter(must=many(native.must), should=many(native.should), must_not=many(native.must_not), min_should=min_should)
+
+
+def _edge_condition(condition: Any) -> Any:
+    import qdrant_edge as qe
+
+    if isinstance(condition, models.Filter):
+        return to_edge_filter(condition)
+    if isinstance(condition, models.FieldCondition):
+        return qe.FieldCondition(
+            key=condition.key, match=_edge_match(condition.match), range=_edge_range(condition.range),
+            values_count=_edge_values_count(condition.values_count),
+            is_empty=condition.is_empty, is_null=condition.is_null,
+        )
+    if isinstance(condition, models.IsEmptyCondition):
+        return qe.IsEmptyCondition(key=condition.is_empty.key)
+    if isinstance(condition, models.IsNullCondition):
+        return qe.IsNullCondition(key=condition.is_null.key)
+    if isinstance(condition, models.HasIdCondition):
+        return qe.HasIdCondition(point_ids=set(condition.has_id))
+    if isinstance(condition, models.NestedCondition):
+        return qe.NestedCondition(key=condition.nested.key, filter=to_edge_filter(condition.nested.filter))
+    raise ConfigError(f"the embedded Qdrant engine does not support the filter condition {type(condition).__name__}")
+
+
+def _edge_match(match: Any) -> Any:
+    import qdrant_edge as qe
+
+    if match is None:
+        return None
+    if isinstance(match, models.MatchValue):
+        return qe.MatchValue(match.value)
+    if isinstance(match, models.MatchAny):
+        return qe.MatchAny(list(match.any))
+    if isinstance(match, models.MatchExcept):
+        return qe.MatchExcept(list(match.except_))
+    if isinstance(match, models.MatchText):
+        return qe.MatchText(match.text)
+    if isinstance(match, models.MatchPhrase):
+        return qe.MatchPhrase(match.phrase)
+    raise ConfigError(f"the embedded Qdrant engine does not support the match {type(match).__name__}")
+
+
+def _edge_range(value: Any) -> Any:
+    import qdrant_edge as qe
+
+    if value is None:
+        return None
+    if isinstance(value, models.Range):
+        return qe.RangeFloat(gte=value.gte, gt=value.gt, lte=value.lte, lt=value.lt)
+    if isinstance(value, models.DatetimeRange):
+        text = [None if v is None else (v if isinstance(v, str) else v.isoformat()) for v in (value.gte, value.gt, value.lte, value.lt)]
+        return qe.RangeDateTime(gte=text[0], gt=text[1], lte=text[2], lt=text[3])
+    raise ConfigError(f"the embedded Qdrant engine does not support the range {type(value).__name__}")
+
+
+def _edge_values_count(value: Any) -> Any:
+    import qdrant_edge as qe
+
+    if value is None:
+        return None
+    return qe.ValuesCount(lt=value.lt, gt=value.gt, lte=value.lte, gte=value.gte)

@@ -1,17 +1,16 @@
-"""Hybrid search in Qdrant: the prefetch lists (SPLADE, dense) and the server-side fusion query.
+"""Hybrid search in Qdrant: the candidate lists (SPLADE, dense) and the fusion done inside the engine.
 
 Used by `QdrantStore.hybrid_search_batch` (linear fusion is done client-side by `splade_connectors.fusion`).
 
-RRF scores each document sum_i 1 / (k + rank_i) over the prefetch lists, rank counted from 1 as
+RRF scores each document sum_i 1 / (k + rank_i) over the candidate lists, rank counted from 1 as
 in the RRF paper (Cormack et al. 2009) and in OpenSearch/Elasticsearch's `rank_constant`. `rrf_k`
 is explicit and defaults to 60, the paper's constant. Two Qdrant conventions differ, and this
 module hides both: Qdrant's default k is 2 (the first ranks dominate far more), and Qdrant counts
 positions from 0 (`1 / (k + position)`), so Qdrant's k is our k + 1; we send `rrf_k + 1`. With
 `weights` a list's rank is divided by its weight: 1 / (rank / w + k). DBSF normalises each list's
-scores (mean +- 3 std) and sums them.
+scores (mean +- 3 std) and sums them. The server and the embedded engine run the same fusion code.
 
-Sparse prefetch drops zero-score points (see `store.MIN_SCORE`) so local mode and the server fuse
-the same lists.
+The sparse list drops zero-score points (`MIN_SCORE`) so local mode fuses the same lists as the engine.
 """
 
 from __future__ import annotations
@@ -21,19 +20,27 @@ from collections.abc import Sequence
 from qdrant_client import models
 
 from splade_connectors.errors import ConfigError
-from splade_connectors.qdrant.filters import build_filter
-from splade_connectors.qdrant.store import MIN_SCORE, QdrantStore, to_qdrant_sparse
-from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion
+from splade_connectors.qdrant.config import QdrantConfig
+from splade_connectors.qdrant.engine import FusedQuery, NearestQuery
+from splade_connectors.store import DEFAULT_RRF_K, Fusion
 from trainer.sparse import SparseVector
+
+# Floor for sparse scores: positive, representable in float32, below any real SPLADE score.
+# Makes local mode drop zero-score points the way the engine never returns them.
+MIN_SCORE = 1e-30
+
+
+def qdrant_rrf_k(rrf_k: int) -> int:
+    """Qdrant's RRF constant for the paper's `rrf_k` (Qdrant counts positions from 0)."""
+    if rrf_k < 1:
+        raise ConfigError("rrf_k must be >= 1")
+    return rrf_k + 1
 
 
 def fusion_query(fusion: Fusion, rrf_k: int = DEFAULT_RRF_K, weights: Sequence[float] | None = None) -> models.Query:
-    """The Qdrant query object for a fusion method (`rrf_k` in the paper's convention, see module doc)."""
+    """The qdrant-client query object for a fusion method (`rrf_k` in the paper's convention, see module doc)."""
     if fusion == "rrf":
-        if rrf_k < 1:
-            raise ConfigError("rrf_k must be >= 1")
-        # Qdrant: 1 / (k_q + position), position from 0; paper: 1 / (k + rank), rank from 1 -> k_q = k + 1.
-        return models.RrfQuery(rrf=models.Rrf(k=rrf_k + 1, weights=list(weights) if weights is not None else None))
+        return models.RrfQuery(rrf=models.Rrf(k=qdrant_rrf_k(rrf_k), weights=list(weights) if weights is not None else None))
     if fusion == "dbsf":
         if weights is not None:
             raise ConfigError("weights apply to RRF only")
@@ -41,18 +48,33 @@ def fusion_query(fusion: Fusion, rrf_k: int = DEFAULT_RRF_K, weights: Sequence[f
     raise ConfigError(f"unknown fusion {fusion!r} (rrf or dbsf)")
 
 
-def prefetches(
-    store: QdrantStore, sparse: SparseVector | None, dense: Sequence[float] | None, *, limit: int, filter: Filter | None = None
-) -> list[models.Prefetch]:
+def candidate_lists(
+    config: QdrantConfig, sparse: SparseVector | None, dense: Sequence[float] | None, *, limit: int,
+    filter: models.Filter | None = None,
+) -> list[NearestQuery]:
     """The sparse and dense candidate lists (each top-`limit`), in that order."""
-    config, native_filter = store.config, build_filter(filter)
-    out: list[models.Prefetch] = []
+    out: list[NearestQuery] = []
     if sparse is not None and sparse.nnz:
-        out.append(models.Prefetch(
-            query=to_qdrant_sparse(sparse), using=config.sparse_name, limit=limit, filter=native_filter, score_threshold=MIN_SCORE,
-        ))
+        out.append(NearestQuery(using=config.sparse_name, limit=limit, sparse=sparse, filter=filter, score_threshold=MIN_SCORE))
     if dense is not None:
         if config.dense_name is None:
             raise ConfigError(f"{config.describe()} has no dense vector configured")
-        out.append(models.Prefetch(query=list(dense), using=config.dense_name, limit=limit, filter=native_filter))
+        if len(dense) != config.dense_size:
+            raise ConfigError(f"dense query has {len(dense)} dims, {config.describe()} expects {config.dense_size}")
+        out.append(NearestQuery(using=config.dense_name, limit=limit, dense=list(dense), filter=filter))
     return out
+
+
+def fused_query(
+    sources: Sequence[NearestQuery], fusion: Fusion, *, top_k: int, rrf_k: int, weights: Sequence[float] | None
+) -> FusedQuery:
+    """The engine-side fusion of the candidate lists (RRF or DBSF)."""
+    if fusion == "rrf":
+        if weights is not None and any(w < 0 for w in weights):
+            raise ConfigError("RRF weights must be >= 0")
+        return FusedQuery(sources=sources, fusion="rrf", limit=top_k, rrf_k=qdrant_rrf_k(rrf_k), weights=weights)
+    if fusion == "dbsf":
+        if weights is not None:
+            raise ConfigError("weights apply to RRF only")
+        return FusedQuery(sources=sources, fusion="dbsf", limit=top_k)
+    raise ConfigError(f"unknown fusion {fusion!r} (rrf, dbsf or linear)")

@@ -1,29 +1,31 @@
-"""`QdrantStore`: the `SparseStore` for Qdrant (server, or qdrant-client's embedded local mode).
+"""`QdrantStore`: the `SparseStore` for Qdrant, on every engine (server, embedded engine, local mode).
+
+The config's location picks the engine (`QdrantConfig.backend`); the store speaks only the small
+`qdrant.engine.Engine` interface, so everything here behaves the same on all of them.
 
 Point ids are `point_id(doc_id)` (UUID5), so re-ingesting overwrites instead of duplicating; the
 payload is `Document.payload()` (doc_id, text, title, metadata). Searches use Qdrant's sparse
 dot product (exact, no approximation) on the named sparse vector.
 
-Local mode and the server differ on zero scores (local mode can return documents that share no
-term with the query); this store drops hits with score <= 0 in both, so results are the same.
+Local mode can return documents that share no term with the query (score 0); this store drops
+hits with score <= 0 on every engine, so results are the same.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from qdrant_client import QdrantClient, models
+import numpy as np
+from qdrant_client import QdrantClient
 
-from splade_connectors.errors import ConfigError, RejectedDocumentsError
+from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
 from splade_connectors.fusion import fuse
-from splade_connectors.qdrant.collection import ensure_collection
-from splade_connectors.qdrant.config import QdrantConfig, connect
-from splade_connectors.qdrant.errors import mapped_errors
+from splade_connectors.qdrant.config import QdrantConfig
+from splade_connectors.qdrant.engine import Engine, NearestQuery, PointData, Query, ScoredPoint
 from splade_connectors.qdrant.filters import build_filter
+from splade_connectors.qdrant.hybrid import MIN_SCORE, candidate_lists, fused_query
 from splade_connectors.records import EncodedDocument, Hit, point_id
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, StoreBase, default_candidates
@@ -31,24 +33,33 @@ from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
 
-# Server-side floor for scores: positive, representable in float32, below any real SPLADE score.
-# Makes local mode drop zero-score points the way the server never returns them.
-MIN_SCORE = 1e-30
 _RETRIEVE_CHUNK = 256
+_QUERY_CHUNK = 256  # queries per engine round trip
 
 
-def to_qdrant_sparse(vector: SparseVector) -> models.SparseVector:
-    indices, values = vector.to_lists()
-    return models.SparseVector(indices=indices, values=values)
+def to_hit(point: ScoredPoint) -> Hit:
+    """A hit with the engine's float32 score as its exact value: REST prints the shortest decimal of a float32
+    (8.669551), gRPC and the embedded engine give the float32 itself (8.669550895690918); both become the latter."""
+    payload = dict(point.payload)
+    return Hit(id=str(payload.get("doc_id", point.id)), score=float(np.float32(point.score)), payload=payload)
 
 
-def from_qdrant_sparse(vector: models.SparseVector) -> SparseVector:
-    return SparseVector.from_pairs(zip(vector.indices, vector.values))
+def make_engine(config: QdrantConfig, client: QdrantClient | None = None) -> Engine:
+    """The engine for a config (a given qdrant-client always means the qdrant-client engine)."""
+    if client is not None or config.backend in ("server", "local"):
+        from splade_connectors.qdrant.client_engine import ClientEngine
 
+        return ClientEngine(config, client)
+    try:
+        import qdrant_edge  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            "the embedded Qdrant engine needs the 'qdrant-edge-py' package (pip install 'splade-connectors[qdrant]'), "
+            "or use a server (url) or local_mode=True"
+        ) from exc
+    from splade_connectors.qdrant.edge_engine import EdgeEngine
 
-def to_hit(point: models.ScoredPoint) -> Hit:
-    payload = dict(point.payload or {})
-    return Hit(id=str(payload.get("doc_id", point.id)), score=float(point.score), payload=payload)
+    return EdgeEngine(config)
 
 
 class QdrantStore(StoreBase):
@@ -66,8 +77,8 @@ class QdrantStore(StoreBase):
     ) -> None:
         self.config = config or QdrantConfig()
         self.vocabulary = vocabulary
-        self._owns_client = client is None
-        self._client = client
+        self._given_client = client
+        self._engine: Engine | None = None
         self._search_retry = search_retry or RetryPolicy(attempts=3, initial_wait=0.2, max_wait=5.0)
         self.created = False
 
@@ -77,11 +88,29 @@ class QdrantStore(StoreBase):
         return self.config.collection
 
     @property
+    def backend(self) -> str:
+        """`server`, `edge` (the embedded engine) or `local` (qdrant-client local mode)."""
+        if self._given_client is not None:
+            from splade_connectors.qdrant.client_engine import _is_local
+
+            return "local" if _is_local(self._given_client) else "server"
+        return self.config.backend
+
+    @property
+    def engine(self) -> Engine:
+        self._require_open()
+        assert self._engine is not None
+        return self._engine
+
+    @property
     def client(self) -> QdrantClient:
-        if self._client is None:
-            self._require_open()
-        assert self._client is not None
-        return self._client
+        """The qdrant-client of a server or local-mode store (the embedded engine has none)."""
+        from splade_connectors.qdrant.client_engine import ClientEngine
+
+        engine = self.engine
+        if not isinstance(engine, ClientEngine):
+            raise StoreError(f"{self.describe()} runs the embedded engine: it has no qdrant-client (use the store's methods)")
+        return engine.client
 
     def describe(self) -> str:
         return self.config.describe()
@@ -92,65 +121,50 @@ class QdrantStore(StoreBase):
     def open(self, *, create: bool = True) -> QdrantStore:
         if self._opened:
             return self
-        with mapped_errors(self.describe(), "open"):
-            if self._client is None:
-                self._client = connect(self.config)
-            try:
-                self.created = ensure_collection(self._client, self.config, create=create)
-            except BaseException:
-                self._close_client()
-                raise
+        engine = make_engine(self.config, self._given_client)
+        self.created = engine.open(create=create)
+        self._engine = engine
         self._opened = True
         return self
 
     def close(self) -> None:
-        """Close the client if this store opened it (releases a local path's lock)."""
+        """Close the engine (releases connections, or the embedded folder's lock)."""
         self._opened = False
-        self._close_client()
-
-    def _close_client(self) -> None:
-        if self._owns_client and self._client is not None:
-            try:
-                self._client.close()
-            finally:
-                self._client = None
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
     # ---- writes -----------------------------------------------------------------------------------------
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
         """Write a batch and wait until it is applied (searchable when this returns)."""
-        self._require_open()
+        engine = self.engine
         if not batch:
             return
-        points = [self._point(item) for item in batch]
-        with mapped_errors(self.describe(), f"upsert of {len(points)} points"):
-            self.client.upsert(collection_name=self.name, points=points, wait=True)
+        failures = {item.document.id: reason for item in batch if (reason := self._dense_problem(item))}
+        if failures:
+            raise RejectedDocumentsError(failures, total=len(batch), others_written=False, store=self.describe())
+        engine.upsert([PointData(id=point_id(i.document.id), sparse=i.sparse, payload=i.document.payload(), dense=i.dense) for i in batch])
 
     def delete(self, doc_ids: Sequence[str]) -> None:
-        self._require_open()
-        if not doc_ids:
-            return
-        with mapped_errors(self.describe(), f"delete of {len(doc_ids)} points"):
-            self.client.delete(
-                collection_name=self.name, points_selector=models.PointIdsList(points=[point_id(d) for d in doc_ids]), wait=True,
-            )
+        engine = self.engine
+        if doc_ids:
+            engine.delete([point_id(d) for d in doc_ids])
 
     def begin_ingest(self) -> None:
-        """Nothing to relax: upserts wait until applied and Qdrant indexes in the background."""
+        """Nothing to relax: upserts are applied when acknowledged and Qdrant indexes as it goes."""
+        self._require_open()
 
     def finish_ingest(self) -> None:
-        """Nothing to restore (see `begin_ingest`); logs the final count."""
+        """Make everything durable and fully indexed (the embedded engine flushes and optimizes); logs the count."""
+        self.engine.finish_ingest()
         logger.info("%s holds %d documents", self.describe(), self.count())
 
     def drop(self) -> None:
-        self._require_open()
-        with mapped_errors(self.describe(), "drop"):
-            self.client.delete_collection(collection_name=self.name)
+        self.engine.drop()
 
     # ---- reads ------------------------------------------------------------------------------------------
     def count(self) -> int:
-        self._require_open()
-        with mapped_errors(self.describe(), "count"):
-            return int(self.client.count(collection_name=self.name, exact=True).count)
+        return self.engine.count()
 
     def search_batch(
         self,
@@ -160,36 +174,38 @@ class QdrantStore(StoreBase):
         filter: Filter | None = None,
         score_threshold: float | None = None,
     ) -> list[list[Hit]]:
-        """Top-k by sparse dot product for each query, in one round trip.
+        """Top-k by sparse dot product for each query, in one round trip per 256 queries.
 
         Hits with score <= 0 are dropped; `score_threshold` keeps hits with score >= it (inclusive).
         """
-        self._require_open()
+        engine = self.engine
         if top_k < 1:
             raise ConfigError("top_k must be >= 1")
-        native_filter = build_filter(filter)
+        native_filter = self._filter(filter)
         floor = max(score_threshold, MIN_SCORE) if score_threshold is not None else MIN_SCORE
-        # Qdrant's threshold is exclusive in local mode; ask for a hair less and apply ">=" here.
-        server_floor = max(floor * (1 - 1e-6), MIN_SCORE)
+        # local mode's threshold is exclusive: ask for a hair less and apply ">=" here, on every engine
+        engine_floor = max(floor * (1 - 1e-6), MIN_SCORE)
         todo = [i for i, v in enumerate(vectors) if v.nnz]
-        results: list[list[Hit]] = [[] for _ in vectors]
-        if not todo:
-            return results
-        requests = [
-            models.QueryRequest(
-                query=to_qdrant_sparse(vectors[i]), using=self.config.sparse_name, limit=top_k,
-                filter=native_filter, score_threshold=server_floor, with_payload=True,
-            )
+        queries: list[Query] = [
+            NearestQuery(using=self.config.sparse_name, limit=top_k, sparse=vectors[i], filter=native_filter, score_threshold=engine_floor)
             for i in todo
         ]
-        responses = self._search_retry.call(self._query_batch, requests, what=f"search on {self.describe()}")
-        for i, response in zip(todo, responses):
-            results[i] = [to_hit(p) for p in response.points if p.score > 0 and p.score >= floor]
+        results: list[list[Hit]] = [[] for _ in vectors]
+        for i, points in zip(todo, self._run(engine, queries)):
+            results[i] = [hit for hit in map(to_hit, points) if hit.score > 0 and hit.score >= floor]
         return results
 
-    def _query_batch(self, requests: list[models.QueryRequest]) -> list[models.QueryResponse]:
-        with mapped_errors(self.describe(), f"search of {len(requests)} queries"):
-            return self.client.query_batch_points(collection_name=self.name, requests=requests)
+    def dense_search_batch(self, vectors: Sequence[Sequence[float]], *, top_k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
+        """Top-k by the collection's dense vector (for comparing hybrid results with their dense list)."""
+        engine = self.engine
+        config = self.config
+        if config.dense_name is None:
+            raise ConfigError(f"{self.describe()} has no dense vector configured")
+        native_filter = self._filter(filter)
+        queries: list[Query] = []
+        for vector in vectors:
+            queries.extend(candidate_lists(config, None, vector, limit=top_k, filter=native_filter))
+        return [[to_hit(p) for p in points] for points in self._run(engine, queries)]
 
     def hybrid_search_batch(
         self,
@@ -203,117 +219,95 @@ class QdrantStore(StoreBase):
         filter: Filter | None = None,
     ) -> list[list[Hit]]:
         """Sparse + dense lists fused inside Qdrant (RRF, DBSF) or here (linear); see `qdrant.hybrid`."""
-        from splade_connectors.qdrant.hybrid import fusion_query, prefetches
-
-        self._require_open()
+        engine = self.engine
         limit = default_candidates(top_k, candidates)
-        results: list[list[Hit]] = []
+        native_filter = self._filter(filter)
+        lists_per_query: list[list[NearestQuery]] = []
         for query in queries:
             if query.text is not None and query.dense is None and query.sparse is None:
                 raise ConfigError(f"{self.describe()} has no lexical index: hybrid search needs a dense vector")
-            sources = prefetches(self, query.sparse, query.dense, limit=limit, filter=filter)
-            if not sources:
-                results.append([])
-                continue
-            if weights is not None and len(weights) != len(sources):
+            sources = candidate_lists(self.config, query.sparse, query.dense, limit=limit, filter=native_filter)
+            if weights is not None and sources and len(weights) != len(sources):
                 raise ConfigError(f"{len(weights)} fusion weights for {len(sources)} lists")
-            if fusion == "linear":
-                lists = [self._prefetch_hits(source) for source in sources]
-                results.append(fuse(lists, "linear", weights=weights, top_k=top_k))
-                continue
-            with mapped_errors(self.describe(), "hybrid search"):
-                response = self.client.query_points(
-                    collection_name=self.name, prefetch=sources, query=fusion_query(fusion, rrf_k, weights),
-                    limit=top_k, with_payload=True,
-                )
-            results.append([to_hit(point) for point in response.points])
-        return results
+            lists_per_query.append(sources)
+        if fusion == "linear":
+            flat = [source for sources in lists_per_query for source in sources]
+            ranked = iter(self._run(engine, flat))
+            out = []
+            for sources in lists_per_query:
+                lists = [[to_hit(p) for p in next(ranked) if p.score > 0 or s.dense is not None] for s in sources]
+                out.append(fuse(lists, "linear", weights=weights, top_k=top_k) if lists else [])
+            return out
+        fused: list[Query] = [fused_query(s, fusion, top_k=top_k, rrf_k=rrf_k, weights=weights) for s in lists_per_query if s]
+        ranked_fused = iter(self._run(engine, fused))
+        return [[to_hit(p) for p in next(ranked_fused)] if sources else [] for sources in lists_per_query]
 
-    def _prefetch_hits(self, source: models.Prefetch) -> list[Hit]:
-        with mapped_errors(self.describe(), "search"):
-            response = self.client.query_points(
-                collection_name=self.name, query=source.query, using=source.using, limit=source.limit,
-                query_filter=source.filter, score_threshold=source.score_threshold, with_payload=True,
-            )
-        return [to_hit(p) for p in response.points]
+    def _run(self, engine: Engine, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
+        out: list[list[ScoredPoint]] = []
+        for start in range(0, len(queries), _QUERY_CHUNK):
+            chunk = queries[start : start + _QUERY_CHUNK]
+            out.extend(self._search_retry.call(engine.query_batch, chunk, what=f"search on {self.describe()}"))
+        return out
+
+    def _filter(self, filter: Filter | None) -> Any:
+        try:
+            return build_filter(filter)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{self.describe()}: invalid filter: {exc}") from None
 
     def fetch_vectors(self, doc_ids: Sequence[str]) -> dict[str, SparseVector]:
         """Stored sparse vectors by document id; ids not stored are left out."""
-        self._require_open()
+        engine = self.engine
         by_point = {point_id(d): d for d in doc_ids}
         ids = list(by_point)
         found: dict[str, SparseVector] = {}
         for start in range(0, len(ids), _RETRIEVE_CHUNK):
-            with mapped_errors(self.describe(), "retrieve"):
-                records = self.client.retrieve(
-                    collection_name=self.name, ids=ids[start : start + _RETRIEVE_CHUNK],
-                    with_vectors=[self.config.sparse_name], with_payload=False,
-                )
-            for record in records:
-                vector = (record.vector or {}).get(self.config.sparse_name) if isinstance(record.vector, dict) else None
-                doc_id = by_point.get(str(uuid.UUID(str(record.id))))
-                if doc_id is not None and isinstance(vector, models.SparseVector):
-                    found[doc_id] = from_qdrant_sparse(vector)
+            for record in engine.retrieve(ids[start : start + _RETRIEVE_CHUNK], payload=False, sparse=True):
+                doc_id = by_point.get(record.id)
+                if doc_id is not None and record.sparse is not None:
+                    found[doc_id] = record.sparse
         return {d: found[d] for d in doc_ids if d in found}
 
     def fetch_payloads(self, doc_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The named payload fields by document id; ids not stored are left out."""
-        self._require_open()
+        engine = self.engine
         wanted = list(dict.fromkeys(["doc_id", *fields]))
         ids = [point_id(d) for d in dict.fromkeys(doc_ids)]
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), _RETRIEVE_CHUNK):
-            with mapped_errors(self.describe(), "retrieve"):
-                records = self.client.retrieve(
-                    collection_name=self.name, ids=ids[start : start + _RETRIEVE_CHUNK], with_payload=wanted, with_vectors=False,
-                )
-            for record in records:
-                payload = dict(record.payload or {})
-                doc_id = payload.get("doc_id")
+            for record in engine.retrieve(ids[start : start + _RETRIEVE_CHUNK], payload=wanted, sparse=False):
+                doc_id = record.payload.get("doc_id")
                 if doc_id is not None:
-                    found[str(doc_id)] = {f: payload[f] for f in fields if f in payload}
+                    found[str(doc_id)] = {f: record.payload[f] for f in fields if f in record.payload}
         return found
 
     def iter_doc_ids(self, batch_size: int = 1000) -> Iterator[list[str]]:
         """Every stored document id, scrolled in batches."""
-        self._require_open()
+        engine = self.engine
         offset: Any = None
         while True:
-            with mapped_errors(self.describe(), "scroll"):
-                records, offset = self.client.scroll(
-                    collection_name=self.name, limit=batch_size, offset=offset, with_payload=["doc_id"], with_vectors=False,
-                )
-            ids = [str(r.payload["doc_id"]) for r in records if r.payload and "doc_id" in r.payload]
+            records, offset = engine.scroll(batch_size, offset, payload=["doc_id"])
+            ids = [str(r.payload["doc_id"]) for r in records if "doc_id" in r.payload]
             if ids:
                 yield ids
             if offset is None:
                 return
 
     def storage_bytes(self) -> int | None:
-        """Size of the collection's folder for an embedded store on disk; None otherwise (not exposed by the API)."""
-        self._require_open()
-        if self.config.path is None:
-            return None
-        folder = Path(self.config.path) / "collection" / self.name
-        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else None
+        """Embedded engine: the shard folder; local mode on disk: its folder; server: stored vectors + payloads
+        as its telemetry reports them (None without telemetry access); in-memory local mode: None."""
+        return self.engine.storage_bytes()
 
     # ---- internals ------------------------------------------------------------------------------------
-    def _point(self, item: EncodedDocument) -> models.PointStruct:
-        vector: dict[str, Any] = {self.config.sparse_name: to_qdrant_sparse(item.sparse)}
-        doc_id = item.document.id
-        if item.dense is not None:
-            if self.config.dense_name is None:
-                raise RejectedDocumentsError(
-                    {doc_id: "has a dense vector but the collection has no dense vector configured"},
-                    total=1, others_written=False, store=self.describe(),
-                )
-            if len(item.dense) != self.config.dense_size:
-                raise RejectedDocumentsError(
-                    {doc_id: f"dense vector has {len(item.dense)} dims, the collection expects {self.config.dense_size}"},
-                    total=1, others_written=False, store=self.describe(),
-                )
-            vector[self.config.dense_name] = list(item.dense)
-        return models.PointStruct(id=point_id(doc_id), vector=vector, payload=item.document.payload())
+    def _dense_problem(self, item: EncodedDocument) -> str | None:
+        """Why the store cannot take this document's dense vector (None when it can, or has none)."""
+        if item.dense is None:
+            return None
+        if self.config.dense_name is None:
+            return "has a dense vector but the collection has no dense vector configured"
+        if len(item.dense) != self.config.dense_size:
+            return f"dense vector has {len(item.dense)} dims, the collection expects {self.config.dense_size}"
+        return None
 
 
 def payload_summary(payload: Mapping[str, Any], width: int = 80) -> str:

@@ -14,7 +14,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from splade_connectors.ingest import IngestConfig, IngestError, RetryPolicy, ingest
 from splade_connectors.qdrant.errors import translate
 from splade_connectors.store import StoreError, TransientStoreError
-from tests.splade_connectors.qdrant.conftest import FaultyStore, QdrantTarget, ReplayEncoder, doc_text
+from tests.splade_connectors.qdrant.conftest import FaultyStore, QdrantTarget, ReplayEncoder, doc_text, stored_doc_ids
 
 pytestmark = pytest.mark.live
 
@@ -25,16 +25,6 @@ FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)
 @pytest.fixture(scope="module")
 def corpus(scifact_encoded: Any) -> list[dict[str, str]]:
     return scifact_encoded.slice.corpus[:DOCS]
-
-
-def _stored_doc_ids(store: Any) -> list[str]:
-    ids: list[str] = []
-    offset = None
-    while True:
-        points, offset = store.client.scroll(store.name, limit=256, offset=offset, with_payload=["doc_id"], with_vectors=False)
-        ids.extend(p.payload["doc_id"] for p in points)
-        if offset is None:
-            return ids
 
 
 def test_killed_ingestion_resumes_from_checkpoint(
@@ -55,7 +45,7 @@ def test_killed_ingestion_resumes_from_checkpoint(
     report = ingest(corpus, encoder, store, config)
     assert report.skipped_by_resume == done and report.accepted == DOCS - done
     assert encoder.encoded == [doc_text(d) for d in corpus[done:]]  # finished batches are not re-encoded
-    ids = _stored_doc_ids(store)
+    ids = stored_doc_ids(store)
     assert store.count() == DOCS and len(ids) == DOCS and set(ids) == {d["_id"] for d in corpus}
     assert not checkpoint.exists()
 

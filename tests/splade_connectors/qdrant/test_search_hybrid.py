@@ -7,6 +7,8 @@ package, 384 dims): a real dense model, ~1 s for the 48 sample documents on CPU.
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from qdrant_client import models
 from splade_connectors.ingest import ingest_file
 from splade_connectors.qdrant import QdrantStore
 from splade_connectors.qdrant.dense import MeanPooledEncoder
+from splade_connectors.records import Document, EncodedDocument
 from splade_connectors.samples import SAMPLE_CORPUS
 from splade_connectors.search import search
 from splade_connectors.store import HybridQuery
@@ -42,7 +45,9 @@ def dense_encoder() -> MeanPooledEncoder:
 
 @pytest.fixture(scope="module")
 def sample_store(qdrant_target: QdrantTarget, encoder: SpladeEncoder, dense_encoder: MeanPooledEncoder) -> QdrantStore:
-    store = qdrant_target.new_store("sample", dense_name="dense", dense_size=dense_encoder.dim)
+    store = qdrant_target.new_store(
+        "sample", dense_name="dense", dense_size=dense_encoder.dim, payload_indexes={"topic": "keyword", "reading_minutes": "integer"},
+    )
     report = ingest_file(SAMPLE_CORPUS, encoder, store, dense_encoder=dense_encoder)
     assert report.accepted == len(SAMPLE) == store.count()
     return store
@@ -104,8 +109,8 @@ def test_score_threshold(sample_store: QdrantStore, query_vector: SparseVector) 
 
 def _prefetch_ids(store: QdrantStore, sparse: SparseVector, dense: list[float], limit: int) -> tuple[list[str], list[str]]:
     sparse_ids = [h.id for h in store.search_batch([sparse], top_k=limit)[0]]
-    dense_points = store.client.query_points(store.name, query=dense, using="dense", limit=limit, with_payload=["doc_id"]).points
-    return sparse_ids, [p.payload["doc_id"] for p in dense_points]  # type: ignore[index]
+    dense_ids = [h.id for h in store.dense_search_batch([dense], top_k=limit)[0]]
+    return sparse_ids, dense_ids
 
 
 def _rrf(lists: list[list[str]], k: int) -> dict[str, float]:
@@ -129,7 +134,7 @@ def test_hybrid_rrf_matches_hand_computed_fusion(
         assert hit.score == pytest.approx(expected[hit.id], rel=1e-6)
     best = sorted(expected.values(), reverse=True)[:top_k]
     assert [h.score for h in hits] == pytest.approx(best, rel=1e-6)
-    assert hits[0].score <= 2.0 / (k + 1) + 1e-9
+    assert hits[0].score <= 2.0 / (k + 1) * (1 + 1e-6)  # the engines fuse in float32
     assert hits[0].id == "cook-03"
 
 
@@ -155,3 +160,28 @@ def test_hybrid_dbsf_and_filter(sample_store: QdrantStore, query_vector: SparseV
     assert hits[0].id == "cook-03"
     cooking = hybrid_search(sample_store, query_vector, dense, top_k=5, filter={"topic": "cooking"})
     assert cooking and all(TOPIC[h.id] == "cooking" for h in cooking)
+
+
+def test_idf_modifier_weights_each_term_by_its_rarity(
+    qdrant_target: QdrantTarget, sample_store: QdrantStore, query_vector: SparseVector
+) -> None:
+    """With `idf=True` every engine scores sum(q * d * idf), idf = ln((N - n + 0.5) / (n + 0.5) + 1) (Qdrant's formula)."""
+    stored = sample_store.fetch_vectors(list(TOPIC))
+    payloads = sample_store.fetch_payloads(list(TOPIC), ["text", "title", "metadata"])
+    store = qdrant_target.new_store("idf", idf=True)
+    store.upsert([
+        EncodedDocument(document=Document(id=d, text=payloads[d]["text"], title=payloads[d].get("title")), sparse=v)
+        for d, v in stored.items()
+    ])
+    store.finish_ingest()
+    n_docs = len(stored)
+    df = Counter(int(t) for v in stored.values() for t in v.indices)
+    hits = store.search_batch([query_vector], top_k=n_docs)[0]
+    plain = sample_store.search_batch([query_vector], top_k=n_docs)[0]
+    assert {h.id for h in hits} == {h.id for h in plain}
+    for hit in hits:
+        expected = sum(
+            qw * dw * math.log((n_docs - df[t] + 0.5) / (df[t] + 0.5) + 1) for t, qw, dw in query_vector.overlap(stored[hit.id])
+        )
+        assert hit.score == pytest.approx(expected, rel=1e-4), hit.id
+    assert [h.id for h in hits] != [h.id for h in plain] or [h.score for h in hits] != pytest.approx([h.score for h in plain])

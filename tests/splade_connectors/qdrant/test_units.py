@@ -11,6 +11,7 @@ from splade_connectors.qdrant import QdrantConfig, build_filter
 from splade_connectors.qdrant.errors import translate
 from splade_connectors.retry import is_transient
 from splade_connectors.qdrant.hybrid import fusion_query
+from splade_connectors.errors import AuthenticationError, StoreLockedError
 from splade_connectors.store import ConfigMismatchError, StoreError, TransientStoreError
 
 
@@ -18,10 +19,16 @@ def _response(status: int) -> UnexpectedResponse:
     return UnexpectedResponse(status, "x", b"{}", httpx.Headers())
 
 
-def test_config_defaults_are_embedded_in_memory() -> None:
+def test_config_defaults_are_the_embedded_engine_in_memory() -> None:
     config = QdrantConfig()
-    assert config.mode == "memory" and config.embedded
+    assert config.mode == "memory" and config.embedded and config.backend == "edge"
     assert config.sparse_name == "splade" and not config.idf
+    assert QdrantConfig(path="/x").backend == "edge" and QdrantConfig(local_mode=True).backend == "local"
+    assert QdrantConfig(url="http://q:6333").backend == "server"
+    assert config.index_fields() == {"doc_id": "keyword"}
+    assert QdrantConfig(payload_indexes={"topic": "keyword", "metadata.year": "integer"}).index_fields() == {
+        "doc_id": "keyword", "metadata.topic": "keyword", "metadata.year": "integer",
+    }
 
 
 def test_api_key_never_shows() -> None:
@@ -36,6 +43,10 @@ def test_api_key_never_shows() -> None:
         {"url": "http://q:6333", "path": "/tmp/x"},
         {"dense_name": "dense"},
         {"dense_name": "splade", "dense_size": 4},
+        {"url": "http://q:6333", "local_mode": True},
+        {"datatype": "int4"},
+        {"payload_indexes": {"topic": "vector"}},
+        {"upload_parallel": 0},
     ],
 )
 def test_config_rejects_inconsistent_options(options: dict[str, object]) -> None:
@@ -90,6 +101,9 @@ def test_build_filter_dict() -> None:
     by_key = {c.key: c.match for c in built.must}  # type: ignore[union-attr]
     assert by_key["metadata.topic"] == models.MatchValue(value="cooking")
     assert by_key["doc_id"] == models.MatchAny(any=["a", "b"])
+    # document ids are strings: a number given for doc_id matches the string id
+    assert build_filter({"doc_id": 4983}).must[0].match == models.MatchValue(value="4983")  # type: ignore[union-attr,index]
+    assert build_filter({"doc_id": [1, "b"]}).must[0].match == models.MatchAny(any=["1", "b"])  # type: ignore[union-attr,index]
     assert by_key["metadata.reading_minutes"] == models.MatchValue(value=2)
     assert by_key["metadata.x"] == models.MatchValue(value=True)
 
@@ -113,3 +127,61 @@ def test_rrf_k_is_explicit() -> None:
     assert isinstance(fusion_query("dbsf"), models.FusionQuery)
     with pytest.raises(ValueError):
         fusion_query("rrf", 0)
+
+
+def test_edge_filter_keeps_every_condition() -> None:
+    """A qdrant-client filter becomes the embedded engine's filter of the same shape."""
+    import qdrant_edge as qe
+
+    from splade_connectors.qdrant.filters import to_edge_filter
+
+    native = models.Filter(
+        must=[
+            models.FieldCondition(key="metadata.topic", match=models.MatchAny(any=["a", "b"])),
+            models.FieldCondition(key="metadata.year", range=models.Range(gte=2000, lt=2010)),
+        ],
+        should=[models.FieldCondition(key="doc_id", match=models.MatchValue(value="x"))],
+        must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="title")),
+                  models.Filter(must=[models.FieldCondition(key="metadata.flag", match=models.MatchValue(value=True))])],
+    )
+    edge = to_edge_filter(native)
+    assert isinstance(edge, qe.Filter)
+    assert [c.key for c in edge.must] == ["metadata.topic", "metadata.year"]
+    assert isinstance(edge.must[0].match, qe.MatchAny) and edge.must[0].match.value == ["a", "b"]
+    assert edge.must[1].range.gte == 2000 and edge.must[1].range.lt == 2010
+    assert edge.should[0].match.value == "x"
+    assert isinstance(edge.must_not[0], qe.IsEmptyCondition) and isinstance(edge.must_not[1], qe.Filter)
+    assert to_edge_filter(None) is None and to_edge_filter(edge) is edge
+
+
+class PanicException(BaseException):
+    """Stands in for pyo3's PanicException (a BaseException) raised when the embedded engine panics."""
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "text"),
+    [
+        (Exception("Service runtime error: failed to open WAL /x/wal: Can't init WAL: Kind(WouldBlock)"), StoreLockedError, "in use"),
+        (PermissionError(13, "Permission denied"), StoreLockedError, "not writable"),
+        (Exception("Wrong input: Vector dimension error: expected dim: 4, got 2"), StoreError, "refused it"),
+        (PanicException("index out of bounds"), StoreError, "panicked"),
+    ],
+)
+def test_embedded_engine_errors_are_permanent_and_named(error: BaseException, expected: type, text: str) -> None:
+    mapped = translate(error, "qdrant collection 'c' (embedded /data)", "open", edge=True)
+    assert type(mapped) is expected and not is_transient(mapped)
+    assert str(mapped).startswith("qdrant collection 'c' (embedded /data): open failed:") and text in str(mapped)
+
+
+def test_mapped_errors_redacts_secrets_and_keeps_one_line() -> None:
+    from splade_connectors.qdrant.errors import mapped_errors
+
+    with pytest.raises(AuthenticationError) as caught:
+        with mapped_errors("qdrant collection 'c' (http://h:6333)", "count", ["s3cret-key"]):
+            raise _response_with(401, b"Invalid API key s3cret-key\nsecond line")
+    assert "s3cret-key" not in str(caught.value) and "\n" not in str(caught.value)
+    assert "refused the API key" in str(caught.value)
+
+
+def _response_with(status: int, body: bytes) -> UnexpectedResponse:
+    return UnexpectedResponse(status, "x", body, httpx.Headers())

@@ -1,0 +1,274 @@
+"""The embedded engine: the real Qdrant engine in-process (qdrant-edge), one shard per collection.
+
+A collection is the shard folder `<path>/collections/<name>/` (`edge_config.json`, `wal/`,
+`segments/`); without a path, a temporary folder that `close()` deletes. The shard's WAL is locked
+while it is open, so a second store (in this or another process) on the same collection gets a
+`StoreLockedError`. Updates go to the WAL before they are applied: everything `upsert` returned for
+survives the process being killed (the WAL is replayed on the next open).
+
+Differences from the server that the store hides: the engine does not validate input the way the
+server's API layer does (the store only sends valid vectors, and checks dense sizes itself), it
+runs optimizers only when asked (`finish_ingest` flushes and optimizes), and it has no API to
+describe its configuration (it is read from `edge_config.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from splade_connectors.errors import ConfigMismatchError, NotFoundError, StoreError
+from splade_connectors.qdrant.collection import check_layout, check_name, missing_indexes, wanted_sparse
+from splade_connectors.qdrant.config import QdrantConfig
+from splade_connectors.qdrant.engine import (
+    CollectionLayout,
+    NearestQuery,
+    PointData,
+    Query,
+    ScoredPoint,
+    SparseSettings,
+    StoredPoint,
+    disk_bytes,
+)
+from splade_connectors.qdrant.errors import mapped_errors
+from splade_connectors.qdrant.filters import to_edge_filter
+from trainer.sparse import SparseVector
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "edge_config.json"
+
+
+def collection_folder(root: Path, name: str) -> Path:
+    return root / "collections" / name
+
+
+def layout_from_file(path: Path) -> CollectionLayout:
+    """The layout recorded in a shard's `edge_config.json`."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    sparse = {
+        name: SparseSettings(
+            idf=str(p.get("modifier") or "").lower() == "idf", datatype=str(p.get("datatype") or "float32").lower(),
+            on_disk=bool(p.get("on_disk")),
+        )
+        for name, p in (data.get("sparse_vectors") or {}).items()
+    }
+    dense = {name: (int(p["size"]), str(p["distance"])) for name, p in (data.get("vectors") or {}).items()}
+    return CollectionLayout(sparse=sparse, dense=dense)
+
+
+class EdgeEngine:
+    """A collection as a shard of the embedded Qdrant engine."""
+
+    def __init__(self, config: QdrantConfig) -> None:
+        self.config = config
+        self._shard: Any = None
+        self._temp_root: Path | None = None
+        self.folder: Path | None = None
+
+    def _errors(self, action: str) -> Any:
+        return mapped_errors(self.config.describe(), action, edge=True)
+
+    @property
+    def shard(self) -> Any:
+        if self._shard is None:
+            raise StoreError(f"{self.config.describe()} is not open")
+        return self._shard
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def open(self, *, create: bool) -> bool:
+        import qdrant_edge as qe
+
+        config = self.config
+        problem = check_name(config)
+        if problem:
+            raise StoreError(f"{config.describe()}: open failed: {problem}")
+        if config.path:
+            root = Path(config.path).expanduser()
+        else:
+            self._temp_root = root = Path(tempfile.mkdtemp(prefix="splade-qdrant-embedded-"))
+        folder = self.folder = collection_folder(root, config.collection)
+        try:
+            with self._errors("open"):
+                if (folder / CONFIG_FILE).is_file():
+                    layout = layout_from_file(folder / CONFIG_FILE)
+                    check_layout(layout, config)
+                    self._shard = qe.EdgeShard.load(str(folder))
+                    indexed = {path: str(info.data_type) for path, info in self._shard.info().payload_schema.items()}
+                    self._create_indexes(missing_indexes(CollectionLayout(sparse={}, indexed_fields=indexed), config))
+                    logger.debug("opened existing %s", config.describe())
+                    return False
+                self._refuse_local_mode_folder(root)
+                if not create:
+                    raise NotFoundError(f"{config.describe()} does not exist")
+                folder.mkdir(parents=True, exist_ok=True)
+                self._shard = qe.EdgeShard.create(str(folder), self._edge_config())
+                self._create_indexes(config.index_fields())
+                logger.info("created %s", config.describe())
+                return True
+        except BaseException:
+            self.close()
+            raise
+
+    def _refuse_local_mode_folder(self, root: Path) -> None:
+        if (root / "collection" / self.config.collection / "storage.sqlite").is_file():
+            raise ConfigMismatchError(
+                f"{self.config.describe()}: the folder holds a qdrant-client local-mode collection of that name; "
+                "open it with local_mode=True (--qdrant-local-mode) or ingest again into the embedded engine"
+            )
+
+    def _edge_config(self) -> Any:
+        import qdrant_edge as qe
+
+        config, sparse = self.config, wanted_sparse(self.config)
+        datatypes = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16, "uint8": qe.VectorStorageDatatype.Uint8}
+        vectors = {}
+        if config.dense_name is not None and config.dense_size is not None:
+            vectors = {config.dense_name: qe.EdgeVectorParams(size=config.dense_size, distance=getattr(qe.Distance, config.dense_distance))}
+        return qe.EdgeConfig(
+            vectors=vectors,
+            sparse_vectors={
+                config.sparse_name: qe.EdgeSparseVectorParams(
+                    modifier=qe.Modifier.Idf if sparse.idf else None, datatype=datatypes[sparse.datatype], on_disk=sparse.on_disk,
+                )
+            },
+        )
+
+    def _create_indexes(self, fields: dict[str, str]) -> None:
+        import qdrant_edge as qe
+
+        schema = {
+            "keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer, "float": qe.PayloadSchemaType.Float,
+            "bool": qe.PayloadSchemaType.Bool, "text": qe.PayloadSchemaType.Text, "datetime": qe.PayloadSchemaType.Datetime,
+            "uuid": qe.PayloadSchemaType.Uuid,
+        }
+        for path, kind in fields.items():
+            self.shard.update(qe.UpdateOperation.create_field_index(path, schema[kind]))
+            logger.debug("payload index %s (%s) on %s", path, kind, self.config.describe())
+
+    def close(self) -> None:
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            with self._errors("close"):
+                shard.close()
+        if self._temp_root is not None:
+            shutil.rmtree(self._temp_root, ignore_errors=True)
+            self._temp_root = None
+
+    def drop(self) -> None:
+        folder = self.folder
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            with self._errors("drop"):
+                shard.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # ---- writes -----------------------------------------------------------------------------------------
+    def _point(self, point: PointData) -> Any:
+        import qdrant_edge as qe
+
+        indices, values = point.sparse.to_lists()
+        vector: dict[str, Any] = {self.config.sparse_name: qe.SparseVector(indices, values)}
+        if point.dense is not None and self.config.dense_name is not None:
+            vector[self.config.dense_name] = [float(v) for v in point.dense]
+        return qe.Point(point.id, vector, point.payload)
+
+    def upsert(self, points: Sequence[PointData]) -> None:
+        import qdrant_edge as qe
+
+        edge_points = [self._point(p) for p in points]
+        with self._errors(f"upsert of {len(edge_points)} points"):
+            self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        import qdrant_edge as qe
+
+        with self._errors(f"delete of {len(ids)} points"):
+            self.shard.update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def finish_ingest(self) -> None:
+        """Persist the segments and run the optimizers (the server does both in the background)."""
+        with self._errors("flush and optimize"):
+            self.shard.flush()
+            self.shard.optimize()
+
+    # ---- reads ------------------------------------------------------------------------------------------
+    def count(self) -> int:
+        import qdrant_edge as qe
+
+        with self._errors("count"):
+            return int(self.shard.count(qe.CountRequest(exact=True)))
+
+    def _nearest(self, query: NearestQuery) -> Any:
+        import qdrant_edge as qe
+
+        if query.sparse is not None:
+            indices, values = query.sparse.to_lists()
+            return qe.Query.Nearest(qe.SparseVector(indices, values), using=query.using)
+        return qe.Query.Nearest([float(v) for v in query.dense or []], using=query.using)
+
+    def _request(self, query: Query) -> Any:
+        import qdrant_edge as qe
+
+        if isinstance(query, NearestQuery):
+            return qe.QueryRequest(
+                limit=query.limit, query=self._nearest(query), filter=to_edge_filter(query.filter),
+                score_threshold=query.score_threshold, with_payload=_payload(query.payload), with_vector=False,
+            )
+        prefetches = [
+            qe.Prefetch(limit=s.limit, query=self._nearest(s), filter=to_edge_filter(s.filter), score_threshold=s.score_threshold)
+            for s in query.sources
+        ]
+        if query.fusion == "rrf":
+            fusion = qe.Fusion.Rrf(k=query.rrf_k, weights=list(query.weights) if query.weights is not None else None)
+        else:
+            fusion = qe.Fusion.Dbsf()
+        return qe.QueryRequest(limit=query.limit, prefetches=prefetches, query=fusion, with_payload=_payload(query.payload), with_vector=False)
+
+    def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
+        import qdrant_edge as qe
+
+        requests = [self._request(q) for q in queries]
+        with self._errors(f"search of {len(requests)} queries"):
+            responses = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points] for points in responses]
+
+    def retrieve(self, ids: Sequence[str], *, payload: bool | Sequence[str], sparse: bool) -> list[StoredPoint]:
+        with self._errors("retrieve"):
+            records = self.shard.retrieve(list(ids), _payload(payload), [self.config.sparse_name] if sparse else False)
+        return [self._stored(r, sparse) for r in records]
+
+    def _stored(self, record: Any, sparse: bool) -> StoredPoint:
+        vector = None
+        if sparse and isinstance(record.vector, dict):
+            found = record.vector.get(self.config.sparse_name)
+            if found is not None:
+                vector = SparseVector(found.indices, found.values)
+        return StoredPoint(id=str(record.id), payload=dict(record.payload or {}), sparse=vector)
+
+    def scroll(self, limit: int, offset: Any, *, payload: bool | Sequence[str]) -> tuple[list[StoredPoint], Any]:
+        import qdrant_edge as qe
+
+        with self._errors("scroll"):
+            records, next_offset = self.shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=limit, with_payload=_payload(payload), with_vector=False)
+            )
+        return [self._stored(r, False) for r in records], next_offset
+
+    def storage_bytes(self) -> int | None:
+        """Bytes the shard folder (segments, WAL, config) takes on disk, after a flush."""
+        if self.folder is None:
+            return None
+        with self._errors("flush"):
+            self.shard.flush()
+        return disk_bytes(self.folder)
+
+
+def _payload(selection: bool | Sequence[str]) -> bool | list[str]:
+    return selection if isinstance(selection, bool) else list(selection)

@@ -1,0 +1,150 @@
+"""The small interface every Qdrant engine implements, and the engine-neutral data it exchanges.
+
+`QdrantStore` speaks only this interface; each engine (qdrant-client for a server or local mode in
+`client_engine`, the embedded Qdrant engine in `edge_engine`) translates it to its library, maps
+that library's errors (`qdrant.errors`) and hides its quirks. Filters travel as qdrant-client
+`models.Filter` (the type users already know); the embedded engine converts them.
+
+Point ids are UUID strings (`records.point_id`); payloads are plain JSON-like dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from qdrant_client import models
+
+from trainer.sparse import SparseVector
+
+
+@dataclass(frozen=True)
+class PointData:
+    """One point to write: id, SPLADE vector, optional dense vector, payload."""
+
+    id: str
+    sparse: SparseVector
+    payload: dict[str, Any]
+    dense: Sequence[float] | None = None
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    """One search result: point id, engine score, requested payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A retrieved or scrolled point: id, requested payload, and its sparse vector when asked for."""
+
+    id: str
+    payload: dict[str, Any]
+    sparse: SparseVector | None = None
+
+
+@dataclass(frozen=True)
+class NearestQuery:
+    """One ranked list: nearest points by the named vector (sparse or dense), best first."""
+
+    using: str
+    limit: int
+    sparse: SparseVector | None = None
+    dense: Sequence[float] | None = None
+    filter: models.Filter | None = None
+    score_threshold: float | None = None
+    payload: bool | Sequence[str] = True
+
+
+@dataclass(frozen=True)
+class FusedQuery:
+    """Several ranked lists fused inside the engine.
+
+    `rrf_k` is Qdrant's own constant (1 / (k + position), position from 0); `weights` weight the lists.
+    """
+
+    sources: Sequence[NearestQuery]
+    fusion: Literal["rrf", "dbsf"]
+    limit: int
+    rrf_k: int = 2
+    weights: Sequence[float] | None = None
+    payload: bool | Sequence[str] = True
+
+
+Query = NearestQuery | FusedQuery
+
+
+@dataclass(frozen=True)
+class SparseSettings:
+    """The settings of one sparse vector that change scores or storage."""
+
+    idf: bool
+    datatype: str = "float32"
+    on_disk: bool = False
+
+
+@dataclass(frozen=True)
+class CollectionLayout:
+    """What an existing collection holds: its sparse vectors (name -> settings) and dense vectors (name -> size, distance)."""
+
+    sparse: dict[str, SparseSettings]
+    dense: dict[str, tuple[int, str]] = field(default_factory=dict)
+    indexed_fields: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """What `QdrantStore` needs from an engine. Every method raises only the project's errors."""
+
+    def open(self, *, create: bool) -> bool:
+        """Connect; create the collection (returns True) or check the existing one (False); `NotFoundError` if missing and not `create`."""
+        ...
+
+    def close(self) -> None:
+        """Release connections / the folder lock (idempotent)."""
+        ...
+
+    def drop(self) -> None:
+        """Delete the collection."""
+        ...
+
+    def upsert(self, points: Sequence[PointData]) -> None:
+        """Write points (whole batch applied when this returns)."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> None:
+        ...
+
+    def count(self) -> int:
+        ...
+
+    def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
+        """Run several queries in one round trip (one planned batch for the embedded engine)."""
+        ...
+
+    def retrieve(self, ids: Sequence[str], *, payload: bool | Sequence[str], sparse: bool) -> list[StoredPoint]:
+        """Points by id (ids not stored are left out)."""
+        ...
+
+    def scroll(self, limit: int, offset: Any, *, payload: bool | Sequence[str]) -> tuple[list[StoredPoint], Any]:
+        """One page of points and the offset of the next page (None at the end)."""
+        ...
+
+    def finish_ingest(self) -> None:
+        """Make everything written durable and fully indexed."""
+        ...
+
+    def storage_bytes(self) -> int | None:
+        """Bytes the collection takes, or None when the engine cannot tell."""
+        ...
+
+
+def disk_bytes(folder: Path) -> int | None:
+    """Bytes allocated on disk by the files under `folder` (preallocated mmap files count what they use)."""
+    if not folder.exists():
+        return None
+    return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
