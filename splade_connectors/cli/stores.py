@@ -6,7 +6,8 @@ Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QD
 never appears in shell history or process lists) or `--qdrant-path` (embedded, on disk;
 default ./qdrant_data). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else http://localhost:9200),
 `--opensearch-user` (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or
-`--opensearch-password`, which shows in process lists), `--no-verify-certs`, `--index` (default: --collection).
+`--opensearch-password`, which shows in process lists), `--no-verify-certs`, `--index` (default: --collection),
+`--two-phase [SPEC]` (two-phase queries, see `splade_connectors.opensearch.two_phase`), `--opensearch-shards`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     opensearch.add_argument("--no-verify-certs", action="store_true", help="do not verify TLS certificates (self-signed clusters)")
     opensearch.add_argument("--ca-certs", default=None, help="CA bundle for TLS verification")
     opensearch.add_argument("--index", default=None, help="OpenSearch index name (default: --collection)")
+    opensearch.add_argument(
+        "--two-phase", nargs="?", const="", default=None, metavar="SPEC",
+        help="two-phase SPLADE queries: score with the heaviest terms, rescore the top candidates with the rest "
+        "(SPEC: ratio=R or count=N, optional expansion=E; bare flag: ratio=0.4,expansion=5)",
+    )
+    opensearch.add_argument("--opensearch-shards", type=int, default=1, metavar="N", help="primary shards of a new index (default: 1)")
 
 
 def store_config_from_args(args: argparse.Namespace) -> StoreConfigBase:
@@ -59,7 +66,7 @@ def store_config_from_args(args: argparse.Namespace) -> StoreConfigBase:
         hosts=[args.opensearch_url or os.environ.get("OPENSEARCH_URL") or "http://localhost:9200"],
         username=args.opensearch_user or os.environ.get("OPENSEARCH_USERNAME") or None,
         password=password, verify_certs=not args.no_verify_certs, ca_certs=args.ca_certs,
-        index=args.index or args.collection,
+        index=args.index or args.collection, two_phase=args.two_phase, shards=args.opensearch_shards,
     )
 
 

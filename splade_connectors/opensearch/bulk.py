@@ -1,0 +1,194 @@
+"""Fast, safe `_bulk` writes: compact NDJSON, requests sized by bytes, parallel writers, gzip where it pays.
+
+One `upsert(batch)` becomes:
+1. one compact NDJSON line pair per document (`{"index":{"_id":..}}` + `_source`), built before anything
+   is sent, so a document with a bad vector rejects the batch with nothing written;
+2. requests of about `total / writers` bytes (between `bulk_min_bytes` and `bulk_bytes`), so every
+   writer has work even for a mid-sized batch and no request grows past what the cluster handles well;
+3. the requests sent in parallel on a small thread pool (gzip level 1 in the worker, where enabled:
+   zlib releases the GIL), each answered with only `errors` and every item's `status`/`error`
+   (`filter_path`), which keeps the per-item bookkeeping cheap;
+4. the outcome, once every request has finished: item errors by document id (`RejectedDocumentsError`,
+   `others_written=True`); only 429s -> `TransientStoreError` (the batch is retried whole: ids are
+   deterministic, so a retry overwrites); a request that failed transiently -> `TransientStoreError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from splade_connectors.errors import RejectedDocumentsError, StoreError, TransientStoreError
+from splade_connectors.opensearch.errors import mapped_errors
+from splade_connectors.opensearch.features import FeatureCodec, FeatureNameError, compact_weights
+from splade_connectors.records import EncodedDocument, point_id
+from trainer.sparse import SparseVector
+
+logger = logging.getLogger(__name__)
+
+MIN_NORMAL_WEIGHT = float(np.finfo(np.float32).tiny)
+BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class BadDocument(ValueError):
+    """A document whose vector cannot be indexed (the message is the reason)."""
+
+
+@dataclass
+class BulkRequest:
+    """Consecutive documents of a batch and their NDJSON lines."""
+
+    doc_ids: list[str] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def body(self) -> bytes:
+        return b"".join(self.lines)
+
+
+@dataclass
+class BulkOutcome:
+    """What the requests of one batch reported: failed items and failed requests."""
+
+    items: dict[str, tuple[int, str]] = field(default_factory=dict)  # doc id -> (status, reason)
+    request_errors: list[tuple[list[str], StoreError]] = field(default_factory=list)
+
+
+class SourceEncoder:
+    """Documents -> `_bulk` index lines with compact JSON (short floats, no spaces)."""
+
+    def __init__(self, codec: FeatureCodec, sparse_field: str) -> None:
+        self.codec, self.sparse_field = codec, sparse_field
+
+    def features(self, doc_id: str, vector: Any) -> dict[str, float]:
+        """The rank_features object; raises `BadDocument` for weights OpenSearch would refuse."""
+        if not isinstance(vector, SparseVector):
+            raise BadDocument(f"sparse must be a SparseVector, got {type(vector).__name__}")
+        values = vector.values
+        if values.size and not (bool(np.all(np.isfinite(values))) and bool(np.all(values > 0))):
+            raise BadDocument("weights must be finite and > 0")
+        indices = vector.indices
+        keep = values >= MIN_NORMAL_WEIGHT
+        if not bool(keep.all()):  # rank_features refuses float32 subnormals; they cannot change a score
+            logger.warning("document %r: dropped %d subnormal weights (< %g)", doc_id, int((~keep).sum()), MIN_NORMAL_WEIGHT)
+            indices, values = indices[keep], values[keep]
+        try:
+            return dict(zip(self.codec.names(indices), compact_weights(values)))
+        except FeatureNameError as exc:
+            raise BadDocument(str(exc)) from exc
+
+    def line(self, encoded: EncodedDocument) -> bytes:
+        """`{"index":{"_id":..}}\\n{source}\\n` for one document."""
+        doc_id = encoded.document.id
+        source = encoded.document.payload()
+        source[self.sparse_field] = self.features(doc_id, encoded.sparse)
+        return f'{{"index":{{"_id":"{point_id(doc_id)}"}}}}\n{_dumps(source)}\n'.encode()
+
+
+def plan_requests(
+    doc_ids: Sequence[str], lines: Sequence[bytes], *, writers: int, min_bytes: int, max_bytes: int
+) -> list[BulkRequest]:
+    """Consecutive documents grouped into requests of about total/writers bytes (at least `min_bytes`).
+
+    A request never passes `max_bytes` unless one document alone does (it is then sent alone);
+    there are at most `writers` requests when no request reaches `max_bytes`.
+    """
+    total = sum(len(line) for line in lines)
+    target = int(min(max_bytes, max(min_bytes, -(-total // max(1, writers)))))
+    requests: list[BulkRequest] = []
+    current = BulkRequest()
+    for doc_id, line in zip(doc_ids, lines):
+        # close a request once it reached the target, or before it would pass the hard limit
+        if current.lines and (current.size >= target or current.size + len(line) > max_bytes):
+            requests.append(current)
+            current = BulkRequest()
+        current.doc_ids.append(doc_id)
+        current.lines.append(line)
+        current.size += len(line)
+    if current.lines:
+        requests.append(current)
+    return requests
+
+
+def item_failures(response: Mapping[str, Any], doc_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """doc id -> (status, reason) for every failed item of one `_bulk` response (items are in request order)."""
+    if not response.get("errors"):
+        return {}
+    items = response.get("items") or []
+    if len(items) != len(doc_ids):
+        raise StoreError(f"_bulk answered {len(items)} items for {len(doc_ids)} documents")
+    failures: dict[str, tuple[int, str]] = {}
+    for doc_id, item in zip(doc_ids, items):
+        result = next(iter(item.values()))
+        if "error" in result:
+            error = result["error"]
+            reason = f"{error.get('type')}: {error.get('reason')}" if isinstance(error, Mapping) else str(error)
+            failures[doc_id] = (int(result.get("status", 0)), reason)
+    return failures
+
+
+class BulkSender:
+    """Sends the planned requests of one batch on an executor and gathers what they report."""
+
+    def __init__(self, client: Any, index: str, where: str, *, gzip: bool, executor: Callable[[], Executor]) -> None:
+        self.client, self.index, self.where, self.gzip, self._executor = client, index, where, gzip, executor
+
+    def send(self, requests: Sequence[BulkRequest]) -> BulkOutcome:
+        outcome = BulkOutcome()
+        if len(requests) == 1:  # nothing to overlap: no thread hand-off
+            self._collect(outcome, requests[0], lambda: self._send_one(requests[0]))
+            return outcome
+        pool = self._executor()
+        futures: list[tuple[BulkRequest, Future[Mapping[str, Any]]]] = [(r, pool.submit(self._send_one, r)) for r in requests]
+        for request, future in futures:  # wait for every request before reporting anything
+            self._collect(outcome, request, future.result)
+        return outcome
+
+    def _collect(self, outcome: BulkOutcome, request: BulkRequest, result: Callable[[], Mapping[str, Any]]) -> None:
+        try:
+            outcome.items.update(item_failures(result(), request.doc_ids))
+        except StoreError as exc:
+            outcome.request_errors.append((request.doc_ids, exc))
+
+    def _send_one(self, request: BulkRequest) -> Mapping[str, Any]:
+        body = request.body()
+        headers = {"content-type": "application/x-ndjson"}
+        if self.gzip:
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip container, fastest level
+            body = compressor.compress(body) + compressor.flush()
+            headers["content-encoding"] = "gzip"
+        with mapped_errors(self.where, f"bulk upsert of {len(request.doc_ids)} documents"):
+            response = self.client.transport.perform_request(
+                "POST", f"/{self.index}/_bulk", params={"filter_path": BULK_FILTER_PATH}, body=body, headers=headers,
+            )
+        return response  # type: ignore[no-any-return]
+
+
+def raise_for_outcome(outcome: BulkOutcome, total: int, where: str) -> None:
+    """The batch's error, if any (see the module docstring for which)."""
+    permanent = [(ids, err) for ids, err in outcome.request_errors if not err.transient]
+    failures = {doc: f"[{status}] {reason}" for doc, (status, reason) in outcome.items.items()}
+    if permanent:
+        ids, error = permanent[0]
+        if "HTTP 413" in str(error):  # too large for the cluster: name the documents, the pipeline can isolate them
+            failures.update({doc: str(error) for ids_, err in permanent for doc in ids_})
+        else:
+            raise error
+    transient = [err for _, err in outcome.request_errors if err.transient]
+    if transient:  # some documents may be unwritten without being named: the whole batch is retried
+        raise TransientStoreError(
+            f"{where}: {len(transient)} bulk requests failed transiently ({transient[0]}); retrying the batch"
+        )
+    if not failures:
+        return
+    if not permanent and all(status == 429 for status, _ in outcome.items.values()):
+        raise TransientStoreError(f"{where}: {len(failures)} of {total} documents throttled (HTTP 429); retrying the batch")
+    raise RejectedDocumentsError(failures, total=total, others_written=True, store=where)
