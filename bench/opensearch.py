@@ -196,9 +196,11 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     from splade_connectors.live.opensearch_native import DEFAULT_VERSION, NativeOpenSearch
 
     folder = Path(args.data) / "scifact"
-    corpus = read_jsonl(folder / "corpus.jsonl", args.docs)
-    queries = test_queries(folder)[: args.queries]
+    corpus = read_jsonl(folder / "corpus.jsonl")  # encoded whole once (the scale part reuses the cache)
+    queries = test_queries(folder)
     doc_vecs, query_vecs = encoded("scifact", corpus, queries)
+    corpus, doc_vecs = corpus[: args.docs], doc_vecs[: args.docs]
+    queries, query_vecs = queries[: args.queries], query_vecs[: args.queries]
     vocab = vocabulary()
     docs = [
         EncodedDocument(

@@ -2,7 +2,8 @@
 
 One `upsert(batch)` becomes:
 1. one compact NDJSON line pair per document (`{"index":{"_id":..}}` + `_source`), built before anything
-   is sent, so a document with a bad vector rejects the batch with nothing written;
+   is sent, so a document with a bad vector rejects the batch with nothing written; the rank_features
+   objects of the whole batch are written by numpy (`feature_json.py`), the rest by `json`;
 2. requests of about `total / writers` bytes (between `bulk_min_bytes` and `bulk_bytes`), so every
    writer has work even for a mid-sized batch and no request grows past what the cluster handles well;
 3. the requests sent in parallel on a small thread pool (gzip level 1 in the worker, where enabled:
@@ -27,7 +28,8 @@ import numpy as np
 
 from splade_connectors.errors import RejectedDocumentsError, StoreError, TransientStoreError
 from splade_connectors.opensearch.errors import mapped_errors
-from splade_connectors.opensearch.features import FeatureCodec, FeatureNameError, compact_weights
+from splade_connectors.opensearch.feature_json import FeatureJson
+from splade_connectors.opensearch.features import FeatureCodec
 from splade_connectors.records import EncodedDocument, point_id
 from trainer.sparse import SparseVector
 
@@ -39,7 +41,11 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 
 
 class BadDocument(ValueError):
-    """A document whose vector cannot be indexed (the message is the reason)."""
+    """A document whose vector cannot be indexed."""
+
+    def __init__(self, doc_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.doc_id, self.reason = doc_id, reason
 
 
 @dataclass
@@ -63,34 +69,40 @@ class BulkOutcome:
 
 
 class SourceEncoder:
-    """Documents -> `_bulk` index lines with compact JSON (short floats, no spaces)."""
+    """Documents -> `_bulk` index lines: compact JSON, the rank_features objects written by `FeatureJson`."""
 
     def __init__(self, codec: FeatureCodec, sparse_field: str) -> None:
         self.codec, self.sparse_field = codec, sparse_field
+        self._features = FeatureJson(codec)
+        self._field_key = f',{_dumps(sparse_field)}:'.encode()
 
-    def features(self, doc_id: str, vector: Any) -> dict[str, float]:
-        """The rank_features object; raises `BadDocument` for weights OpenSearch would refuse."""
+    def lines(self, batch: Sequence[EncodedDocument]) -> list[bytes]:
+        """`{"index":{"_id":..}}\\n{source}\\n` per document; `BadDocument` (naming it) for a vector OpenSearch would refuse."""
+        pairs = [self._checked(encoded) for encoded in batch]
+        objects = self._features.objects(pairs)
+        lines = []
+        for encoded, features in zip(batch, objects):
+            payload = _dumps(encoded.document.payload()).encode()  # always holds doc_id and text: never "{}"
+            action = f'{{"index":{{"_id":"{point_id(encoded.document.id)}"}}}}\n'.encode()
+            lines.append(b"".join((action, payload[:-1], self._field_key, features, b"}\n")))
+        return lines
+
+    def _checked(self, encoded: EncodedDocument) -> tuple[np.ndarray, np.ndarray]:
+        doc_id, vector = encoded.document.id, encoded.sparse
         if not isinstance(vector, SparseVector):
-            raise BadDocument(f"sparse must be a SparseVector, got {type(vector).__name__}")
-        values = vector.values
-        if values.size and not (bool(np.all(np.isfinite(values))) and bool(np.all(values > 0))):
-            raise BadDocument("weights must be finite and > 0")
-        indices = vector.indices
-        keep = values >= MIN_NORMAL_WEIGHT
-        if not bool(keep.all()):  # rank_features refuses float32 subnormals; they cannot change a score
+            raise BadDocument(doc_id, f"sparse must be a SparseVector, got {type(vector).__name__}")
+        indices, values = vector.indices, vector.values
+        if not values.size:
+            return indices, values
+        if not (bool(np.all(np.isfinite(values))) and bool(values.min() > 0)):
+            raise BadDocument(doc_id, "weights must be finite and > 0")
+        if self.codec.vocabulary is not None and int(indices.max()) >= len(self.codec.vocabulary):
+            raise BadDocument(doc_id, f"token id {int(indices.max())} is outside the vocabulary (size {len(self.codec.vocabulary)})")
+        if float(values.min()) < MIN_NORMAL_WEIGHT:  # rank_features refuses float32 subnormals; they cannot change a score
+            keep = values >= MIN_NORMAL_WEIGHT
             logger.warning("document %r: dropped %d subnormal weights (< %g)", doc_id, int((~keep).sum()), MIN_NORMAL_WEIGHT)
             indices, values = indices[keep], values[keep]
-        try:
-            return dict(zip(self.codec.names(indices), compact_weights(values)))
-        except FeatureNameError as exc:
-            raise BadDocument(str(exc)) from exc
-
-    def line(self, encoded: EncodedDocument) -> bytes:
-        """`{"index":{"_id":..}}\\n{source}\\n` for one document."""
-        doc_id = encoded.document.id
-        source = encoded.document.payload()
-        source[self.sparse_field] = self.features(doc_id, encoded.sparse)
-        return f'{{"index":{{"_id":"{point_id(doc_id)}"}}}}\n{_dumps(source)}\n'.encode()
+        return indices, values
 
 
 def plan_requests(

@@ -5,6 +5,7 @@
   queueing a whole batch behind one request.
 - Overlap: with more than one request, two are in flight, so the client builds and parses one
   while the server answers the other.
+- A single query goes to `_search` (no `_msearch` hop on the server).
 - Bodies: compact JSON NDJSON, index in the URL (empty header lines); responses keep only what hits
   need (`filter_path`): each response's status/error and the hits' id, score, `_source` and `fields`.
 """
@@ -22,6 +23,7 @@ from splade_connectors.opensearch.errors import TRANSIENT_STATUS, mapped_errors
 MSEARCH_FILTER_PATH = ",".join(
     f"responses.{p}" for p in ("status", "error", "hits.hits._id", "hits.hits._score", "hits.hits._source", "hits.hits.fields")
 )
+SEARCH_FILTER_PATH = ",".join(f"hits.hits.{p}" for p in ("_id", "_score", "_source", "fields"))
 QUERIES_PER_THREAD = 8
 IN_FLIGHT = 2
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -39,6 +41,8 @@ class MultiSearch:
         self._executor = executor
 
     def run(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        if len(bodies) == 1:  # one query: `_search` itself, without `_msearch`'s extra hop on the server
+            return [self._search(bodies[0])]
         chunks = [list(range(s, min(s + self.size, len(bodies)))) for s in range(0, len(bodies), self.size)]
         if len(chunks) <= 1:
             answers = [self._send([bodies[i] for i in chunk]) for chunk in chunks]
@@ -68,6 +72,13 @@ class MultiSearch:
                 headers={"content-type": "application/x-ndjson"},
             )
         return list((answer or {}).get("responses") or [])
+
+    def _search(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        with mapped_errors(self.where, "search"):
+            answer = self.client.transport.perform_request(
+                "POST", f"/{self.index}/_search", params={"filter_path": SEARCH_FILTER_PATH}, body=_dumps(body),
+            )
+        return dict(answer or {})
 
     def _checked(self, response: Mapping[str, Any], position: int) -> dict[str, Any]:
         if "error" in response:

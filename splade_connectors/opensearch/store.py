@@ -193,13 +193,10 @@ class OpenSearchStore(StoreBase):
 
     def bulk_lines(self, batch: Sequence[EncodedDocument]) -> list[bytes]:
         """The `_bulk` NDJSON of a batch (action + source per document); a bad vector rejects the batch."""
-        lines = []
-        for encoded in batch:
-            try:
-                lines.append(self._sources.line(encoded))
-            except BadDocument as exc:
-                raise self._rejected(encoded.document.id, str(exc)) from exc
-        return lines
+        try:
+            return self._sources.lines(batch)
+        except BadDocument as exc:
+            raise self._rejected(exc.doc_id, exc.reason) from exc
 
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
         """Index a batch: compact `_bulk` requests sized by bytes, sent by parallel writers (see `bulk.py`).

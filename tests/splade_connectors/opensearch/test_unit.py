@@ -25,6 +25,7 @@ from splade_connectors.opensearch import (
 )
 from splade_connectors.opensearch.bulk import BulkOutcome, item_failures, plan_requests, raise_for_outcome
 from splade_connectors.opensearch.config import is_loopback
+from splade_connectors.opensearch.feature_json import FeatureJson, format_weights
 from splade_connectors.opensearch.features import compact_weights
 from splade_connectors.opensearch.index import bulk_load_settings, check_mapping, index_mappings
 from splade_connectors.opensearch.queries import filter_clauses, fit_clause_budget, sparse_query
@@ -357,3 +358,36 @@ def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.M
     assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs
     assert config.password is not None and config.password.get_secret_value() == "env-s3cret"
     assert "env-s3cret" not in repr(config) + config.describe()
+
+
+# ---- vectorised rank_features JSON ----------------------------------------------------------------------
+def test_feature_json_reads_back_to_the_same_vectors(vocabulary: list[str]) -> None:
+    rng = np.random.default_rng(11)
+    vectors = [SparseVector.empty()]
+    for n in range(60):
+        ids = np.sort(rng.choice(30522, size=int(rng.integers(1, 400)), replace=False))
+        vectors.append(SparseVector(ids, (rng.lognormal(-1, 2, ids.size) + 1e-6).astype(np.float32)))
+    quote, backslash = vocabulary.index('"'), vocabulary.index("\\")
+    vectors.append(SparseVector.from_pairs({quote: 1.5, backslash: 0.25, 1012: 3.0}))  # keys that need JSON escapes
+    extremes = np.array([np.finfo(np.float32).tiny, 1e-30, 9.999999e-9, 1e-8, 0.1, 1.0, 9.9999994, 123456.79, 3.4e38],
+                        dtype=np.float32)
+    vectors.append(SparseVector(np.arange(extremes.size), extremes))
+    for codec in (FeatureCodec(vocabulary), FeatureCodec()):
+        objects = FeatureJson(codec).objects([(v.indices, v.values) for v in vectors])
+        assert objects[0] == b"{}"
+        for vector, text in zip(vectors, objects):
+            decoded = json.loads(text)
+            assert codec.decode(decoded) == vector  # every weight reads back to the same float32
+    numbers = format_weights(extremes)
+    assert [bytes(row).decode() for row in numbers[[0, 4, 5, 8]]] == ["117549435e-46", "100000001e-09", "100000000e-08", "339999995e+30"]
+
+
+def test_batch_lines_name_the_bad_document(vocabulary: list[str]) -> None:
+    store = OpenSearchStore(OpenSearchConfig(index="unit"), vocabulary=vocabulary)  # no I/O: lines are built offline
+    good = _encoded("good", SparseVector.from_pairs({2000: 1.0}))
+    lines = store.bulk_lines([good, _encoded("empty", SparseVector.empty())])
+    source = _ndjson(b"".join(lines))[3]
+    assert source == {"doc_id": "empty", "text": "text of empty", "splade": {}}
+    with pytest.raises(RejectedDocumentsError) as info:
+        store.bulk_lines([good, _encoded("far", SparseVector.from_pairs({30522: 1.0}))])
+    assert list(info.value.failures) == ["far"] and "outside the vocabulary" in info.value.failures["far"]
