@@ -1,11 +1,13 @@
 """Fast, safe `_bulk` writes: compact NDJSON, requests sized by bytes, parallel writers, gzip where it pays.
 
 One `upsert(batch)` becomes:
-1. one compact NDJSON line pair per document (`{"index":{"_id":..}}` + `_source`), built before anything
-   is sent, so a document with a bad vector rejects the batch with nothing written; the rank_features
+1. one compact NDJSON line pair per document (`{"index":{"_id":..}}` + `_source`); every vector is
+   checked before anything is sent, so a document with a bad vector rejects the batch with nothing written; the rank_features
    objects of the whole batch are written by numpy (`feature_json.py`), the rest by `json`;
 2. requests of about `total / writers` bytes (between `bulk_min_bytes` and `bulk_bytes`), so every
    writer has work even for a mid-sized batch and no request grows past what the cluster handles well;
+   lines are written slice by slice and each request leaves as soon as it is full, so the server
+   indexes the first request while the client writes the next;
 3. the requests sent in parallel on a small thread pool (gzip level 1 in the worker, where enabled:
    zlib releases the GIL), each answered with only `errors` and every item's `status`/`error`
    (`filter_path`), which keeps the per-item bookkeeping cheap;
@@ -76,9 +78,11 @@ class SourceEncoder:
         self._features = FeatureJson(codec)
         self._field_key = f',{_dumps(sparse_field)}:'.encode()
 
-    def lines(self, batch: Sequence[EncodedDocument]) -> list[bytes]:
-        """`{"index":{"_id":..}}\\n{source}\\n` per document; `BadDocument` (naming it) for a vector OpenSearch would refuse."""
-        pairs = [self._checked(encoded) for encoded in batch]
+    def lines(
+        self, batch: Sequence[EncodedDocument], checked: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> list[bytes]:
+        """`{"index":{"_id":..}}\\n{source}\\n` per document (`checked`: the batch's `check` result, if done already)."""
+        pairs = list(checked) if checked is not None else self.check(batch)
         objects = self._features.objects(pairs)
         lines = []
         for encoded, features in zip(batch, objects):
@@ -86,6 +90,10 @@ class SourceEncoder:
             action = f'{{"index":{{"_id":"{point_id(encoded.document.id)}"}}}}\n'.encode()
             lines.append(b"".join((action, payload[:-1], self._field_key, features, b"}\n")))
         return lines
+
+    def check(self, batch: Sequence[EncodedDocument]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(indices, values) to index per document; `BadDocument` (naming it) for a vector OpenSearch would refuse."""
+        return [self._checked(encoded) for encoded in batch]
 
     def _checked(self, encoded: EncodedDocument) -> tuple[np.ndarray, np.ndarray]:
         doc_id, vector = encoded.document.id, encoded.sparse
@@ -105,29 +113,49 @@ class SourceEncoder:
         return indices, values
 
 
-def plan_requests(
-    doc_ids: Sequence[str], lines: Sequence[bytes], *, writers: int, min_bytes: int, max_bytes: int
-) -> list[BulkRequest]:
-    """Consecutive documents grouped into requests of about total/writers bytes (at least `min_bytes`).
+class RequestPlanner:
+    """Groups consecutive documents into requests of about total/writers bytes, as their lines arrive.
 
-    A request never passes `max_bytes` unless one document alone does (it is then sent alone);
-    there are at most `writers` requests when no request reaches `max_bytes`.
+    The target is `estimated_total / writers` bytes, within [min_bytes, max_bytes]; a request closes
+    once it reached the target, or before a line would take it past `max_bytes` (a document larger than
+    that is sent alone). With the exact total, there are at most `writers` requests unless some reach
+    `max_bytes`.
     """
-    total = sum(len(line) for line in lines)
-    target = int(min(max_bytes, max(min_bytes, -(-total // max(1, writers)))))
-    requests: list[BulkRequest] = []
-    current = BulkRequest()
-    for doc_id, line in zip(doc_ids, lines):
-        # close a request once it reached the target, or before it would pass the hard limit
-        if current.lines and (current.size >= target or current.size + len(line) > max_bytes):
-            requests.append(current)
-            current = BulkRequest()
+
+    def __init__(self, *, writers: int, min_bytes: int, max_bytes: int) -> None:
+        self.writers, self.min_bytes, self.max_bytes = max(1, writers), min_bytes, max_bytes
+        self.target = max_bytes
+        self.current = BulkRequest()
+
+    def expect(self, total_bytes: int) -> None:
+        self.target = int(min(self.max_bytes, max(self.min_bytes, -(-total_bytes // self.writers))))
+
+    def add(self, doc_id: str, line: bytes) -> BulkRequest | None:
+        """Add one document; returns the request it closed, if any."""
+        closed = None
+        current = self.current
+        if current.lines and (current.size >= self.target or current.size + len(line) > self.max_bytes):
+            closed, current = current, BulkRequest()
+            self.current = current
         current.doc_ids.append(doc_id)
         current.lines.append(line)
         current.size += len(line)
-    if current.lines:
-        requests.append(current)
-    return requests
+        return closed
+
+    def finish(self) -> BulkRequest | None:
+        closed, self.current = self.current, BulkRequest()
+        return closed if closed.lines else None
+
+
+def plan_requests(
+    doc_ids: Sequence[str], lines: Sequence[bytes], *, writers: int, min_bytes: int, max_bytes: int
+) -> list[BulkRequest]:
+    """All the requests of a batch whose lines are known (see `RequestPlanner`)."""
+    planner = RequestPlanner(writers=writers, min_bytes=min_bytes, max_bytes=max_bytes)
+    planner.expect(sum(len(line) for line in lines))
+    requests = [r for r in (planner.add(d, line) for d, line in zip(doc_ids, lines)) if r is not None]
+    last = planner.finish()
+    return requests + ([last] if last is not None else [])
 
 
 def item_failures(response: Mapping[str, Any], doc_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
@@ -148,19 +176,32 @@ def item_failures(response: Mapping[str, Any], doc_ids: Sequence[str]) -> dict[s
 
 
 class BulkSender:
-    """Sends the planned requests of one batch on an executor and gathers what they report."""
+    """Sends the requests of one batch on an executor as they are ready, and gathers what they report."""
 
     def __init__(self, client: Any, index: str, where: str, *, gzip: bool, executor: Callable[[], Executor]) -> None:
         self.client, self.index, self.where, self.gzip, self._executor = client, index, where, gzip, executor
+        self._pending: list[tuple[BulkRequest, Future[Mapping[str, Any]]]] = []
 
     def send(self, requests: Sequence[BulkRequest]) -> BulkOutcome:
+        """Send these requests (in parallel when more than one) and gather what they report."""
+        for request in requests[:-1]:
+            self.submit(request)
+        return self.finish(requests[-1] if requests else None)
+
+    def submit(self, request: BulkRequest) -> None:
+        """Start sending one request on the executor."""
+        self._pending.append((request, self._executor().submit(self._send_one, request)))
+
+    def finish(self, last: BulkRequest | None = None) -> BulkOutcome:
+        """Send `last` (in this thread when it is the only request: no hand-off) and wait for every request."""
         outcome = BulkOutcome()
-        if len(requests) == 1:  # nothing to overlap: no thread hand-off
-            self._collect(outcome, requests[0], lambda: self._send_one(requests[0]))
+        if last is not None and not self._pending:
+            self._collect(outcome, last, lambda: self._send_one(last))
             return outcome
-        pool = self._executor()
-        futures: list[tuple[BulkRequest, Future[Mapping[str, Any]]]] = [(r, pool.submit(self._send_one, r)) for r in requests]
-        for request, future in futures:  # wait for every request before reporting anything
+        if last is not None:
+            self.submit(last)
+        pending, self._pending = self._pending, []
+        for request, future in pending:  # wait for every request before reporting anything
             self._collect(outcome, request, future.result)
         return outcome
 

@@ -39,8 +39,8 @@ from splade_connectors.opensearch.bulk import (
     MIN_NORMAL_WEIGHT,
     BadDocument,
     BulkSender,
+    RequestPlanner,
     SourceEncoder,
-    plan_requests,
     raise_for_outcome,
 )
 from splade_connectors.opensearch.config import OpenSearchConfig, connect, is_loopback
@@ -71,6 +71,7 @@ STORAGE_RELATIVE_ERROR = 2.0**-8  # rank_features truncates weights to 9 signifi
 DEFAULT_THREADS = 2  # write/search threads assumed when the cluster does not say
 MAX_BULK_WRITERS = 8
 _MGET_CHUNK = 500
+SERIALISE_SLICE = 64  # documents written per vectorised pass (requests leave between passes)
 _UNSET: Any = object()
 
 
@@ -201,18 +202,33 @@ class OpenSearchStore(StoreBase):
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
         """Index a batch: compact `_bulk` requests sized by bytes, sent by parallel writers (see `bulk.py`).
 
-        Every document is serialised before anything is sent, so a bad vector writes nothing.
+        Every vector is checked before anything is sent, so a bad vector writes nothing. Lines are
+        written slice by slice and each request leaves as soon as it is full.
         """
         self._require_open()
         if not batch:
             return
-        lines = self.bulk_lines(batch)
-        requests = plan_requests(
-            [e.document.id for e in batch], lines, writers=self.bulk_writers(),
-            min_bytes=self.config.bulk_min_bytes, max_bytes=self.config.bulk_bytes,
-        )
+        try:
+            checked = self._sources.check(batch)
+        except BadDocument as exc:
+            raise self._rejected(exc.doc_id, exc.reason) from exc
+        writers = self.bulk_writers()
+        planner = RequestPlanner(writers=writers, min_bytes=self.config.bulk_min_bytes, max_bytes=self.config.bulk_bytes)
         sender = BulkSender(self.client, self.name, self.describe(), gzip=self._gzip(), executor=self._pool)
-        raise_for_outcome(sender.send(requests), len(batch), self.describe())
+        step = max(SERIALISE_SLICE, -(-len(batch) // (4 * writers)))
+        try:
+            for start in range(0, len(batch), step):
+                part = batch[start : start + step]
+                lines = self._sources.lines(part, checked[start : start + step])
+                if start == 0:  # the first slice's bytes per document estimate the batch's size
+                    planner.expect(sum(map(len, lines)) * len(batch) // len(part))
+                for encoded, line in zip(part, lines):
+                    if (full := planner.add(encoded.document.id, line)) is not None:
+                        sender.submit(full)
+        except BaseException:
+            sender.finish()  # never leave requests running behind an error
+            raise
+        raise_for_outcome(sender.finish(planner.finish()), len(batch), self.describe())
 
     def delete(self, doc_ids: Sequence[str]) -> None:
         self._require_open()

@@ -138,7 +138,7 @@ class FakeTransport:
 
     def perform_request(self, method: str, url: str, *, params: dict[str, Any], body: bytes, headers: dict[str, str]) -> Any:
         self.requests.append((method, url, params, body))
-        return self.responses.pop(0)
+        return self.responses.pop(0) if self.responses else {"errors": False}
 
 
 class FakeClient:
@@ -150,7 +150,7 @@ class FakeClient:
 
 
 def _store(client: Any, vocabulary: list[str] | None = None, **options: Any) -> OpenSearchStore:
-    config = OpenSearchConfig(index="unit", bulk_writers=1, **options)
+    config = OpenSearchConfig(index="unit", **{"bulk_writers": 1, **options})
     return OpenSearchStore(config, vocabulary=vocabulary, client=client).open()
 
 
@@ -209,6 +209,23 @@ def test_requests_are_sized_by_bytes_in_order() -> None:
     assert len(plan_requests(ids, lines, writers=4, min_bytes=total, max_bytes=10**9)) == 1  # small batch: one request
     big = plan_requests(["a", "b"], [b"y" * 50_000, b"z"], writers=1, min_bytes=1_000, max_bytes=10_000)
     assert [r.doc_ids for r in big] == [["a"], ["b"]]  # a document larger than a request goes alone
+
+
+def test_upsert_streams_byte_sized_requests_covering_the_batch(vocabulary: list[str]) -> None:
+    client = FakeClient()
+    store = _store(client, vocabulary, bulk_min_bytes=1_000, bulk_bytes=20_000, bulk_writers=3)
+    rng = np.random.default_rng(5)
+    batch = [
+        _encoded(f"d{n}", SparseVector(np.sort(rng.choice(30522, 200, replace=False)), rng.random(200).astype(np.float32) + 0.01))
+        for n in range(150)
+    ]
+    store.upsert(batch)
+    bodies = [body for _, _, _, body in client.transport.requests]
+    assert len(bodies) > 3 and all(len(b) <= 20_000 for b in bodies)
+    sent = sorted((line for body in bodies for line in _ndjson(body) if "index" in line), key=lambda a: a["index"]["_id"])
+    assert sent == sorted(({"index": {"_id": point_id(e.document.id)}} for e in batch), key=lambda a: a["index"]["_id"])
+    sources = {line["doc_id"]: line for body in bodies for line in _ndjson(body) if "doc_id" in line}
+    assert all(store.codec.decode(sources[e.document.id]["splade"]).as_dict() == e.sparse.as_dict() for e in batch)
 
 
 def test_raw_upsert_cannot_sneak_bad_weights(vocabulary: list[str]) -> None:
