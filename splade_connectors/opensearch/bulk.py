@@ -2,8 +2,8 @@
 
 One `upsert(batch)` becomes:
 1. one compact NDJSON line pair per document (`{"index":{"_id":..}}` + `_source`); every vector is
-   checked before anything is sent, so a document with a bad vector rejects the batch with nothing written; the rank_features
-   objects of the whole batch are written by numpy (`feature_json.py`), the rest by `json`;
+   checked before anything is sent, so a bad vector rejects the batch with nothing written; the
+   rank_features objects are written by numpy (`feature_json.py`), the rest by `json`;
 2. requests of about `total / writers` bytes (between `bulk_min_bytes` and `bulk_bytes`), so every
    writer has work even for a mid-sized batch and no request grows past what the cluster handles well;
    lines are written slice by slice and each request leaves as soon as it is full, so the server
