@@ -12,7 +12,8 @@ default ./qdrant_data for ingest/search, a temporary folder for eval; `--qdrant-
 qdrant-client's local mode instead). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else
 http://localhost:9200; credentials in the URL are moved out of it and never printed), `--opensearch-user`
 (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or `--opensearch-password`, which
-shows in process lists), `--no-verify-certs`, `--index` (default: --collection).
+shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--two-phase [SPEC]`
+(two-phase queries, see `splade_connectors.opensearch.two_phase`), `--opensearch-shards`.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool 
     opensearch.add_argument("--ca-certs", default=None, help="CA bundle for TLS verification")
     if with_index:
         opensearch.add_argument("--index", default=None, help="OpenSearch index name (default: --collection)")
+    opensearch.add_argument(
+        "--two-phase", nargs="?", const="", default=None, metavar="SPEC",
+        help="two-phase SPLADE queries: score with the heaviest terms, rescore the top candidates with the rest "
+        "(SPEC: ratio=R or count=N, optional expansion=E; bare flag: ratio=0.4,expansion=5)",
+    )
+    opensearch.add_argument("--opensearch-shards", type=positive_int, default=1, metavar="N", help="primary shards of a new index (default: 1)")
 
 
 def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dict[str, Any]:
@@ -111,6 +118,8 @@ def opensearch_options(args: argparse.Namespace) -> dict[str, Any]:
         "password": args.opensearch_password or os.environ.get("OPENSEARCH_PASSWORD") or None,
         "verify_certs": not args.no_verify_certs,
         "ca_certs": args.ca_certs,
+        "two_phase": args.two_phase,
+        "shards": args.opensearch_shards,
     }
 
 

@@ -41,7 +41,8 @@ CLI::
 Environment: ``SPLADE_CONNECTORS_CACHE`` (cache root), ``SPLADE_CONNECTORS_MAVEN_REPO``
 (Maven repo base URL, default Maven Central; falls back to ``mvn dependency:copy``
 when plain HTTPS fails, so ``settings.xml`` mirrors/proxies apply),
-``OPENSEARCH_JAVA_HOME``, ``SPLADE_CONNECTORS_OPENSEARCH_USER``.
+``OPENSEARCH_JAVA_HOME``, ``SPLADE_CONNECTORS_OPENSEARCH_USER``, ``SPLADE_CONNECTORS_OPENSEARCH_HEAP``
+(JVM heap, default 512m: enough for the tests; ``heap_for_documents(n)`` sizes it for larger indices).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ from types import TracebackType
 log = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "2.19.3"
-DEFAULT_HEAP = "512m"
+DEFAULT_HEAP = "512m"  # fits the test suite's indices (a few thousand documents each)
+HEAP_ENV = "SPLADE_CONNECTORS_OPENSEARCH_HEAP"
+_HEAP_RE = re.compile(r"^[1-9][0-9]*[kKmMgG]$")
 DEFAULT_RUN_AS_USER = "splade-opensearch"
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 JVM_ROOT = Path("/usr/lib/jvm")
@@ -185,6 +188,35 @@ def fetch_artifact(artifact: Artifact, out_dir: Path) -> Path:
         path = _download_mvn(artifact, out_dir)
     log.info("fetched %s (%.1f MB) in %.1fs", artifact.coords, path.stat().st_size / 1e6, time.monotonic() - started)
     return path
+
+
+# ---------------------------------------------------------------- heap
+
+
+def default_heap() -> str:
+    """The heap a server gets unless told otherwise: ``$SPLADE_CONNECTORS_OPENSEARCH_HEAP`` or 512m."""
+    return os.environ.get(HEAP_ENV) or DEFAULT_HEAP
+
+
+def heap_for_documents(documents: int) -> str:
+    """A heap that fits a single-node index of this many SPLADE documents (~300 terms + text each).
+
+    512m holds the test suite's indices; for a million documents (`bench/opensearch.py scale`), 2g
+    gives the indexing buffer (10% of the heap) room for larger segments, hence fewer merges.
+    Lucene keeps postings and stored fields off-heap (page cache): the rest of the RAM serves queries.
+    """
+    if documents <= 50_000:
+        return "512m"
+    if documents <= 250_000:
+        return "1g"
+    return "2g"
+
+
+def check_heap(heap: str) -> str:
+    """``heap`` if it is a JVM size such as 512m or 2g, else ValueError."""
+    if not _HEAP_RE.match(heap):
+        raise ValueError(f"heap must be a JVM size such as 512m or 2g, got {heap!r}")
+    return heap
 
 
 # ---------------------------------------------------------------- assembly
@@ -616,7 +648,7 @@ class NativeOpenSearch:
         self,
         version: str = DEFAULT_VERSION,
         *,
-        heap: str = DEFAULT_HEAP,
+        heap: str | None = None,
         host: str = "127.0.0.1",
         startup_timeout: float = 180.0,
         extra_settings: Mapping[str, object] | None = None,
@@ -624,7 +656,7 @@ class NativeOpenSearch:
         tie_to_parent: bool = True,
     ) -> None:
         self.version = version
-        self.heap = heap
+        self.heap = check_heap(heap or default_heap())
         self.host = host
         self.startup_timeout = startup_timeout
         self.extra_settings = dict(extra_settings or {})
@@ -841,7 +873,7 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--version", default=os.environ.get("SPLADE_CONNECTORS_OPENSEARCH_VERSION", DEFAULT_VERSION))
-        cmd.add_argument("--heap", default=DEFAULT_HEAP)
+        cmd.add_argument("--heap", default=None, help=f"JVM heap (default: ${HEAP_ENV}, else {DEFAULT_HEAP})")
         cmd.add_argument("--pidfile", type=Path, required=name in ("start", "stop"))
     return parser
 

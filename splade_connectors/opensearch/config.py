@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from splade_connectors.errors import mask_url
+from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.store import StoreConfigBase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +39,38 @@ class OpenSearchConfig(StoreConfigBase):
     replicas: int = Field(1, ge=0)
     refresh_interval: str = Field("1s", description="restored after a bulk load")
     ingest_refresh_interval: str = Field("-1", description="during a bulk load (-1: no refresh)")
+    ingest_replicas: int = Field(0, ge=0, description="replicas during a bulk load (restored to `replicas` after)")
     sparse_field: str = "splade"
+    codec: Literal["default", "best_compression"] = Field(
+        "default", description="stored-fields codec: best_compression makes _source ~30% smaller, fetches slower"
+    )
+    # writes
+    bulk_bytes: int = Field(8_000_000, ge=10_000, description="largest _bulk request body, bytes (before compression)")
+    bulk_min_bytes: int = Field(
+        256_000, ge=1_000, description="a batch is split into requests of at least this size to feed the parallel writers"
+    )
+    bulk_writers: int | None = Field(
+        None, ge=1, le=64, description="parallel _bulk requests per upsert (None: the cluster's write threads, at most 8)"
+    )
+    compression: Literal["auto", "gzip", "none"] = Field(
+        "auto", description="gzip request bodies; auto: only for hosts that are not loopback (it costs CPU, saves network)"
+    )
+    merge_after_ingest: int | None = Field(
+        None, ge=1, description="force-merge to at most this many segments in finish_ingest (read-mostly indices)"
+    )
+    # reads
+    two_phase: TwoPhase | None = Field(None, description="default two-phase query (None: exact queries)")
+    payload_fields: list[str] | None = Field(
+        None, description="payload fields search hits carry (None: all but the vector; []: ids and scores only)"
+    )
+    msearch_size: int | None = Field(
+        None, ge=1, description="queries per _msearch request (None: 8 x the cluster's search threads)"
+    )
+
+    @field_validator("two_phase", mode="before")
+    @classmethod
+    def _two_phase_spec(cls, value: Any) -> Any:
+        return coerce_two_phase(value)
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -116,5 +148,12 @@ def connect(config: OpenSearchConfig) -> OpenSearch:
         timeout=config.timeout,
         max_retries=config.max_retries,
         retry_on_timeout=False,
-        http_compress=False,
+        http_compress=False,  # bulk bodies are gzipped by the adapter itself (fast level, only where it pays)
+        pool_maxsize=max(10, (config.bulk_writers or 8) + 2),  # one pooled connection per parallel request
     )
+
+
+def is_loopback(config: OpenSearchConfig) -> bool:
+    """Whether every host is on this machine (compression then costs more CPU than it saves)."""
+    hosts = [urlsplit(h if "://" in h else f"http://{h}").hostname or "" for h in config.hosts]
+    return all(h in ("localhost", "::1") or h.startswith("127.") for h in hosts)

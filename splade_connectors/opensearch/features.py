@@ -12,6 +12,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
 from splade_connectors.errors import ConfigError
 from trainer.sparse import SparseVector
 
@@ -47,6 +49,7 @@ class FeatureCodec:
             self._ids = {name: i for i, name in enumerate(self._names)}
             if len(self._ids) != len(self._names):
                 raise FeatureNameError("the vocabulary has duplicate tokens; feature names would collide")
+        self._name_array = np.array(self._names, dtype=object)
 
     @property
     def scheme(self) -> str:
@@ -73,11 +76,42 @@ class FeatureCodec:
         except KeyError:
             raise FeatureNameError(f"feature {name!r} is not a vocabulary token") from None
 
+    def names(self, indices: np.ndarray) -> list[str]:
+        """Feature names of many token ids at once (what `name` gives one by one)."""
+        if self.vocabulary is None:
+            return [f"t{i}" for i in indices.tolist()]
+        if indices.size and (int(indices[0]) < 0 or int(indices.max()) >= len(self._names)):
+            bad = int(indices.max()) if int(indices.max()) >= len(self._names) else int(indices[0])
+            raise FeatureNameError(f"token id {bad} is outside the vocabulary (size {len(self._names)})")
+        return self._name_array[indices].tolist()  # type: ignore[no-any-return]
+
     def encode(self, vector: SparseVector) -> dict[str, float]:
-        """Vector -> {feature name: weight} (weights as Python floats)."""
-        return {self.name(int(i)): float(v) for i, v in zip(vector.indices, vector.values)}
+        """Vector -> {feature name: weight}; weights as short floats that read back to the same float32."""
+        return dict(zip(self.names(vector.indices), compact_weights(vector.values)))
 
     def decode(self, features: dict[str, float]) -> SparseVector:
         """{feature name: weight} -> vector (dimension = vocabulary size when known)."""
         dim = len(self.vocabulary) if self.vocabulary is not None else None
         return SparseVector.from_pairs(((self.token_id(n), float(w)) for n, w in features.items()), dim)
+
+
+def compact_weights(values: np.ndarray) -> list[float]:
+    """float32 weights as Python floats that print short (9 significant digits) and read back exactly.
+
+    `float(np.float32(0.1))` prints as `0.10000000149011612`; 9 significant digits always identify a
+    float32, so `0.100000001` reads back to the same float32 with half the JSON. Values whose rounding
+    does not read back (far outside SPLADE's range) keep their full form.
+    """
+    exact = np.asarray(values, dtype=np.float32)
+    if exact.size == 0:
+        return []
+    wide = exact.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        digits = 8 - np.floor(np.log10(wide))
+    usable = np.isfinite(digits) & (digits >= 0) & (digits <= 22)  # 10**d is an exact double up to 1e22
+    scale = np.power(10.0, np.where(usable, digits, 0.0))
+    rounded = np.where(usable, np.round(wide * scale) / scale, wide)
+    wrong = rounded.astype(np.float32) != exact
+    if bool(wrong.any()):
+        rounded[wrong] = wide[wrong]
+    return rounded.tolist()  # type: ignore[no-any-return]

@@ -39,16 +39,14 @@ def index_mappings(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, A
 
 
 def index_body(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, Any]:
-    return {
-        "settings": {
-            "index": {
-                "number_of_shards": config.shards,
-                "number_of_replicas": config.replicas,
-                "refresh_interval": config.refresh_interval,
-            }
-        },
-        "mappings": index_mappings(config, codec),
+    settings: dict[str, Any] = {
+        "number_of_shards": config.shards,
+        "number_of_replicas": config.replicas,
+        "refresh_interval": config.refresh_interval,
     }
+    if config.codec != "default":
+        settings["codec"] = config.codec
+    return {"settings": {"index": settings}, "mappings": index_mappings(config, codec)}
 
 
 def check_mapping(existing: dict[str, Any], config: OpenSearchConfig, codec: FeatureCodec) -> None:
@@ -93,13 +91,48 @@ def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, 
     return False
 
 
+def get_index_settings(client: Any, index: str, *names: str) -> dict[str, str]:
+    """The index's explicit values of these settings (`index.refresh_interval`, ...); unset ones are left out."""
+    settings = client.indices.get_settings(index=index, name=",".join(names), flat_settings=True)
+    (body,) = settings.values()
+    return {k: str(v) for k, v in body.get("settings", {}).items() if k in names}
+
+
 def get_refresh_interval(client: Any, index: str) -> str | None:
     """The index's explicit refresh_interval, or None when it uses the server default."""
-    settings = client.indices.get_settings(index=index, name="index.refresh_interval", flat_settings=True)
-    (body,) = settings.values()
-    value = body.get("settings", {}).get("index.refresh_interval")
-    return str(value) if value is not None else None
+    return get_index_settings(client, index, "index.refresh_interval").get("index.refresh_interval")
 
 
 def set_refresh_interval(client: Any, index: str, value: str | None) -> None:
     client.indices.put_settings(index=index, body={"index": {"refresh_interval": value}})
+
+
+def bulk_load_settings(current: dict[str, str], config: OpenSearchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings for a bulk load, settings to restore after it).
+
+    During the load: no refresh and `ingest_replicas` (0: replicas are rebuilt once, by copying the
+    finished segments, instead of indexing every document twice). A current value equal to the load
+    value was left by an interrupted load: the configured value is restored instead.
+    """
+    load = {"refresh_interval": config.ingest_refresh_interval, "number_of_replicas": config.ingest_replicas}
+    configured = {"refresh_interval": config.refresh_interval, "number_of_replicas": config.replicas}
+    restore: dict[str, Any] = {}
+    for key, value in load.items():
+        have = current.get(f"index.{key}")
+        restore[key] = have if have is not None and have != str(value) else configured[key]
+    return load, restore
+
+
+def thread_pool_sizes(client: Any) -> dict[str, int]:
+    """Threads of the `write` and `search` pools summed over the cluster's data nodes (empty if unreadable)."""
+    info = client.nodes.info(metric="thread_pool")
+    sizes: dict[str, int] = {}
+    for node in (info.get("nodes") or {}).values():
+        roles = node.get("roles")
+        if roles is not None and "data" not in roles:
+            continue
+        for pool in ("write", "search"):
+            size = ((node.get("thread_pool") or {}).get(pool) or {}).get("size")
+            if isinstance(size, int) and size > 0:
+                sizes[pool] = sizes.get(pool, 0) + size
+    return sizes

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from splade_connectors.opensearch.features import FeatureCodec
+from splade_connectors.opensearch.features import FeatureCodec, compact_weights
+from splade_connectors.opensearch.two_phase import TwoPhase
 from splade_connectors.errors import StoreError
 from trainer.sparse import SparseVector
 
@@ -88,8 +89,8 @@ def sparse_query(
 ) -> dict[str, Any]:
     """Exact dot product of `vector` with the stored `field` features (optionally filtered)."""
     should = [
-        {"rank_feature": {"field": f"{field}.{codec.name(int(i))}", "linear": {}, "boost": float(w)}}
-        for i, w in zip(vector.indices, vector.values)
+        {"rank_feature": {"field": f"{field}.{name}", "linear": {}, "boost": w}}
+        for name, w in zip(codec.names(vector.indices), compact_weights(vector.values))
     ]
     query: dict[str, Any] = {"bool": {"should": should}}
     if filters:
@@ -108,3 +109,54 @@ def text_query(text: str, fields: Sequence[str], filters: Sequence[Mapping[str, 
     if not filters:
         return match
     return {"bool": {"must": [match], "filter": list(filters)}}
+
+
+def source_spec(payload_fields: Sequence[str] | None, sparse_field: str, with_vectors: bool) -> dict[str, Any]:
+    """The `_source` / `docvalue_fields` part of a search body: fetch only what the caller needs.
+
+    `payload_fields=None`: the whole payload but the vector; `[]`: nothing but the id (a doc value,
+    no `_source` decompression); `with_vectors` adds the vector (for explained hits).
+    """
+    if payload_fields is None:
+        return {"_source": True if with_vectors else {"excludes": [sparse_field]}}
+    fields = ["doc_id", *payload_fields, *([sparse_field] if with_vectors else [])]
+    if fields == ["doc_id"]:
+        return {"_source": False, "docvalue_fields": ["doc_id"]}
+    return {"_source": {"includes": list(dict.fromkeys(fields))}}
+
+
+def sparse_search_body(
+    vector: SparseVector,
+    codec: FeatureCodec,
+    field: str,
+    *,
+    top_k: int,
+    filters: Sequence[Mapping[str, Any]] = (),
+    two_phase: TwoPhase | None = None,
+    score_threshold: float | None = None,
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One search body: exact, or two-phase (head terms query + `rescore` with the tail terms).
+
+    Two-phase scores are exact for the returned hits (phase one + phase two = every term), but
+    `min_score` would act on phase one's partial score: the caller applies `score_threshold` to the
+    returned hits instead.
+    """
+    head, tail = two_phase.split(vector) if two_phase is not None else (vector, SparseVector.empty())
+    body: dict[str, Any] = {"size": top_k, "query": sparse_query(head, codec, field, filters)}
+    if tail.nnz:
+        assert two_phase is not None
+        body["rescore"] = {
+            "window_size": two_phase.window(top_k),
+            "query": {
+                "rescore_query": sparse_query(tail, codec, field),
+                "query_weight": 1,
+                "rescore_query_weight": 1,
+                "score_mode": "total",
+            },
+        }
+    elif score_threshold is not None:
+        body["min_score"] = score_threshold
+    body.update(source or {})
+    body["track_total_hits"] = False
+    return body

@@ -5,51 +5,74 @@ Behaviour worth knowing:
 - Precision: rank_features keeps ~9 significant bits of each *document* weight (the float's bits
   shifted right by 15, i.e. truncated: stored value in (w * (1 - 2**-8), w]). Query weights are exact
   boosts, so a score is in (S * (1 - 2**-8), S] for the exact dot product S (plus float32 rounding).
-  `_source` keeps the exact weights: `fetch_vectors` returns them unchanged.
+  `_source` keeps the exact weights (as 9-digit decimals that read back to the same float32):
+  `fetch_vectors` returns them unchanged.
 - Bad weights: `SparseVector` already rejects NaN, inf, zero and negative weights; `upsert`
   checks again (defence in depth) and drops float32-subnormal weights (< 1.2e-38), which
   rank_features refuses and which cannot change a score.
 - Empty vectors are indexed without features: found by BM25 and filters, never by SPLADE queries.
-- Per-item bulk failures raise `RejectedDocumentsError` naming every failed doc id (items that succeeded
-  stay indexed); when every failure is a 429 the whole batch is retried instead (`TransientStoreError`).
-- Queries over the clause limit are pruned to their largest weights with a warning (see `queries.py`).
+- Writes (`bulk.py`): a batch becomes compact NDJSON sent as byte-sized `_bulk` requests by parallel
+  writers; per-item failures raise `RejectedDocumentsError` naming every failed doc id (items that
+  succeeded stay indexed); when every failure is a 429, or a request failed transiently, the whole
+  batch is retried instead (`TransientStoreError`).
+- Bulk loads: `begin_ingest` switches refresh off and replicas to `ingest_replicas`; `finish_ingest`
+  restores both (the pipeline calls it after failures too), refreshes, and optionally force-merges.
+- Queries: exact (a `rank_feature` clause per term) or two-phase (`two_phase.py`: heaviest terms, then
+  a rescore with the rest); batches go through `_msearch` sized to the cluster (`msearch.py`); hits
+  fetch only the payload fields asked for (`payload_fields`). Queries over the clause limit are pruned
+  to their largest weights with a warning (see `queries.py`).
 - Counts and searches see writes after a refresh; during `begin_ingest`..`finish_ingest` refresh is off.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
-from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError, TransientStoreError
+from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
 from splade_connectors.explain import overlapping_terms
 from splade_connectors.fusion import fuse
-from splade_connectors.opensearch.config import OpenSearchConfig, connect
-from splade_connectors.opensearch.errors import TRANSIENT_STATUS, mapped_errors
-from splade_connectors.opensearch.features import FeatureCodec, FeatureNameError
-from splade_connectors.opensearch.index import ensure_index, get_refresh_interval, set_refresh_interval
+from splade_connectors.opensearch.bulk import (
+    MIN_NORMAL_WEIGHT,
+    BadDocument,
+    BulkSender,
+    RequestPlanner,
+    SourceEncoder,
+    raise_for_outcome,
+)
+from splade_connectors.opensearch.config import OpenSearchConfig, connect, is_loopback
+from splade_connectors.opensearch.errors import mapped_errors
+from splade_connectors.opensearch.features import FeatureCodec
+from splade_connectors.opensearch.index import bulk_load_settings, ensure_index, get_index_settings, thread_pool_sizes
+from splade_connectors.opensearch.msearch import MultiSearch
 from splade_connectors.opensearch.queries import (
     TooManyTerms,
     filter_clauses,
     fit_clause_budget,
-    sparse_query,
+    source_spec,
+    sparse_search_body,
     text_query,
 )
+from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.records import EncodedDocument, Hit, point_id
 from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, StoreBase, default_candidates
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["MIN_NORMAL_WEIGHT", "STORAGE_RELATIVE_ERROR", "OpenSearchStore"]
+
 MAX_CLAUSE_SETTING = "indices.query.bool.max_clause_count"
 DEFAULT_MAX_CLAUSES = 1024
-MIN_NORMAL_WEIGHT = float(np.finfo(np.float32).tiny)
 STORAGE_RELATIVE_ERROR = 2.0**-8  # rank_features truncates weights to 9 significant bits
-_MSEARCH_CHUNK = 100
+DEFAULT_THREADS = 2  # write/search threads assumed when the cluster does not say
+MAX_BULK_WRITERS = 8
 _MGET_CHUNK = 500
+SERIALISE_SLICE = 64  # documents written per vectorised pass (requests leave between passes)
+_UNSET: Any = object()
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -58,7 +81,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 class OpenSearchStore(StoreBase):
-    """SPLADE documents in one OpenSearch index; exact dot-product search via `rank_feature` clauses."""
+    """SPLADE documents in one OpenSearch index; exact or two-phase dot-product search via `rank_feature` clauses."""
 
     kind = "opensearch"
 
@@ -79,7 +102,11 @@ class OpenSearchStore(StoreBase):
         self.on_too_many_terms = on_too_many_terms
         self.filter_clause_reserve = filter_clause_reserve
         self._max_clauses: int | None = None
-        self._restore_refresh: str | None = None
+        self._threads: dict[str, int] | None = None
+        self._restore: dict[str, Any] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._sources = SourceEncoder(self.codec, config.sparse_field)
         self.created = False
 
     # ---- lifecycle ----------------------------------------------------------------------------------
@@ -119,8 +146,12 @@ class OpenSearchStore(StoreBase):
         return self
 
     def close(self) -> None:
-        """Close the client's connections (when this store made the client)."""
+        """Stop the writer threads and close the client's connections (when this store made the client)."""
         self._opened = False
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
         self._close_client()
 
     def _close_client(self) -> None:
@@ -130,64 +161,74 @@ class OpenSearchStore(StoreBase):
             if callable(close):
                 close()
 
-    # ---- writes -------------------------------------------------------------------------------------
-    def _features(self, encoded: EncodedDocument) -> dict[str, float]:
-        vector = encoded.sparse
-        doc_id = encoded.document.id
-        if not isinstance(vector, SparseVector):
-            raise self._rejected(doc_id, f"sparse must be a SparseVector, got {type(vector).__name__}")
-        values = vector.values
-        if values.size and not (bool(np.all(np.isfinite(values))) and bool(np.all(values > 0))):
-            raise self._rejected(doc_id, "weights must be finite and > 0")
-        keep = values >= MIN_NORMAL_WEIGHT
-        if not bool(keep.all()):
-            logger.warning("document %r: dropped %d subnormal weights (< %g)", doc_id, int((~keep).sum()), MIN_NORMAL_WEIGHT)
-            vector = SparseVector(vector.indices[keep], values[keep], vector.dim)
-        try:
-            return self.codec.encode(vector)
-        except FeatureNameError as exc:
-            raise self._rejected(doc_id, str(exc)) from exc
+    def _pool(self) -> ThreadPoolExecutor:
+        """The threads parallel `_bulk` and `_msearch` requests run on (made on first use)."""
+        with self._executor_lock:
+            if self._executor is None:
+                workers = max(self.bulk_writers(), 2)
+                self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"opensearch-{self.name}")
+            return self._executor
 
+    def cluster_threads(self) -> dict[str, int]:
+        """The `write` and `search` thread-pool sizes of the cluster's data nodes, read once."""
+        if self._threads is None:
+            try:
+                self._threads = thread_pool_sizes(self.client)
+            except Exception as exc:  # noqa: BLE001 - sizing falls back to a safe default
+                logger.warning("could not read the cluster's thread pools (%s); assuming %d threads", exc, DEFAULT_THREADS)
+                self._threads = {}
+        return self._threads
+
+    def bulk_writers(self) -> int:
+        """Parallel `_bulk` requests per upsert: the config's, else the cluster's write threads (at most 8)."""
+        if self.config.bulk_writers is not None:
+            return self.config.bulk_writers
+        return max(1, min(MAX_BULK_WRITERS, self.cluster_threads().get("write", DEFAULT_THREADS)))
+
+    def _gzip(self) -> bool:
+        return self.config.compression == "gzip" or (self.config.compression == "auto" and not is_loopback(self.config))
+
+    # ---- writes -------------------------------------------------------------------------------------
     def _rejected(self, doc_id: str, reason: str) -> RejectedDocumentsError:
         return RejectedDocumentsError({doc_id: reason}, total=1, others_written=False, store=self.describe())
 
-    def _source(self, encoded: EncodedDocument) -> dict[str, Any]:
-        source = encoded.document.payload()
-        source[self.sparse_field] = self._features(encoded)
-        return source
+    def bulk_lines(self, batch: Sequence[EncodedDocument]) -> list[bytes]:
+        """The `_bulk` NDJSON of a batch (action + source per document); a bad vector rejects the batch."""
+        try:
+            return self._sources.lines(batch)
+        except BadDocument as exc:
+            raise self._rejected(exc.doc_id, exc.reason) from exc
 
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
-        """Index a batch with one `_bulk` request (sources are built first: a bad vector sends nothing)."""
+        """Index a batch: compact `_bulk` requests sized by bytes, sent by parallel writers (see `bulk.py`).
+
+        Every vector is checked before anything is sent, so a bad vector writes nothing. Lines are
+        written slice by slice and each request leaves as soon as it is full.
+        """
         self._require_open()
         if not batch:
             return
-        body: list[dict[str, Any]] = []
-        for encoded in batch:
-            body.append({"index": {"_index": self.name, "_id": point_id(encoded.document.id)}})
-            body.append(self._source(encoded))
-        with mapped_errors(self.describe(), f"bulk upsert of {len(batch)} documents"):
-            response = self.client.bulk(body=body)
-        if response.get("errors"):
-            self._raise_item_errors(response, batch)
-
-    def _raise_item_errors(self, response: Mapping[str, Any], batch: Sequence[EncodedDocument]) -> None:
-        failures: dict[str, tuple[int, str]] = {}
-        for encoded, item in zip(batch, response.get("items", [])):
-            result = next(iter(item.values()))
-            if "error" in result:
-                error = result["error"]
-                reason = f"{error.get('type')}: {error.get('reason')}" if isinstance(error, Mapping) else str(error)
-                failures[encoded.document.id] = (int(result.get("status", 0)), reason)
-        if not failures:
-            return
-        if all(status == 429 for status, _ in failures.values()):
-            raise TransientStoreError(
-                f"{self.describe()}: {len(failures)} of {len(batch)} documents throttled (HTTP 429); retrying the batch"
-            )
-        raise RejectedDocumentsError(
-            {doc: f"[{status}] {reason}" for doc, (status, reason) in failures.items()},
-            total=len(batch), others_written=True, store=self.describe(),
-        )
+        try:
+            checked = self._sources.check(batch)
+        except BadDocument as exc:
+            raise self._rejected(exc.doc_id, exc.reason) from exc
+        writers = self.bulk_writers()
+        planner = RequestPlanner(writers=writers, min_bytes=self.config.bulk_min_bytes, max_bytes=self.config.bulk_bytes)
+        sender = BulkSender(self.client, self.name, self.describe(), gzip=self._gzip(), executor=self._pool)
+        step = max(SERIALISE_SLICE, -(-len(batch) // (4 * writers)))
+        try:
+            for start in range(0, len(batch), step):
+                part = batch[start : start + step]
+                lines = self._sources.lines(part, checked[start : start + step])
+                if start == 0:  # the first slice's bytes per document estimate the batch's size
+                    planner.expect(sum(map(len, lines)) * len(batch) // len(part))
+                for encoded, line in zip(part, lines):
+                    if (full := planner.add(encoded.document.id, line)) is not None:
+                        sender.submit(full)
+        except BaseException:
+            sender.finish()  # never leave requests running behind an error
+            raise
+        raise_for_outcome(sender.finish(planner.finish()), len(batch), self.describe())
 
     def delete(self, doc_ids: Sequence[str]) -> None:
         self._require_open()
@@ -203,22 +244,33 @@ class OpenSearchStore(StoreBase):
             raise StoreError(f"{self.describe()}: {len(failures)} deletes failed: {failures[0].get('error')}")
 
     def begin_ingest(self) -> None:
-        """Switch refresh off for a bulk load (remembering the value to restore)."""
+        """Switch refresh off and replicas to `ingest_replicas` for a bulk load (remembering what to restore)."""
         self._require_open()
         with mapped_errors(self.describe(), "begin_ingest"):
-            current = get_refresh_interval(self.client, self.name)
-            target = self.config.ingest_refresh_interval
-            # a value equal to the bulk value was left by an interrupted load: restore the configured one
-            self._restore_refresh = current if current not in (None, target) else self.config.refresh_interval
-            set_refresh_interval(self.client, self.name, target)
+            current = get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
+            load, self._restore = bulk_load_settings(current, self.config)
+            self.client.indices.put_settings(index=self.name, body={"index": load})
 
     def finish_ingest(self) -> None:
-        """Restore the refresh interval and refresh, so everything written is searchable."""
+        """Restore refresh and replicas, refresh (everything written becomes searchable), optionally force-merge."""
         self._require_open()
         with mapped_errors(self.describe(), "finish_ingest"):
-            set_refresh_interval(self.client, self.name, self._restore_refresh or self.config.refresh_interval)
+            if self._restore is None:  # not begun in this process: restore what an interrupted load left
+                current = get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
+                _, self._restore = bulk_load_settings(current, self.config)
+            self.client.indices.put_settings(index=self.name, body={"index": self._restore})
             self.client.indices.refresh(index=self.name)
-        self._restore_refresh = None
+        self._restore = None
+        if self.config.merge_after_ingest is not None:
+            self.force_merge(self.config.merge_after_ingest)
+
+    def force_merge(self, max_segments: int = 1) -> None:
+        """Merge the index down to `max_segments` per shard (fewer, larger segments: faster queries; blocks until done)."""
+        self._require_open()
+        with mapped_errors(self.describe(), f"force merge to {max_segments} segments"):
+            self.client.indices.forcemerge(
+                index=self.name, max_num_segments=max_segments, params={"request_timeout": 3600}
+            )
 
     def refresh(self) -> None:
         self._require_open()
@@ -265,8 +317,17 @@ class OpenSearchStore(StoreBase):
         reserve = self.filter_clause_reserve if filters else 0
         return max(1, self.max_clauses() - reserve)
 
-    def _source_fields(self, with_vectors: bool) -> dict[str, Any] | bool:
-        return True if with_vectors else {"excludes": [self.sparse_field]}
+    def _two_phase(self, two_phase: Any) -> TwoPhase | None:
+        return self.config.two_phase if two_phase is _UNSET else coerce_two_phase(two_phase)
+
+    def _fields(self, payload_fields: Any) -> Sequence[str] | None:
+        return self.config.payload_fields if payload_fields is _UNSET else payload_fields
+
+    def _multi_search(self) -> MultiSearch:
+        threads = self.cluster_threads().get("search", DEFAULT_THREADS)
+        return MultiSearch(
+            self.client, self.name, self.describe(), threads=threads, size=self.config.msearch_size, executor=self._pool
+        )
 
     def search_batch(
         self,
@@ -276,34 +337,43 @@ class OpenSearchStore(StoreBase):
         filter: Filter | None = None,
         score_threshold: float | None = None,
         with_terms: bool = False,
+        two_phase: TwoPhase | str | bool | None = _UNSET,
+        payload_fields: Sequence[str] | None = _UNSET,
     ) -> list[list[Hit]]:
-        """Exact SPLADE top-k per query vector (one `_msearch`); empty queries get no hits.
+        """SPLADE top-k per query vector (batched `_msearch`); empty queries get no hits.
 
-        `score_threshold` is `min_score` on the stored (quantised) score, which is at most 0.4% below
-        the exact one. `with_terms` fills `Hit.terms` from the stored document vectors.
+        `two_phase`: a `TwoPhase` (or spec string such as `"ratio=0.4"`) for a two-phase query, `None`
+        or `False` for the exact query; default: the config's. Returned scores are exact dot products
+        either way (within the storage precision). `score_threshold` keeps hits scoring at least that
+        (on the stored, quantised score, at most 0.4% below the exact one). `payload_fields`: the
+        payload each hit carries (default: the config's; `None` all of it, `[]` ids and scores only).
+        `with_terms` fills `Hit.terms` from the stored document vectors.
         """
         self._require_open()
         if top_k < 1:
             raise ConfigError("top_k must be >= 1")
+        phased = self._two_phase(two_phase)
+        fields = self._fields(payload_fields)
         filters = filter_clauses(filter)
         budget = self._clause_budget(filters)
+        source = source_spec(fields, self.sparse_field, with_terms)
         searches: list[tuple[int, SparseVector, dict[str, Any]]] = []
         for position, vector in enumerate(vectors):
             if vector.nnz == 0:
                 continue
             vector = fit_clause_budget(vector, budget, self.on_too_many_terms)
-            body: dict[str, Any] = {
-                "size": top_k,
-                "query": sparse_query(vector, self.codec, self.sparse_field, filters),
-                "_source": self._source_fields(with_terms),
-                "track_total_hits": False,
-            }
-            if score_threshold is not None:
-                body["min_score"] = score_threshold
+            body = sparse_search_body(
+                vector, self.codec, self.sparse_field, top_k=top_k, filters=filters, two_phase=phased,
+                score_threshold=score_threshold, source=source,
+            )
             searches.append((position, vector, body))
         results: list[list[Hit]] = [[] for _ in vectors]
-        for (position, vector, _), response in zip(searches, self._msearch([s[2] for s in searches])):
-            results[position] = self._hits(response, position, vector if with_terms else None)
+        responses = self._multi_search().run([s[2] for s in searches]) if searches else []
+        for (position, vector, body), response in zip(searches, responses):
+            hits = self._hits(response, vector if with_terms else None)
+            if score_threshold is not None and "rescore" in body:  # min_score would see phase one's partial score
+                hits = [h for h in hits if h.score >= score_threshold]
+            results[position] = hits
         return results
 
     def search_text_batch(
@@ -314,22 +384,19 @@ class OpenSearchStore(StoreBase):
         filter: Filter | None = None,
         fields: Sequence[str] = ("text",),
         explain_vectors: Sequence[SparseVector] | None = None,
+        payload_fields: Sequence[str] | None = _UNSET,
     ) -> list[list[Hit]]:
         """BM25 top-k per query text; with `explain_vectors` (the SPLADE queries) hits carry `terms`."""
         self._require_open()
         filters = filter_clauses(filter)
+        source = source_spec(self._fields(payload_fields), self.sparse_field, explain_vectors is not None)
         bodies = [
-            {
-                "size": top_k,
-                "query": text_query(text, fields, filters),
-                "_source": self._source_fields(explain_vectors is not None),
-                "track_total_hits": False,
-            }
+            {"size": top_k, "query": text_query(text, fields, filters), **source, "track_total_hits": False}
             for text in texts
         ]
-        responses = self._msearch(bodies)
+        responses = self._multi_search().run(bodies) if bodies else []
         return [
-            self._hits(resp, i, explain_vectors[i] if explain_vectors is not None else None)
+            self._hits(resp, explain_vectors[i] if explain_vectors is not None else None)
             for i, resp in enumerate(responses)
         ]
 
@@ -344,8 +411,10 @@ class OpenSearchStore(StoreBase):
         candidates: int | None = None,
         filter: Filter | None = None,
         text_fields: Sequence[str] = ("text",),
+        two_phase: TwoPhase | str | bool | None = _UNSET,
+        payload_fields: Sequence[str] | None = _UNSET,
     ) -> list[list[Hit]]:
-        """Exact SPLADE fused client-side with BM25 on `text_fields` (`splade_connectors.fusion`).
+        """SPLADE (exact or two-phase, as `search_batch`) fused client-side with BM25 on `text_fields`.
 
         Dense vectors are not stored in the OpenSearch index: a query carrying one is refused.
         """
@@ -354,43 +423,34 @@ class OpenSearchStore(StoreBase):
             raise ConfigError(f"{self.describe()} stores no dense vectors: hybrid search uses BM25 on the text")
         depth = default_candidates(top_k, candidates)
         empty = SparseVector.empty()
-        sparse = self.search_batch([q.sparse or empty for q in queries], top_k=depth, filter=filter)
+        sparse = self.search_batch(
+            [q.sparse or empty for q in queries], top_k=depth, filter=filter, two_phase=two_phase,
+            payload_fields=payload_fields,
+        )
         texts = [q.text for q in queries]
         with_text = [i for i, t in enumerate(texts) if t]
         lexical: list[list[Hit]] = [[] for _ in queries]
         if with_text:
-            found = self.search_text_batch([texts[i] for i in with_text], top_k=depth, filter=filter, fields=text_fields)  # type: ignore[misc]
+            found = self.search_text_batch(
+                [texts[i] for i in with_text], top_k=depth, filter=filter, fields=text_fields,  # type: ignore[misc]
+                payload_fields=payload_fields,
+            )
             for i, hits in zip(with_text, found):
                 lexical[i] = hits
         return [fuse([s, b], fusion, rrf_k=rrf_k, weights=weights, top_k=top_k) for s, b in zip(sparse, lexical)]
 
-    def _msearch(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        responses: list[dict[str, Any]] = []
-        for offset, chunk in enumerate(_chunks(bodies, _MSEARCH_CHUNK)):
-            lines: list[dict[str, Any]] = []
-            for body in chunk:
-                lines += [{"index": self.name}, body]
-            with mapped_errors(self.describe(), f"msearch of {len(chunk)} queries"):
-                answer = self.client.msearch(body=lines)
-            for k, response in enumerate(answer["responses"]):
-                if "error" in response:
-                    status = int(response.get("status", 0))
-                    cls = TransientStoreError if status in TRANSIENT_STATUS else StoreError
-                    error = response["error"]
-                    reason = error.get("root_cause", [error])[0].get("reason", error) if isinstance(error, Mapping) else error
-                    raise cls(f"{self.describe()}: query #{offset * _MSEARCH_CHUNK + k} failed [{status}]: {reason}")
-                responses.append(response)
-        return responses
-
-    def _hits(self, response: Mapping[str, Any], position: int, query: SparseVector | None) -> list[Hit]:
+    def _hits(self, response: Mapping[str, Any], query: SparseVector | None) -> list[Hit]:
         hits: list[Hit] = []
-        for raw in response["hits"]["hits"]:
+        for raw in (response.get("hits") or {}).get("hits") or []:
             source = dict(raw.get("_source") or {})
             features = source.pop(self.sparse_field, None)
             terms = None
             if query is not None:
                 terms = overlapping_terms(query, self.codec.decode(features or {}), self.vocabulary)
-            hits.append(Hit(id=str(source.get("doc_id", raw["_id"])), score=float(raw["_score"]), payload=source, terms=terms))
+            doc_id = source.get("doc_id")
+            if doc_id is None:
+                doc_id = ((raw.get("fields") or {}).get("doc_id") or [raw["_id"]])[0]
+            hits.append(Hit(id=str(doc_id), score=float(raw["_score"]), payload=source, terms=terms))
         return hits
 
     def fetch_payloads(self, doc_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -81,7 +81,7 @@ def live_config(live: Any, index: str, **overrides: Any) -> OpenSearchConfig:
     """Config for the live store fixture (any source: env, testcontainers, native)."""
     return OpenSearchConfig(
         hosts=[live.url], username=live.username, password=live.password, verify_certs=live.verify_certs,
-        index=index, replicas=0, **overrides,
+        index=index, **{"replicas": 0, **overrides},
     )
 
 

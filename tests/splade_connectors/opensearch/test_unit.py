@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import math
 from typing import Any
@@ -21,7 +23,11 @@ from splade_connectors.opensearch import (
     translate,
     unescape_name,
 )
-from splade_connectors.opensearch.index import check_mapping, index_mappings
+from splade_connectors.opensearch.bulk import BulkOutcome, item_failures, plan_requests, raise_for_outcome
+from splade_connectors.opensearch.config import is_loopback
+from splade_connectors.opensearch.feature_json import FeatureJson, format_weights
+from splade_connectors.opensearch.features import compact_weights
+from splade_connectors.opensearch.index import bulk_load_settings, check_mapping, index_mappings
 from splade_connectors.opensearch.queries import filter_clauses, fit_clause_budget, sparse_query
 from splade_connectors.records import Document, EncodedDocument, Hit, point_id
 from splade_connectors.retry import is_transient
@@ -123,37 +129,103 @@ class FakeIndices:
         self.created.append(index)
 
 
+class FakeTransport:
+    """Records raw requests; answers each `_bulk` with the next canned response."""
+
+    def __init__(self, responses: list[dict[str, Any]]) -> None:
+        self.responses = list(responses)
+        self.requests: list[tuple[str, str, dict[str, Any], bytes]] = []
+
+    def perform_request(self, method: str, url: str, *, params: dict[str, Any], body: bytes, headers: dict[str, str]) -> Any:
+        self.requests.append((method, url, params, body))
+        return self.responses.pop(0) if self.responses else {"errors": False}
+
+
 class FakeClient:
     """Just enough of opensearch-py for open/upsert without a server."""
 
-    def __init__(self, response: dict[str, Any] | None = None) -> None:
-        self.response = response or {"errors": False, "items": []}
-        self.bodies: list[list[dict[str, Any]]] = []
+    def __init__(self, *responses: dict[str, Any]) -> None:
+        self.transport = FakeTransport(list(responses) or [{"errors": False}])
         self.indices = FakeIndices()
 
-    def bulk(self, body: list[dict[str, Any]]) -> dict[str, Any]:
-        self.bodies.append(body)
-        return self.response
 
-
-def _store(client: Any, vocabulary: list[str] | None = None) -> OpenSearchStore:
-    return OpenSearchStore(OpenSearchConfig(index="unit"), vocabulary=vocabulary, client=client).open()
+def _store(client: Any, vocabulary: list[str] | None = None, **options: Any) -> OpenSearchStore:
+    config = OpenSearchConfig(index="unit", **{"bulk_writers": 1, **options})
+    return OpenSearchStore(config, vocabulary=vocabulary, client=client).open()
 
 
 def _encoded(doc_id: str, vector: SparseVector) -> EncodedDocument:
     return EncodedDocument(document=Document(id=doc_id, text=f"text of {doc_id}"), sparse=vector)
 
 
-def test_store_satisfies_protocol_and_builds_bulk(vocabulary: list[str]) -> None:
+def _ndjson(body: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in body.decode().splitlines()]
+
+
+def test_store_satisfies_protocol_and_builds_compact_bulk(vocabulary: list[str]) -> None:
     client = FakeClient()
     store = _store(client, vocabulary)
     assert isinstance(store, SparseStore)
     tiny = np.float32(1e-40)  # float32 subnormal: rank_features refuses it, it cannot change a score
-    store.upsert([_encoded("d1", SparseVector(np.array([1012, 2149]), np.array([0.5, tiny]))), _encoded("d2", SparseVector.empty())])
-    body = client.bodies[0]
-    assert body[0] == {"index": {"_index": "unit", "_id": point_id("d1")}}
-    assert body[1]["splade"] == {"%2E": 0.5} and body[1]["doc_id"] == "d1"
-    assert body[3]["splade"] == {}
+    weight = np.float32(0.1)
+    store.upsert([_encoded("d1", SparseVector(np.array([1012, 2000, 2149]), np.array([0.5, weight, tiny]))),
+                  _encoded("d2", SparseVector.empty())])
+    ((method, url, params, body),) = client.transport.requests
+    assert (method, url) == ("POST", "/unit/_bulk") and "items.*.error" in params["filter_path"]
+    lines = _ndjson(body)
+    assert lines[0] == {"index": {"_id": point_id("d1")}}
+    assert lines[1]["splade"] == {"%2E": 0.5, "to": 0.100000001} and lines[1]["doc_id"] == "d1"
+    assert np.float32(lines[1]["splade"]["to"]) == weight  # short decimal, same float32
+    assert lines[3]["splade"] == {}
+    assert b": " not in body and b", " not in body.replace(b"text of", b"")  # compact JSON
+
+
+def test_compact_weights_read_back_exactly() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate([
+        rng.random(20000).astype(np.float32) * 5 + np.float32(1e-6),
+        rng.lognormal(0, 4, 20000).astype(np.float32),
+        np.array([np.finfo(np.float32).tiny, 1e-30, 3.4e38, 1.0, 2.5, 123456.79], dtype=np.float32),
+    ])
+    short = compact_weights(values)
+    assert np.array_equal(np.array(short, dtype=np.float64).astype(np.float32), values)
+    text = json.dumps(short[:20000])
+    assert len(text) < 0.75 * len(json.dumps(values[:20000].astype(np.float64).tolist()))
+    assert compact_weights(np.zeros(0, dtype=np.float32)) == []
+
+
+def test_requests_are_sized_by_bytes_in_order() -> None:
+    ids = [f"d{i}" for i in range(100)]
+    lines = [b"x" * (1000 + 10 * i) for i in range(100)]
+    total = sum(map(len, lines))
+    for writers, low, high in [(1, 1_000, 10**9), (4, 1_000, 10**9), (4, 50_000, 10**9), (1, 1_000, 20_000)]:
+        requests = plan_requests(ids, lines, writers=writers, min_bytes=low, max_bytes=high)
+        assert [d for r in requests for d in r.doc_ids] == ids  # every document once, in order
+        target = min(high, max(low, -(-total // writers)))
+        assert all(r.size <= high for r in requests)
+        assert all(r.size >= target for r in requests[:-1]) or high < 10**9
+        assert len(requests) <= max(writers, -(-total // (high - 2000)))
+    assert len(plan_requests(ids, lines, writers=4, min_bytes=1_000, max_bytes=10**9)) == 4
+    assert len(plan_requests(ids, lines, writers=4, min_bytes=total, max_bytes=10**9)) == 1  # small batch: one request
+    big = plan_requests(["a", "b"], [b"y" * 50_000, b"z"], writers=1, min_bytes=1_000, max_bytes=10_000)
+    assert [r.doc_ids for r in big] == [["a"], ["b"]]  # a document larger than a request goes alone
+
+
+def test_upsert_streams_byte_sized_requests_covering_the_batch(vocabulary: list[str]) -> None:
+    client = FakeClient()
+    store = _store(client, vocabulary, bulk_min_bytes=1_000, bulk_bytes=20_000, bulk_writers=3)
+    rng = np.random.default_rng(5)
+    batch = [
+        _encoded(f"d{n}", SparseVector(np.sort(rng.choice(30522, 200, replace=False)), rng.random(200).astype(np.float32) + 0.01))
+        for n in range(150)
+    ]
+    store.upsert(batch)
+    bodies = [body for _, _, _, body in client.transport.requests]
+    assert len(bodies) > 3 and all(len(b) <= 20_000 for b in bodies)
+    sent = sorted((line for body in bodies for line in _ndjson(body) if "index" in line), key=lambda a: a["index"]["_id"])
+    assert sent == sorted(({"index": {"_id": point_id(e.document.id)}} for e in batch), key=lambda a: a["index"]["_id"])
+    sources = {line["doc_id"]: line for body in bodies for line in _ndjson(body) if "doc_id" in line}
+    assert all(store.codec.decode(sources[e.document.id]["splade"]).as_dict() == e.sparse.as_dict() for e in batch)
 
 
 def test_raw_upsert_cannot_sneak_bad_weights(vocabulary: list[str]) -> None:
@@ -166,7 +238,7 @@ def test_raw_upsert_cannot_sneak_bad_weights(vocabulary: list[str]) -> None:
         store.upsert([_encoded("ok", SparseVector.from_pairs({5: 1.0})), _encoded("bad", vector)])
     with pytest.raises(StoreError, match="outside the vocabulary"):
         store.upsert([_encoded("big", SparseVector.from_pairs({40000: 1.0}))])
-    assert client.bodies == []  # nothing of a bad batch is sent
+    assert client.transport.requests == []  # nothing of a bad batch is sent
 
 
 def _item(status: int, error: str | None = None) -> dict[str, Any]:
@@ -189,6 +261,52 @@ def test_item_errors_name_doc_ids_and_classify(vocabulary: list[str]) -> None:
     with pytest.raises(TransientStoreError) as info2:
         throttled.upsert(batch)
     assert is_transient(info2.value)
+
+
+def test_outcome_of_parallel_requests_is_classified_once_all_finished() -> None:
+    where = "opensearch index 'unit' (http://h:9200)"
+    raise_for_outcome(BulkOutcome(), 3, where)  # all written: nothing raised
+    rejected = BulkOutcome(items={"b": (400, "mapper_parsing_exception: x")})
+    with pytest.raises(RejectedDocumentsError) as info:
+        raise_for_outcome(rejected, 3, where)
+    assert info.value.others_written and list(info.value.failures) == ["b"]
+    # one request timed out: its documents may be unwritten and unnamed -> the whole batch is retried
+    lost = BulkOutcome(items={"b": (400, "x")}, request_errors=[(["c", "d"], TransientStoreError("timed out"))])
+    with pytest.raises(TransientStoreError, match="retrying the batch"):
+        raise_for_outcome(lost, 4, where)
+    too_big = BulkOutcome(request_errors=[(["c", "d"], StoreError(f"{where}: bulk failed: HTTP 413 too large"))])
+    with pytest.raises(RejectedDocumentsError) as info3:
+        raise_for_outcome(too_big, 4, where)
+    assert set(info3.value.failures) == {"c", "d"} and not info3.value.transient
+    broken = BulkOutcome(request_errors=[(["c"], StoreError("HTTP 400 parse error"))])
+    with pytest.raises(StoreError, match="HTTP 400") as info4:
+        raise_for_outcome(broken, 4, where)
+    assert not isinstance(info4.value, RejectedDocumentsError)
+    assert item_failures({"errors": False}, ["a"]) == {}
+    with pytest.raises(StoreError, match="1 items for 2 documents"):
+        item_failures({"errors": True, "items": [_item(400, "x")]}, ["a", "b"])
+
+
+def test_bulk_load_settings_restore_what_was_there() -> None:
+    config = OpenSearchConfig(index="unit", replicas=2, refresh_interval="5s")
+    load, restore = bulk_load_settings({"index.refresh_interval": "30s", "index.number_of_replicas": "1"}, config)
+    assert load == {"refresh_interval": "-1", "number_of_replicas": 0}
+    assert restore == {"refresh_interval": "30s", "number_of_replicas": "1"}
+    # values equal to the bulk-load ones were left by an interrupted load: the configured ones come back
+    _, after_crash = bulk_load_settings({"index.refresh_interval": "-1", "index.number_of_replicas": "0"}, config)
+    assert after_crash == {"refresh_interval": "5s", "number_of_replicas": 2}
+    _, unset = bulk_load_settings({}, config)
+    assert unset == {"refresh_interval": "5s", "number_of_replicas": 2}
+
+
+def test_gzip_only_where_it_pays() -> None:
+    assert is_loopback(OpenSearchConfig(hosts=["http://127.0.0.1:9200", "http://localhost:9201"]))
+    assert not is_loopback(OpenSearchConfig(hosts=["https://search.example.com:9200"]))
+    client = FakeClient()
+    store = _store(client, None, compression="gzip")
+    store.upsert([_encoded("a", SparseVector.from_pairs({5: 1.0}))])
+    ((_, _, _, body),) = client.transport.requests
+    assert _ndjson(gzip.decompress(body))[0] == {"index": {"_id": point_id("a")}}
 
 
 def test_client_errors_map_to_transient_or_permanent() -> None:
@@ -257,3 +375,36 @@ def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.M
     assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs
     assert config.password is not None and config.password.get_secret_value() == "env-s3cret"
     assert "env-s3cret" not in repr(config) + config.describe()
+
+
+# ---- vectorised rank_features JSON ----------------------------------------------------------------------
+def test_feature_json_reads_back_to_the_same_vectors(vocabulary: list[str]) -> None:
+    rng = np.random.default_rng(11)
+    vectors = [SparseVector.empty()]
+    for n in range(60):
+        ids = np.sort(rng.choice(30522, size=int(rng.integers(1, 400)), replace=False))
+        vectors.append(SparseVector(ids, (rng.lognormal(-1, 2, ids.size) + 1e-6).astype(np.float32)))
+    quote, backslash = vocabulary.index('"'), vocabulary.index("\\")
+    vectors.append(SparseVector.from_pairs({quote: 1.5, backslash: 0.25, 1012: 3.0}))  # keys that need JSON escapes
+    extremes = np.array([np.finfo(np.float32).tiny, 1e-30, 9.999999e-9, 1e-8, 0.1, 1.0, 9.9999994, 123456.79, 3.4e38],
+                        dtype=np.float32)
+    vectors.append(SparseVector(np.arange(extremes.size), extremes))
+    for codec in (FeatureCodec(vocabulary), FeatureCodec()):
+        objects = FeatureJson(codec).objects([(v.indices, v.values) for v in vectors])
+        assert objects[0] == b"{}"
+        for vector, text in zip(vectors, objects):
+            decoded = json.loads(text)
+            assert codec.decode(decoded) == vector  # every weight reads back to the same float32
+    numbers = format_weights(extremes)
+    assert [bytes(row).decode() for row in numbers[[0, 4, 5, 8]]] == ["117549435e-46", "100000001e-09", "100000000e-08", "339999995e+30"]
+
+
+def test_batch_lines_name_the_bad_document(vocabulary: list[str]) -> None:
+    store = OpenSearchStore(OpenSearchConfig(index="unit"), vocabulary=vocabulary)  # no I/O: lines are built offline
+    good = _encoded("good", SparseVector.from_pairs({2000: 1.0}))
+    lines = store.bulk_lines([good, _encoded("empty", SparseVector.empty())])
+    source = _ndjson(b"".join(lines))[3]
+    assert source == {"doc_id": "empty", "text": "text of empty", "splade": {}}
+    with pytest.raises(RejectedDocumentsError) as info:
+        store.bulk_lines([good, _encoded("far", SparseVector.from_pairs({30522: 1.0}))])
+    assert list(info.value.failures) == ["far"] and "outside the vocabulary" in info.value.failures["far"]
