@@ -210,14 +210,21 @@ class SpladeEncoder:
             truncated=[bool(e.overflowing) for e in encodings],
         )
 
-    def _chunk_windows(self, texts: list[str], options: EncodeOptions) -> list[list[tuple[list[int], list[int]]]]:
-        """Per text, its token windows (ids, type ids), each with the special tokens (`trainer.chunking`)."""
-        assert options.chunk_tokens is not None
+    def chunk_overlap(self, options: EncodeOptions) -> int | None:
+        """Tokens shared by consecutive windows under these options (None: no chunking); `ConfigError` when
+        `chunk_tokens` exceeds the model's window or `chunk_stride` does not fit the window."""
+        if options.chunk_tokens is None:
+            return None
         limit = self._max_length(options)
         if options.chunk_tokens > limit:
             raise ConfigError(f"chunk_tokens ({options.chunk_tokens}) exceeds the model's window of {limit} tokens")
+        return window_overlap(options.chunk_tokens, options.chunk_stride, self._backend.num_special_tokens_to_add(False))
+
+    def _chunk_windows(self, texts: list[str], options: EncodeOptions) -> list[list[tuple[list[int], list[int]]]]:
+        """Per text, its token windows (ids, type ids), each with the special tokens (`trainer.chunking`)."""
+        assert options.chunk_tokens is not None
+        overlap = self.chunk_overlap(options)
         backend = self._backend
-        overlap = window_overlap(options.chunk_tokens, options.chunk_stride, backend.num_special_tokens_to_add(False))
         backend.no_padding()
         backend.enable_truncation(max_length=options.chunk_tokens, stride=overlap)
         try:

@@ -52,6 +52,7 @@ def report_to_json(report: IngestReport, stored: int) -> dict[str, Any]:
         "invalid_examples": [r.describe() for r in report.invalid[:_SHOWN_INVALID]],
         "skipped_by_resume": report.skipped_by_resume,
         "truncated": report.truncated,
+        "chunked": report.chunked,
         "batches": report.batches,
         "seconds": round(report.seconds, 3),
         "encode_seconds": round(report.encode_seconds, 3),
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             f"{store.describe()}: {report.accepted} documents ingested in {report.seconds:.1f}s "
             f"({report.docs_per_second:.1f} docs/s), {stored} stored"
             + (f", {report.skipped_by_resume} records skipped by resume" if report.skipped_by_resume else "")
+            + (f", {report.truncated} truncated" if report.truncated else "")
+            + (f", {report.chunked} encoded in windows" if report.chunked else "")
         )
         if report.invalid:
             print(f"{len(report.invalid)} invalid records skipped:")

@@ -56,6 +56,7 @@ class IngestReport(BaseModel):
     skipped_by_resume: int = 0
     batches: int = 0
     truncated: int = 0
+    chunked: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0
     write_seconds: float = 0.0
@@ -198,6 +199,7 @@ class IngestPipeline:
         texts = [d.text_to_encode(self.config.with_title) for d in docs]
         sparse = self.encoder.encode_documents(texts)
         report.truncated += len(self.encoder.stats.truncated)
+        report.chunked += len(self.encoder.stats.chunked)
         dense = list(self.dense_encoder(texts)) if self.dense_encoder else [None] * len(docs)
         report.encode_seconds += time.perf_counter() - started
         return [
