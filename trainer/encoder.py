@@ -154,8 +154,7 @@ class SpladeEncoder:
     def iter_encode(self, texts: Iterable[str], *, role: Role = "document", **overrides: object) -> Iterator[SparseVector]:
         """Stream vectors in input order; holds at most `window` texts and their vectors at once."""
         base = self.query_options if role == "query" else self.options
-        options = base.model_copy(update=overrides) if overrides else base
-        options = EncodeOptions.model_validate(options.model_dump())  # overrides validated like the options
+        options = EncodeOptions.model_validate({**base.model_dump(), **overrides}) if overrides else base
         self.stats = EncodeStats()
         iterator = iter(texts)
         offset = 0
