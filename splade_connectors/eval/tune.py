@@ -5,8 +5,8 @@ For every setting (an OpenSearch pruning rule applied to the document and/or que
 with the same metrics as `eval` (nDCG@10, recall@100, active dims, FLOPS); the pruned documents are
 also loaded into each requested store (a fresh collection/index per setting) to read the index size
 the store reports (`SparseStore.storage_bytes`). Quality is compared with the unpruned vectors, and
-the recommendation is the setting with the smallest index (else the fewest document terms) whose
-nDCG@10 is within `max_loss` (relative, default 0.5%) of unpruned.
+the recommendation is the setting with the smallest index (else the fewest document terms; the fewest query
+terms when only queries are pruned) whose nDCG@10 is within `max_loss` (relative, default 0.5%) of unpruned.
 """
 
 from __future__ import annotations
@@ -228,8 +228,11 @@ def _relative(value: float, base: float) -> float:
     return (value - base) / base if base else 0.0
 
 
-def size_key(row: TuneRow, stores: Sequence[str]) -> float:
-    """What "smallest" means: the first store's index size when it reports one, else mean document terms."""
+def size_key(row: TuneRow, stores: Sequence[str], apply_to: ApplyTo = "documents") -> float:
+    """What "smallest" means: the first store's index size when it reports one, else mean document terms;
+    mean query terms when only queries are pruned (the index does not change)."""
+    if apply_to == "queries":
+        return row.query_active_dims
     for name in stores:
         size = row.index_bytes.get(name)
         if size is not None:
@@ -264,7 +267,7 @@ def tune(
         row.recall_change = _relative(row.recall_at_100, base.recall_at_100)
         row.within_budget = -row.ndcg_change <= max_loss + 1e-12
     candidates = [r for r in rows[1:] if r.within_budget]
-    recommended = min(candidates, key=lambda r: (size_key(r, names), -r.ndcg_at_10)).setting if candidates else None
+    recommended = min(candidates, key=lambda r: (size_key(r, names, apply_to), -r.ndcg_at_10)).setting if candidates else None
     return TuneReport(
         dataset=data.dataset.name, documents=len(data.doc_ids), queries=len(data.query_ids), apply_to=apply_to,
         max_loss=max_loss, rows=rows, stores=names, recommended=recommended, seconds=time.perf_counter() - started,
@@ -306,15 +309,19 @@ def write_chart(report: TuneReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    axes_specs: list[tuple[str, Callable[[TuneRow], float | None]]] = [
-        (f"{name} index size (MB)", lambda r, n=name: None if r.index_bytes.get(n) is None else r.index_bytes[n] / 1e6)  # type: ignore[misc]
-        for name in report.stores if any(r.index_bytes.get(name) is not None for r in report.rows)
-    ] or [("mean document terms", lambda r: r.corpus_active_dims)]
+    axes_specs: list[tuple[str, Callable[[TuneRow], float | None]]]
+    if report.apply_to == "queries":  # the index does not change: quality against query terms (latency)
+        axes_specs = [("mean query terms", lambda r: r.query_active_dims)]
+    else:
+        axes_specs = [
+            (f"{name} index size (MB)", lambda r, n=name: None if r.index_bytes.get(n) is None else r.index_bytes[n] / 1e6)  # type: ignore[misc]
+            for name in report.stores if any(r.index_bytes.get(name) is not None for r in report.rows)
+        ] or [("mean document terms", lambda r: r.corpus_active_dims)]
     fig, axes = plt.subplots(1, len(axes_specs), figsize=(6 * len(axes_specs), 4.5), squeeze=False)
     base = report.baseline
     for ax, (xlabel, x_of) in zip(axes[0], axes_specs):
         for rule in PRUNE_RULES:
-            points = sorted((x, r.ndcg_at_10, r) for r in report.rows if r.rule == rule and (x := x_of(r)) is not None)
+            points = sorted((x, r.ndcg_at_10) for r in report.rows if r.rule == rule and (x := x_of(r)) is not None)
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=rule)
         bx = x_of(base)

@@ -18,7 +18,8 @@ from trainer.checkpoint import CheckpointError
 from trainer.encoder import SpladeEncoder
 from trainer.model import SpladeModel
 from trainer.sparse import SparseVector
-from trainer.static import SparseStaticEmbedding, idf_weights
+from trainer.static import SparseStaticEmbedding
+from tests.inference_free import build_st_router, scifact_idf as scifact_idf_weights
 
 from .test_parity import PARITY_TEXTS
 
@@ -36,12 +37,7 @@ QUERIES = [
 
 @pytest.fixture(scope="module")
 def scifact_idf(scifact_dir: Path, splade_model: SpladeModel) -> torch.Tensor:
-    texts = []
-    with open(scifact_dir / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            texts.append(f"{row.get('title', '')}\n{row['text']}".strip())
-    weights = idf_weights(texts, splade_model.tokenizer)
+    weights = scifact_idf_weights(scifact_dir, splade_model.tokenizer)
     assert int((weights > 0).sum()) > 10_000  # most of the vocabulary occurs in 5,183 abstracts
     return weights
 
@@ -49,17 +45,7 @@ def scifact_idf(scifact_dir: Path, splade_model: SpladeModel) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def st_router_dir(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path, scifact_idf: torch.Tensor) -> Path:
     """sentence-transformers' own Router model, saved by sentence-transformers."""
-    from sentence_transformers.base.modules import Router
-    from sentence_transformers.sparse_encoder import SparseEncoder
-    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding as StStatic, SpladePooling
-
-    document = MLMTransformer(str(trained_model_dir))
-    query = StStatic(tokenizer=document.tokenizer, weight=scifact_idf.clone(), frozen=True)
-    router = Router.for_query_document(query_modules=[query], document_modules=[document, SpladePooling("max")])
-    model = SparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
-    directory = tmp_path_factory.mktemp("st-router")
-    model.save(str(directory))
-    return directory
+    return build_st_router(trained_model_dir, scifact_idf, tmp_path_factory.mktemp("st-router"))
 
 
 @pytest.fixture(scope="module")
