@@ -156,7 +156,9 @@ def _document_route(
                 raise CheckpointError(
                     f"{directory}: Transformer module has transformer_task={task!r}; SPLADE needs 'fill-mask'"
                 )
-            transformer_dir = module_dir
+            # a Router may keep the MLM weights at the root rather than in the module folder
+            has_weights = (module_dir / "config.json").exists()
+            transformer_dir = module_dir if has_weights or not (directory / "config.json").exists() else directory
             max_seq_length = st_config.get("max_seq_length")
             do_lower_case = bool(st_config.get("do_lower_case", False))
         elif short == "SpladePooling":

@@ -144,6 +144,8 @@ class SparseStaticEmbedding(nn.Module):
             if source is None:
                 raise StaticWeightsError(f"{directory} has no tokenizer")
             tokenizer = AutoTokenizer.from_pretrained(str(source))
+            if not getattr(tokenizer, "is_fast", False):
+                raise StaticWeightsError(f"{source}: a fast (Rust) tokenizer is required (tokenizer.json)")
         json_path = config.get("path")
         if isinstance(json_path, str) and json_path.endswith(".json"):
             candidates = [directory / json_path] + ([Path(root) / json_path] if root is not None else [])
