@@ -17,6 +17,8 @@ _EXPORTS = {
     "EncodingInputError": "trainer.encoder",
     "SpladeEncoder": "trainer.encoder",
     "SpladeModel": "trainer.model",
+    "Pruning": "trainer.pruning",
+    "SparseStaticEmbedding": "trainer.static",
     "SparseVector": "trainer.sparse",
     "SparseVectorError": "trainer.sparse",
     "from_csr": "trainer.sparse",
@@ -31,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from trainer.checkpoint import CheckpointError, PoolingConfig
     from trainer.encoder import EncodeOptions, EncodeStats, EncodingInputError, SpladeEncoder
     from trainer.model import SpladeModel
+    from trainer.pruning import Pruning
+    from trainer.static import SparseStaticEmbedding
     from trainer.sparse import SparseVector, SparseVectorError, from_csr, from_torch, to_csr, to_torch_sparse
 
 

@@ -12,7 +12,12 @@ Input rules (documented behaviour):
   the tokenizer keeps), gives an empty vector (or raises, with `empty_text="error"`).
 - An unknown option or an invalid option value raises `ConfigError` naming it.
 - Text longer than `max_length` tokens is truncated; truncations are counted in `EncodeStats`
-  and logged once per call.
+  and logged once per call. With `chunk_tokens` it is split into token windows instead, each
+  encoded, merged by max (`trainer.chunking`); chunked texts are counted in `EncodeStats.chunked`.
+
+Inference-free models (`SpladeModel.is_inference_free`) encode queries by tokenisation and a weight
+lookup (`trainer.static`), without a model forward. Every vector then goes through `min_weight`,
+`top_k` and the optional OpenSearch pruning rule (`trainer.pruning`), in that order.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tokenizers import Tokenizer
 
-from trainer.model import SpladeModel, resolve_device, resolve_dtype
-from trainer.sparse import SparseVector
+from trainer.chunking import max_merge, window_overlap
 from trainer.errors import ConfigError, SpladeError
+from trainer.model import SpladeModel, resolve_device, resolve_dtype
+from trainer.pruning import Pruning
+from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,25 @@ class EncodeOptions(BaseModel):
     min_weight: float = Field(0.0, ge=0.0, description="drop weights <= this")
     empty_text: Literal["empty", "error"] = "empty"
     window: int = Field(4096, ge=1, description="texts sorted by length together; bounds memory when streaming")
+    prune: Pruning | None = Field(None, description="OpenSearch pruning rule applied to every vector (trainer.pruning)")
+    chunk_tokens: int | None = Field(
+        None, ge=3, description="split longer texts into windows of this many tokens (incl. special tokens), merged by max"
+    )
+    chunk_stride: int | None = Field(
+        None, ge=1, description="text tokens between window starts; default: no overlap (needs chunk_tokens)"
+    )
+
+    @field_validator("prune", mode="before")
+    @classmethod
+    def _parse_prune(cls, value: object) -> object:
+        """Accept `"RULE=VALUE"` text (as on the command line) besides a `Pruning`."""
+        return Pruning.parse(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_chunking(self) -> EncodeOptions:
+        if self.chunk_stride is not None and self.chunk_tokens is None:
+            raise ValueError("chunk_stride needs chunk_tokens")
+        return self
 
 
 @dataclass
@@ -70,6 +96,8 @@ class EncodeStats:
     truncated: list[int] = field(default_factory=list)
     empty: list[int] = field(default_factory=list)
     tokens: int = 0
+    chunked: list[int] = field(default_factory=list)
+    windows: int = 0
 
 
 @dataclass
@@ -98,6 +126,7 @@ class SpladeEncoder:
         self.query_options = query_options or self.options
         self.stats = EncodeStats()
         self._backend = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+        self._static_backend: Tokenizer | None = None
         self._pad_id = int(model.tokenizer.pad_token_id or 0)
         self._accepts_type_ids = "token_type_ids" in getattr(model.tokenizer, "model_input_names", [])
 
@@ -109,9 +138,11 @@ class SpladeEncoder:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         options: EncodeOptions | None = None,
+        query_options: EncodeOptions | None = None,
         **model_kwargs: object,
     ) -> SpladeEncoder:
-        return cls(SpladeModel.from_pretrained(name_or_path, **model_kwargs), device=device, dtype=dtype, options=options)  # type: ignore[arg-type]
+        model = SpladeModel.from_pretrained(name_or_path, **model_kwargs)  # type: ignore[arg-type]
+        return cls(model, device=device, dtype=dtype, options=options, query_options=query_options)
 
     # ---- public API ---------------------------------------------------------------------------------
     def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
@@ -143,6 +174,11 @@ class SpladeEncoder:
             logger.warning(
                 "%d of %d %ss were longer than %d tokens and were truncated",
                 len(self.stats.truncated), self.stats.texts, role, self._max_length(options),
+            )
+        if self.stats.chunked:
+            logger.info(
+                "%d of %d %ss were longer than %d tokens and were encoded in windows (%d windows in all)",
+                len(self.stats.chunked), self.stats.texts, role, options.chunk_tokens, self.stats.windows,
             )
 
     # ---- internals ------------------------------------------------------------------------------------
@@ -184,6 +220,45 @@ class SpladeEncoder:
             truncated=[bool(e.overflowing) for e in encodings],
         )
 
+    def chunk_overlap(self, options: EncodeOptions) -> int | None:
+        """Tokens shared by consecutive windows under these options (None: no chunking); `ConfigError` when
+        `chunk_tokens` exceeds the model's window or `chunk_stride` does not fit the window."""
+        if options.chunk_tokens is None:
+            return None
+        limit = self._max_length(options)
+        if options.chunk_tokens > limit:
+            raise ConfigError(f"chunk_tokens ({options.chunk_tokens}) exceeds the model's window of {limit} tokens")
+        return window_overlap(options.chunk_tokens, options.chunk_stride, self._backend.num_special_tokens_to_add(False))
+
+    def _chunk_windows(self, texts: list[str], options: EncodeOptions) -> list[list[tuple[list[int], list[int]]]]:
+        """Per text, its token windows (ids, type ids), each with the special tokens (`trainer.chunking`)."""
+        assert options.chunk_tokens is not None
+        overlap = self.chunk_overlap(options)
+        backend = self._backend
+        backend.no_padding()
+        backend.enable_truncation(max_length=options.chunk_tokens, stride=overlap)
+        try:
+            encodings = backend.encode_batch(texts, add_special_tokens=True)
+        finally:
+            backend.no_truncation()
+        return [[(e.ids, e.type_ids)] + [(o.ids, o.type_ids) for o in e.overflowing] for e in encodings]
+
+    def _encode_static_queries(self, texts: list[str], offset: int, live: list[int], options: EncodeOptions) -> list[SparseVector]:
+        """Inference-free queries: tokens (no special tokens) -> their weights; no model forward."""
+        static = self.model.query_static
+        assert static is not None
+        if self._static_backend is None:
+            self._static_backend = Tokenizer.from_str(static.tokenizer.backend_tokenizer.to_str())
+            self._static_backend.no_padding()
+        limit = min(options.max_length or static.max_seq_length, static.max_seq_length)
+        self._static_backend.enable_truncation(max_length=limit)
+        encodings = self._static_backend.encode_batch(texts, add_special_tokens=False)
+        for j, encoding in enumerate(encodings):
+            self.stats.tokens += len(encoding.ids)
+            if encoding.overflowing:
+                self.stats.truncated.append(offset + live[j])
+        return static.vectors_from_ids([e.ids for e in encodings], self.model.vocab_size)
+
     def _encode_window(self, window: list[str], offset: int, role: Role, options: EncodeOptions) -> list[SparseVector]:
         prepared = self._prepare(window, offset, role, options)
         self.stats.texts += len(window)
@@ -191,17 +266,38 @@ class SpladeEncoder:
         live = [i for i, t in enumerate(prepared) if t is not None]
         if not live:
             return results
-        tokens = self._tokenize([prepared[i] for i in live], self._max_length(options))  # type: ignore[misc]
-        for j, was_truncated in enumerate(tokens.truncated):
-            if was_truncated:
-                self.stats.truncated.append(offset + live[j])
-        order = sorted(range(len(live)), key=lambda j: len(tokens.ids[j]), reverse=True)
+        texts: list[str] = [prepared[i] for i in live]  # type: ignore[misc]
+        if role == "query" and self.model.query_static is not None:
+            vectors = self._encode_static_queries(texts, offset, live, options)
+        else:
+            vectors = self._encode_with_model(texts, offset, live, options)
+        for j, vector in enumerate(vectors):
+            results[live[j]] = _finish(vector, options)
+        return results
+
+    def _encode_with_model(self, texts: list[str], offset: int, live: list[int], options: EncodeOptions) -> list[SparseVector]:
+        """Unpruned MLM vectors, one per text: truncated, or (with `chunk_tokens`) windows merged by max."""
+        if options.chunk_tokens is None:
+            tokens = self._tokenize(texts, self._max_length(options))
+            for j, was_truncated in enumerate(tokens.truncated):
+                if was_truncated:
+                    self.stats.truncated.append(offset + live[j])
+            windows = [[(ids, types)] for ids, types in zip(tokens.ids, tokens.type_ids)]
+        else:
+            windows = self._chunk_windows(texts, options)
+            for j, text_windows in enumerate(windows):
+                if len(text_windows) > 1:
+                    self.stats.chunked.append(offset + live[j])
+        flat = [(j, ids, types) for j, text_windows in enumerate(windows) for ids, types in text_windows]
+        self.stats.windows += len(flat)
+        per_text: list[list[SparseVector]] = [[] for _ in texts]
+        order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]), reverse=True)
         for start in range(0, len(order), options.batch_size):
             batch = order[start : start + options.batch_size]
-            vectors = self._encode_batch([tokens.ids[j] for j in batch], [tokens.type_ids[j] for j in batch], options)
-            for j, vector in zip(batch, vectors):
-                results[live[j]] = vector
-        return results
+            vectors = self._encode_batch([flat[k][1] for k in batch], [flat[k][2] for k in batch], _UNPRUNED)
+            for k, vector in zip(batch, vectors):
+                per_text[flat[k][0]].append(vector)
+        return [max_merge(vectors, self.model.vocab_size) for vectors in per_text]
 
     def _encode_batch(self, ids: list[list[int]], type_ids: list[list[int]], options: EncodeOptions) -> list[SparseVector]:
         length = max(len(x) for x in ids)
@@ -246,6 +342,20 @@ def _with_overrides(base: EncodeOptions, overrides: dict[str, object]) -> Encode
         errors = getattr(exc, "errors", lambda: [])()
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
         raise ConfigError(f"invalid encoder option: {detail}") from None
+
+
+_UNPRUNED = EncodeOptions()
+
+
+def _finish(vector: SparseVector, options: EncodeOptions) -> SparseVector:
+    """A text's final vector: `min_weight`, then `top_k`, then the pruning rule."""
+    if options.min_weight > 0:
+        vector = vector.prune(options.min_weight)
+    if options.top_k is not None:
+        vector = vector.top_k(options.top_k)
+    if options.prune is not None:
+        vector = options.prune.apply(vector)
+    return vector
 
 
 def _to_sparse(pooled: torch.Tensor, options: EncodeOptions, dim: int) -> list[SparseVector]:

@@ -20,13 +20,17 @@ from torch import nn
 
 from trainer.pooling import SHORT_SEQUENCE, batched_max, max_over_tokens, sequence_max, sequence_sum
 from trainer.checkpoint import (
+    ROUTER_QUERY_DIR,
+    ROUTER_TRANSFORMER_DIR,
     CheckpointError,
     PoolingConfig,
     SparseEncoderLayout,
     read_layout,
     resolve_checkpoint,
     write_layout,
+    write_router_layout,
 )
+from trainer.static import SparseStaticEmbedding
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +68,11 @@ def activate(x: torch.Tensor, activation_function: str) -> torch.Tensor:
 
 
 class SpladeModel(nn.Module):
-    """A masked-language model plus SPLADE pooling; the unit the encoder and the trainer share."""
+    """A masked-language model plus SPLADE pooling; the unit the encoder and the trainer share.
+
+    With `query_static` (token weights, `trainer.static`) the model is inference-free: queries are encoded
+    by tokenisation and weight lookup, documents by the MLM; it saves as a sentence-transformers Router.
+    """
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class SpladeModel(nn.Module):
         max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
         do_lower_case: bool = False,
         prompts: dict[str, str] | None = None,
+        query_static: SparseStaticEmbedding | None = None,
     ) -> None:
         super().__init__()
         self.mlm = mlm
@@ -84,6 +93,22 @@ class SpladeModel(nn.Module):
         self.do_lower_case = do_lower_case
         self.prompts = dict(prompts or {})
         self._decoder_parent, self._decoder_attr = self._locate_output_embeddings()
+        self.query_static: SparseStaticEmbedding | None = None
+        if query_static is not None:
+            self.set_query_static(query_static)
+
+    @property
+    def is_inference_free(self) -> bool:
+        """Queries are encoded by token weights (no model forward); documents by the MLM."""
+        return self.query_static is not None
+
+    def set_query_static(self, query_static: SparseStaticEmbedding | None) -> None:
+        """Make the model inference-free with these query token weights (None: queries use the MLM again)."""
+        if query_static is not None and query_static.vocab_size > self.vocab_size:
+            raise CheckpointError(
+                f"query token weights cover {query_static.vocab_size} tokens, the MLM's vocabulary has {self.vocab_size}"
+            )
+        self.query_static = query_static
 
     # ---- loading and saving ---------------------------------------------------------------------
     @classmethod
@@ -95,9 +120,13 @@ class SpladeModel(nn.Module):
         pooling: PoolingConfig | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
+        query_weights: str | Path | None = None,
     ) -> SpladeModel:
         """Load a local directory or Hub id: an MLM checkpoint or a SparseEncoder directory.
 
+        Inference-free checkpoints (a sentence-transformers Router with a SparseStaticEmbedding query
+        route, or an MLM directory with an OpenSearch `idf.json`) load with their query token weights;
+        `query_weights` (an idf.json path) gives any MLM such a query side, or replaces it.
         An encoder-only checkpoint (e.g. `BertModel`) gets a freshly initialised MLM head tied to
         the word embeddings, with a warning: fine as a starting point for training, not for search.
         """
@@ -132,19 +161,24 @@ class SpladeModel(nn.Module):
             max_seq_length=limit,
             do_lower_case=layout.do_lower_case,
             prompts=layout.prompts,
+            query_static=_load_query_static(directory, layout, tokenizer, query_weights),
         )
 
     def save(self, directory: str | Path) -> Path:
-        """Write a directory that both this library and sentence-transformers' SparseEncoder load."""
+        """Write a directory that both this library and sentence-transformers' SparseEncoder load.
+
+        An inference-free model is written as a sentence-transformers Router (query route: the token
+        weights as a SparseStaticEmbedding; document route: the MLM and SpladePooling).
+        """
         import transformers
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.mlm.save_pretrained(str(directory))
-        self.tokenizer.save_pretrained(str(directory))
+        transformer_dir = directory / ROUTER_TRANSFORMER_DIR if self.query_static is not None else directory
+        self.mlm.save_pretrained(str(transformer_dir))
+        self.tokenizer.save_pretrained(str(transformer_dir))
         versions = {"pytorch": torch.__version__, "transformers": transformers.__version__}
-        write_layout(
-            directory,
+        layout = dict(
             pooling=self.pooling,
             max_seq_length=self.max_seq_length,
             do_lower_case=self.do_lower_case,
@@ -152,6 +186,11 @@ class SpladeModel(nn.Module):
             vocab_size=self.vocab_size,
             versions=versions,
         )
+        if self.query_static is not None:
+            self.query_static.save(directory / ROUTER_QUERY_DIR)
+            write_router_layout(directory, **layout)  # type: ignore[arg-type]
+        else:
+            write_layout(directory, **layout)  # type: ignore[arg-type]
         return directory
 
     # ---- vocabulary ---------------------------------------------------------------------------------
@@ -194,6 +233,16 @@ class SpladeModel(nn.Module):
         logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
         mask = attention_mask.unsqueeze(-1).to(logits.dtype)
         return (activate(logits, self.pooling.activation_function) * mask).sum(dim=1)
+
+    def embed(self, features: dict[str, torch.Tensor], role: str = "document") -> torch.Tensor:
+        """Differentiable vectors of tokenised texts of a role: queries of an inference-free model use
+        the token weights (features tokenised without special tokens), everything else `forward`."""
+        if role == "query" and self.query_static is not None:
+            vectors = self.query_static(features["input_ids"], features["attention_mask"])
+            if vectors.shape[1] < self.vocab_size:
+                vectors = torch.nn.functional.pad(vectors, (0, self.vocab_size - vectors.shape[1]))
+            return vectors
+        return self(**features)
 
     @contextlib.contextmanager
     def _headless(self) -> Iterator[nn.Module]:
@@ -250,6 +299,22 @@ class SpladeModel(nn.Module):
                 parent_name, _, attr = name.rpartition(".")
                 return self.mlm.get_submodule(parent_name), attr
         raise CheckpointError(f"cannot locate the vocabulary projection of {type(self.mlm).__name__}")
+
+
+def _load_query_static(
+    directory: Path, layout: SparseEncoderLayout, tokenizer: Any, query_weights: str | Path | None
+) -> SparseStaticEmbedding | None:
+    """The query token weights an inference-free checkpoint holds, or those `query_weights` names."""
+    if query_weights is not None:
+        return SparseStaticEmbedding.from_idf_json(query_weights, tokenizer)
+    source = layout.query_weights
+    if source is None:
+        return None
+    if source.module_dir is not None:
+        return SparseStaticEmbedding.load(source.module_dir, root=directory)
+    assert source.idf_json is not None
+    logger.info("%s: inference-free (query token weights from %s)", directory, source.idf_json.name)
+    return SparseStaticEmbedding.from_idf_json(source.idf_json, tokenizer)
 
 
 def _model_max_length(mlm: nn.Module, tokenizer: Any) -> int:

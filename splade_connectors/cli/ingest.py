@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from splade_connectors.cli.common import add_model_options, load_encoder, positive_float, positive_int, print_json, progress_bar
+from splade_connectors.cli.common import add_model_options, encode_options, load_encoder, positive_float, positive_int, print_json, progress_bar
 from splade_connectors.cli.stores import add_store_options, open_store_from_args, store_config_from_args
 from splade_connectors.errors import ConfigError, IngestError, config_error
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file
@@ -104,12 +104,11 @@ def _run_single(args: argparse.Namespace, corpus: Path, config: IngestConfig) ->
 
 def _run_ray(args: argparse.Namespace, corpus: Path, config: IngestConfig) -> tuple[IngestReport, str]:
     from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions, ingest_file_ray
-    from trainer.encoder import EncodeOptions
 
     try:
         spec = EncoderSpec(
             model=args.model, device=args.device, dtype=args.dtype,
-            options=EncodeOptions(batch_size=args.batch_size, max_length=args.max_length, top_k=args.top_k_terms),
+            options=encode_options(args)[0],
         )
         options = RayOptions(
             address=args.ray_address, encoders=args.encoders, gpus_per_encoder=args.gpus_per_encoder,
@@ -132,6 +131,8 @@ def _print_report(report: IngestReport, where: str) -> None:
         f"{where}: {report.accepted} documents ingested in {report.seconds:.1f}s "
         f"({report.docs_per_second:.1f} docs/s; {changes}), {report.stored} stored"
         + (f", {report.skipped_by_resume} records skipped by resume" if report.skipped_by_resume else "")
+        + (f", {report.truncated} truncated" if report.truncated else "")
+        + (f", {report.chunked} encoded in windows" if report.chunked else "")
     )
     if report.invalid_count:
         print(f"{report.invalid_count} invalid records skipped:")

@@ -28,6 +28,8 @@ class EncodedDataset:
     query_vectors: list[SparseVector]
     dim: int
     encode_seconds: float = 0.0
+    truncated_docs: int = 0  # documents longer than the window, truncated
+    chunked_docs: int = 0  # documents longer than the window, encoded in windows merged by max
 
     def encoded_documents(self, batch_size: int) -> Iterator[list[EncodedDocument]]:
         """`EncodedDocument` batches, ready for `SparseStore.upsert` (no re-encoding)."""
@@ -40,10 +42,15 @@ class EncodedDataset:
             ]
 
 
-def _encode_chunked(encode: Callable[[list[str]], list[SparseVector]], texts: Sequence[str], chunk: int, progress: Progress | None) -> list[SparseVector]:
+def _encode_chunked(
+    encode: Callable[[list[str]], list[SparseVector]], texts: Sequence[str], chunk: int, progress: Progress | None,
+    on_batch: Callable[[], None] | None = None,
+) -> list[SparseVector]:
     out: list[SparseVector] = []
     for start in range(0, len(texts), chunk):
         out.extend(encode(list(texts[start : start + chunk])))
+        if on_batch:
+            on_batch()
         if progress:
             progress(min(chunk, len(texts) - start))
     return out
@@ -60,11 +67,20 @@ def encode_dataset(
     started = time.perf_counter()
     doc_ids = list(dataset.corpus)
     query_ids = dataset.eval_query_ids()
-    doc_vectors = _encode_chunked(encoder.encode_documents, [dataset.document_text(d) for d in doc_ids], chunk, progress)
+    long_docs = {"truncated": 0, "chunked": 0}
+
+    def count_long_docs() -> None:  # the encoder's stats describe its last call
+        long_docs["truncated"] += len(encoder.stats.truncated)
+        long_docs["chunked"] += len(encoder.stats.chunked)
+
+    doc_vectors = _encode_chunked(
+        encoder.encode_documents, [dataset.document_text(d) for d in doc_ids], chunk, progress, count_long_docs
+    )
     query_vectors = _encode_chunked(encoder.encode_queries, [dataset.queries[q] for q in query_ids], chunk, progress)
     seconds = time.perf_counter() - started
     logger.info("encoded %s: %d docs + %d queries in %.1f s", dataset.name, len(doc_ids), len(query_ids), seconds)
     return EncodedDataset(
         dataset=dataset, doc_ids=doc_ids, doc_vectors=doc_vectors, query_ids=query_ids,
         query_vectors=query_vectors, dim=int(encoder.model.vocab_size), encode_seconds=seconds,
+        truncated_docs=long_docs["truncated"], chunked_docs=long_docs["chunked"],
     )

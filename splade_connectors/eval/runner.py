@@ -149,6 +149,7 @@ def evaluate_encoded(
         report.datasets[dataset.name] = {
             "documents": len(data.doc_ids), "queries": len(data.query_ids), "with_title": dataset.with_title,
             "relevance_threshold": dataset.relevance_threshold, "source": dataset.source,
+            "truncated_documents": data.truncated_docs, "chunked_documents": data.chunked_docs,
         }
         report.timings[dataset.name] = {"encode": {"seconds": data.encode_seconds}}
         report.results[dataset.name] = {}

@@ -4,7 +4,7 @@
   tokenizer, pooling, and a strided sample of every weight tensor rounded to bfloat16 (so the
   same checkpoint gives the same identity in fp32 and in bf16, on CPU and GPU, from any path).
 - `EncodingIdentity`: the model identity plus every option that changes a vector (effective max
-  length, top-k, min weight, dtype, whether the title is encoded). Both engines (single process,
+  length, top-k, min weight, pruning rule, chunking windows, dtype, whether the title is encoded). Both engines (single process,
   Ray) build it the same way; a checkpoint records it; the content hash includes it.
 - `content_hash(doc, identity)`: a hash of the encoding identity and the document's payload (id,
   text, title, metadata). Stored in each point's payload: `skip_unchanged` compares it, so an edit
@@ -35,6 +35,9 @@ class EncodingIdentity(BaseModel):
     max_length: int | None = None
     top_k: int | None = None
     min_weight: float = 0.0
+    prune: str | None = None
+    chunk_tokens: int | None = None
+    chunk_stride: int | None = None
     dtype: str | None = None
     with_title: bool = True
 
@@ -94,11 +97,15 @@ def encoding_identity(encoder: Any, *, with_title: bool) -> EncodingIdentity:
     requested = getattr(options, "max_length", None)
     max_length = min(requested, limit) if requested and limit else (requested or limit)
     dtype = getattr(encoder, "dtype", None)
+    prune = getattr(options, "prune", None)
     return EncodingIdentity(
         model=model_identity(model),
         max_length=max_length,
         top_k=getattr(options, "top_k", None),
         min_weight=float(getattr(options, "min_weight", 0.0) or 0.0),
+        prune=f"{prune.rule}={prune.value:g}" if prune is not None else None,
+        chunk_tokens=getattr(options, "chunk_tokens", None),
+        chunk_stride=getattr(options, "chunk_stride", None),
         dtype=str(dtype).removeprefix("torch.") if dtype is not None else None,
         with_title=with_title,
     )

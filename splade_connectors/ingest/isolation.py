@@ -34,11 +34,12 @@ def one_line(error: BaseException, limit: int = 300) -> str:
 
 @dataclass
 class EncodeOutcome:
-    """Vectors aligned with the input texts (None where refused), reasons by index, truncated indices."""
+    """Vectors aligned with the input texts (None where refused), reasons by index, truncated and chunked indices."""
 
     vectors: list[SparseVector | None]
     refused: dict[int, str] = field(default_factory=dict)
     truncated: list[int] = field(default_factory=list)
+    chunked: list[int] = field(default_factory=list)
 
 
 def _reason(error: BaseException) -> str:
@@ -66,6 +67,7 @@ def encode_isolating(encoder: Any, texts: Sequence[str]) -> EncodeOutcome:
         outcome.vectors[lo:hi] = vectors
         stats = getattr(encoder, "stats", None)
         outcome.truncated.extend(lo + int(i) for i in (getattr(stats, "truncated", None) or ()))
+        outcome.chunked.extend(lo + int(i) for i in (getattr(stats, "chunked", None) or ()))
 
     if texts:
         attempt(0, len(texts))

@@ -271,6 +271,7 @@ class _Run:
         texts = [docs[i].text_to_encode(config.with_title) for i in todo]
         outcome = encode_isolating(self.pipeline.encoder, texts)
         report.truncated += len(outcome.truncated)
+        report.chunked += len(outcome.chunked)
         for j, reason in sorted(outcome.refused.items()):
             i = todo[j]
             self._reject(InvalidRecord(position=pending.positions[i], doc_id=docs[i].id, reason=reason))

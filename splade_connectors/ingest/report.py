@@ -37,6 +37,7 @@ class IngestReport(BaseModel):
     skipped_by_resume: int = 0
     batches: int = 0
     truncated: int = 0
+    chunked: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0
     write_seconds: float = 0.0
@@ -73,6 +74,7 @@ class IngestReport(BaseModel):
             "invalid": self.invalid_count,
             "skipped_by_resume": self.skipped_by_resume,
             "truncated": self.truncated,
+            "chunked": self.chunked,
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),

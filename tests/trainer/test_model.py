@@ -132,7 +132,7 @@ def test_hub_id_offline_fails_fast_and_clearly(monkeypatch: pytest.MonkeyPatch) 
     assert time.perf_counter() - started < 10
 
 
-def test_router_checkpoints_are_refused_clearly(tmp_path: Path) -> None:
+def test_router_checkpoint_without_its_config_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.router.Router"}]))
-    with pytest.raises(CheckpointError, match="Router"):
+    with pytest.raises(CheckpointError, match="Router checkpoint without router_config.json"):
         SpladeModel.from_pretrained(tmp_path)

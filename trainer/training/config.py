@@ -29,6 +29,12 @@ class ModelConfig(_Strict):
     name_or_path: str
     max_seq_length: int | None = Field(None, ge=8)
     query_max_seq_length: int | None = Field(None, ge=8, description="default: max_seq_length")
+    query_weights: str | None = Field(
+        None, description="idf.json (token -> weight, relative to data_root) making the model inference-free"
+    )
+    freeze_query_weights: bool | None = Field(
+        None, description="inference-free models: train the query token weights or not (default: as the checkpoint says)"
+    )
 
     def resolve(self) -> str:
         if self.name_or_path.startswith(SHIPPED_PREFIX):
@@ -72,6 +78,9 @@ class OptimConfig(_Strict):
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
+    query_weights_learning_rate: float | None = Field(
+        None, gt=0, description="inference-free models: learning rate of the query token weights (default: learning_rate)"
+    )
     weight_decay: float = Field(0.0, ge=0)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999

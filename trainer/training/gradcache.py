@@ -64,7 +64,7 @@ def split_features(features: Features, size: int) -> list[Features]:
 
 
 def cached_backward(
-    embed: EmbedFn,
+    embed: EmbedFn | Sequence[EmbedFn],
     columns: Sequence[Features],
     loss_fn: LossFn,
     mini_batch_size: int,
@@ -74,18 +74,22 @@ def cached_backward(
 ) -> tuple[LossParts, list[torch.Tensor]]:
     """Accumulate into the model's `.grad` the gradient of `grad_scale * loss_fn(...).total`.
 
-    `columns[0]` are queries, the rest documents (positives, then hard negatives). Returns the loss
-    parts (detached) and the detached full-batch embeddings (for logging active dimensions).
+    `columns[0]` are queries, the rest documents (positives, then hard negatives). `embed` is one function
+    for every column, or one per column (an inference-free model embeds queries differently). Returns the
+    loss parts (detached) and the detached full-batch embeddings (for logging active dimensions).
     """
+    embeds = [embed] * len(columns) if callable(embed) else list(embed)
+    if len(embeds) != len(columns):
+        raise ValueError(f"{len(embeds)} embed functions for {len(columns)} columns")
     chunks = [split_features(column, mini_batch_size) for column in columns]
     states: list[list[RngState]] = []
     reps: list[torch.Tensor] = []
-    for column_chunks in chunks:
+    for column_chunks, column_embed in zip(chunks, embeds):
         column_states, column_reps = [], []
         for chunk in column_chunks:
             column_states.append(RngState.capture(device))
             with torch.no_grad():
-                column_reps.append(full_precision(embed(chunk)))
+                column_reps.append(full_precision(column_embed(chunk)))
         states.append(column_states)
         reps.append(torch.cat(column_reps).requires_grad_())
 
@@ -95,12 +99,12 @@ def cached_backward(
     grads = [r.grad for r in reps]
     detached = LossParts(parts.base.detach(), parts.document_regularizer.detach(), parts.query_regularizer.detach())
 
-    for column_chunks, column_states, grad in zip(chunks, states, grads):
+    for column_chunks, column_states, grad, column_embed in zip(chunks, states, grads, embeds):
         assert grad is not None
         offset = 0
         for chunk, state in zip(column_chunks, column_states):
             with state.replay():
-                emb = full_precision(embed(chunk))
+                emb = full_precision(column_embed(chunk))
             rows = emb.shape[0]
             emb.backward(gradient=grad[offset : offset + rows])
             offset += rows

@@ -53,15 +53,24 @@ def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], floa
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with no weight decay on biases and LayerNorm weights (the transformers convention)."""
-    decay, no_decay = [], []
+    """AdamW with no weight decay on biases and LayerNorm weights (the transformers convention).
+
+    The query token weights of an inference-free model get `optim.query_weights_learning_rate` when set
+    (sentence-transformers' `learning_rate_mapping` for the SparseStaticEmbedding; typically ~1e-3).
+    """
+    decay, no_decay, static = [], [], []
     norm_params = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    o = config.optim
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        if name.startswith("query_static.") and o.query_weights_learning_rate is not None:
+            static.append(param)
+            continue
         (no_decay if name.endswith("bias") or id(param) in norm_params else decay).append(param)
-    o = config.optim
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if static:
+        groups.append({"params": static, "weight_decay": o.weight_decay, "lr": o.query_weights_learning_rate})
     return torch.optim.AdamW(
         groups, lr=o.learning_rate, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_epsilon,
         fused=True if device.type == "cuda" else None,
@@ -86,6 +95,10 @@ class Trainer:
             self.model.max_seq_length = config.model.max_seq_length
         self.examples = examples
         self.evaluate = evaluate
+        if model.is_inference_free and config.model.freeze_query_weights is not None:
+            assert model.query_static is not None
+            model.query_static.frozen = config.model.freeze_query_weights
+            model.query_static.weight.requires_grad_(not config.model.freeze_query_weights)
         self.output_dir = Path(config.output_dir)
         o = config.optim
         self.sampler = NoDuplicatesBatchSampler(examples.rows, o.batch_size, seed=o.seed)
@@ -97,12 +110,17 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(warmup, self.total_steps))
         lc = config.loss
+        lambda_query = lc.lambda_query
+        if model.is_inference_free and "lambda_query" not in lc.model_fields_set:
+            # as sentence-transformers trains inference-free models: no FLOPS on the static query side
+            lambda_query = 0.0
+            logger.info("inference-free model: no query regulariser (set loss.lambda_query to have one)")
         self.loss = SpladeLoss(
-            scale=lc.scale, lambda_query=lc.lambda_query, lambda_corpus=lc.lambda_corpus,
+            scale=lc.scale, lambda_query=lambda_query, lambda_corpus=lc.lambda_corpus,
             query_threshold=lc.query_threshold, document_threshold=lc.document_threshold,
         )
         self.regularizer = RegularizerSchedule(
-            lc.lambda_query, lc.lambda_corpus, self.total_steps, lc.regularizer_warmup_ratio, lc.regularizer_schedule
+            lambda_query, lc.lambda_corpus, self.total_steps, lc.regularizer_warmup_ratio, lc.regularizer_schedule
         )
         self.step = 0
         self.metrics = MetricsLog(self.output_dir)
@@ -117,6 +135,14 @@ class Trainer:
         limit = self.model.max_seq_length
         if role == "query" and self.config.model.query_max_seq_length:
             limit = min(limit, self.config.model.query_max_seq_length)
+        static = self.model.query_static
+        if role == "query" and static is not None:
+            # the static query side sees tokens as at inference: no special tokens, its own length limit
+            limit = min(static.max_seq_length, self.config.model.query_max_seq_length or static.max_seq_length)
+            encoded = static.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=limit, add_special_tokens=False, return_tensors="pt"
+            )
+            return {k: encoded[k].to(self.device) for k in ("input_ids", "attention_mask")}
         encoded = self.model.tokenizer(list(texts), padding=True, truncation=True, max_length=limit, return_tensors="pt")
         keys = ["input_ids", "attention_mask"] + (["token_type_ids"] if self._accepts_type_ids else [])
         return {k: encoded[k].to(self.device) for k in keys if k in encoded}
@@ -140,15 +166,19 @@ class Trainer:
         enabled = self.config.optim.precision == "bf16" and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _embed(self, features: Features) -> torch.Tensor:
+    def _embed(self, features: Features, role: str = "document") -> torch.Tensor:
         with self._autocast():
-            return self.model(**features)
+            return self.model.embed(features, role)
+
+    def _embed_query(self, features: Features) -> torch.Tensor:
+        return self._embed(features, "query")
 
     def _backward(self, columns: list[Features], grad_scale: float) -> tuple[LossParts, list[torch.Tensor]]:
         mini = self.config.loss.mini_batch_size
         if mini is not None:
-            return cached_backward(self._embed, columns, self.loss, mini, device=self.device, grad_scale=grad_scale)
-        embeddings = [full_precision(self._embed(c)) for c in columns]
+            embeds = [self._embed_query] + [self._embed] * (len(columns) - 1)
+            return cached_backward(embeds, columns, self.loss, mini, device=self.device, grad_scale=grad_scale)
+        embeddings = [full_precision(self._embed(c, "query" if i == 0 else "document")) for i, c in enumerate(columns)]
         parts = self.loss(embeddings[0], embeddings[1:])
         (parts.total * grad_scale).backward()
         return parts, [e.detach() for e in embeddings]
@@ -198,8 +228,13 @@ class Trainer:
         state = load_trainer_state(checkpoint)
         if state.total_steps != self.total_steps:
             raise ValueError(f"{checkpoint} was made for {state.total_steps} steps, this run has {self.total_steps}")
-        weights = SpladeModel.from_pretrained(checkpoint).mlm.state_dict()
-        self.model.mlm.load_state_dict(weights)
+        saved = SpladeModel.from_pretrained(checkpoint)
+        self.model.mlm.load_state_dict(saved.mlm.state_dict())
+        if self.model.query_static is not None:
+            if saved.query_static is None:
+                raise ValueError(f"{checkpoint} has no query token weights; this run trains an inference-free model")
+            with torch.no_grad():
+                self.model.query_static.weight.copy_(saved.query_static.weight)
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
         self.sampler.load_state_dict(state.sampler)
@@ -313,7 +348,10 @@ def resolve_resume(config: TrainConfig) -> Path | None:
 def run_training(config: TrainConfig, *, evaluate: Evaluate | None = None) -> Path:
     """Load model and data from the config, train, and return the final model directory."""
     seed_everything(config.optim.seed)
-    model = SpladeModel.from_pretrained(config.model.resolve(), max_seq_length=config.model.max_seq_length)
+    query_weights = config.resolve_path(config.model.query_weights) if config.model.query_weights else None
+    model = SpladeModel.from_pretrained(
+        config.model.resolve(), max_seq_length=config.model.max_seq_length, query_weights=query_weights
+    )
     examples = load_examples(config)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

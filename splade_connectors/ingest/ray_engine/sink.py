@@ -33,7 +33,7 @@ from trainer.sparse import SparseVector
 # Invalid records each write task sends back as examples (all are counted): bounds the driver's memory
 # even when most of a huge corpus is invalid (a job has about corpus size / 256 write tasks).
 _KEPT_PER_TASK = 20
-_RECORD_FIELDS = ("positions", "doc_ids", "statuses", "existed", "reasons", "documents", "indices", "values", "truncated")
+_RECORD_FIELDS = ("positions", "doc_ids", "statuses", "existed", "reasons", "documents", "indices", "values", "truncated", "chunked")
 
 
 class _Tally:
@@ -41,7 +41,7 @@ class _Tally:
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
-        self.counts = {"records": 0, "accepted": 0, "new": 0, "updated": 0, "unchanged": 0, "invalid": 0, "truncated": 0, "batches": 0}
+        self.counts = {"records": 0, "accepted": 0, "new": 0, "updated": 0, "unchanged": 0, "invalid": 0, "truncated": 0, "chunked": 0, "batches": 0}
         self.invalid: list[dict[str, Any]] = []
         self.write_seconds = 0.0
 
@@ -80,9 +80,10 @@ class StoreDatasink(Datasink[dict[str, Any]]):
         for block in blocks:
             for group in BlockAccessor.for_block(block).to_arrow().to_pylist():
                 for record in zip(*(group[name] for name in _RECORD_FIELDS)):
-                    position, doc_id, status, existed, reason, document, indices, values, truncated = record
+                    position, doc_id, status, existed, reason, document, indices, values, truncated, chunked = record
                     tally.counts["records"] += 1
                     tally.counts["truncated"] += bool(truncated)
+                    tally.counts["chunked"] += bool(chunked)
                     if status == UNCHANGED:
                         tally.counts["unchanged"] += 1
                     elif status == INVALID:
@@ -129,7 +130,7 @@ class StoreDatasink(Datasink[dict[str, Any]]):
         keep = self.config.max_invalid_kept
         report = IngestReport(engine="ray", max_invalid_kept=keep)
         for tally in self.tallies:
-            for name in ("records", "accepted", "new", "updated", "unchanged", "truncated", "batches"):
+            for name in ("records", "accepted", "new", "updated", "unchanged", "truncated", "chunked", "batches"):
                 setattr(report, name, getattr(report, name) + int(tally[name]))
             report.write_seconds += float(tally["write_seconds"])
             report.invalid_count += int(tally["invalid"])

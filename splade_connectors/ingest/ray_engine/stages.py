@@ -53,6 +53,7 @@ ENCODED_SCHEMA = pa.schema([
     ("indices", pa.list_(pa.list_(pa.int32()))),
     ("values", pa.list_(pa.list_(pa.float32()))),
     ("truncated", pa.list_(pa.bool_())),
+    ("chunked", pa.list_(pa.bool_())),
 ])
 
 
@@ -146,17 +147,20 @@ class EncodeBatches:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         data = batch.to_pydict()
-        data["indices"], data["values"], data["truncated"] = [], [], []
+        data["indices"], data["values"], data["truncated"], data["chunked"] = [], [], [], []
         for statuses, reasons, texts, positions, doc_ids in zip(
             data["statuses"], data["reasons"], data["texts"], data["positions"], data["doc_ids"]
         ):
             indices: list[list[int] | None] = [None] * len(statuses)
             values: list[list[float] | None] = [None] * len(statuses)
             truncated = [False] * len(statuses)
+            chunked = [False] * len(statuses)
             rows = [i for i, status in enumerate(statuses) if status == ENCODE]
             outcome = encode_isolating(self.encoder, [texts[i] for i in rows])
             for j in outcome.truncated:
                 truncated[rows[j]] = True
+            for j in outcome.chunked:
+                chunked[rows[j]] = True
             for j, row in enumerate(rows):
                 if j in outcome.refused:
                     statuses[row], reasons[row] = INVALID, outcome.refused[j]
@@ -168,6 +172,7 @@ class EncodeBatches:
             data["indices"].append(indices)
             data["values"].append(values)
             data["truncated"].append(truncated)
+            data["chunked"].append(chunked)
         del data["texts"]
         return pa.table(data, schema=ENCODED_SCHEMA)
 
