@@ -109,6 +109,7 @@ class PrecisionPlan:
 
     precision: Precision
     reason: str
+    native: bool = True  # False: bf16/fp16 on a CPU without hardware support (projection on fp32 kernels)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -160,13 +161,13 @@ def resolve_precision(
         if cpu.native_bf16:
             return PrecisionPlan("bf16", f"auto: native bf16 on this CPU ({cpu.describe()})")
         return PrecisionPlan("fp32", f"auto: no native bf16 on this CPU ({cpu.describe()})")
-    if requested == "bf16" and not cpu.native_bf16:
+    if (requested == "bf16" and not cpu.native_bf16) or (requested == "fp16" and not cpu.amx_fp16):
         logger.warning(
-            "dtype bf16 on a CPU without AMX-BF16/AVX512-BF16 (%s): bf16 products are emulated and much "
-            "slower than fp32; use dtype='auto' to get the fastest precision for this CPU", cpu.describe(),
+            "dtype %s on a CPU without %s (%s): the transformer runs on slow emulated kernels and the vocabulary "
+            "projection on fp32 kernels (same numbers); this is slower than fp32. dtype='auto' picks the fastest "
+            "precision for this CPU", requested, "AMX-BF16/AVX512-BF16" if requested == "bf16" else "AMX-FP16", cpu.describe(),
         )
-    if requested == "fp16" and not cpu.amx_fp16:
-        logger.warning("dtype fp16 on a CPU without AMX-FP16 (%s): fp16 products are emulated and slow", cpu.describe())
+        return PrecisionPlan(requested, "requested; no native support on this CPU", native=False)
     return PrecisionPlan(requested, "requested")
 
 
@@ -179,4 +180,4 @@ def build_projection(weight: torch.Tensor, bias: torch.Tensor | None, plan: Prec
         from trainer.quantization import Int8Projection
 
         return Int8Projection(weight, bias)
-    return DenseProjection(weight, bias)
+    return DenseProjection(weight, bias, fp32_kernels=not plan.native)

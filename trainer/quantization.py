@@ -45,6 +45,7 @@ class QuantizedBatch:
 
     values: torch.Tensor  # (tokens, H) uint8
     token_scales: torch.Tensor  # (tokens, 1) fp32: a token's logits are the kernel's output times this
+    padding: torch.Tensor  # (tokens, 1) fp32: 0 for real tokens, -inf for padding
     zero_point: int
 
 
@@ -79,6 +80,14 @@ class Int8Projection:
     def buffer_dtype(self) -> None:
         return None  # qlinear_pointwise returns its own fp32 output
 
+    @property
+    def result_dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @property
+    def masks_padding(self) -> bool:
+        return True  # fused with the per-token rescaling
+
     def rows_per_tile(self, tiling: Tiling) -> int:
         """The packed slice size nearest the tiling's rows (rounding down, at least the smallest)."""
         fitting = [rows for rows in PACKED_SLICE_ROWS if rows <= tiling.rows]
@@ -90,7 +99,9 @@ class Int8Projection:
         half = self.levels // 2
         token_scales = flat.abs().amax(dim=1, keepdim=True).clamp_min_(torch.finfo(torch.float32).tiny) / half
         values = torch.round(flat / token_scales).add_(half).clamp_(0, 2 * half).to(torch.uint8)
-        return QuantizedBatch(values, token_scales, half)
+        padding = torch.zeros(batch * length, 1, dtype=torch.float32, device=hidden.device)
+        padding.masked_fill_(~mask.reshape(batch * length, 1).bool(), float("-inf"))
+        return QuantizedBatch(values, token_scales, padding, half)
 
     def tile_logits(self, prepared: QuantizedBatch, start: int, rows: int, first_doc: int, docs: int, length: int, buffer: torch.Tensor) -> torch.Tensor:
         if rows not in self._packed or start % rows:
@@ -102,7 +113,7 @@ class Int8Projection:
             self.scales[start:stop], self._zero_points[start:stop], None,
             1.0, 0, torch.float32, "none", [], "",
         )
-        logits.mul_(prepared.token_scales[tokens])
+        torch.addcmul(prepared.padding[tokens], logits, prepared.token_scales[tokens], out=logits)  # scale back, mask: one pass
         return logits.view(docs, length, stop - start).permute(2, 0, 1)
 
 

@@ -53,11 +53,12 @@ def test_explicit_choices_and_names() -> None:
 
 def test_bf16_on_a_cpu_without_native_bf16_warns(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="trainer.precision"):
-        assert resolve_precision(CPU, "bf16", features=AVX2).precision == "bf16"
+        plan = resolve_precision(CPU, "bf16", features=AVX2)
+    assert plan.precision == "bf16" and not plan.native
     assert "without AMX-BF16/AVX512-BF16" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="trainer.precision"):
-        resolve_precision(CPU, "bf16", features=AMX)
+        assert resolve_precision(CPU, "bf16", features=AMX).native
     assert not caplog.text
 
 
@@ -91,6 +92,17 @@ def test_pool_sum_equals_the_naive_sum() -> None:
     naive = (activate(_naive_logits(hidden, weight, bias), "relu") * mask.unsqueeze(-1)).sum(dim=1)
     fast = pool_sum(DenseProjection(weight, bias), hidden, mask, lambda x: activate(x, "relu"), 300 * 32)
     torch.testing.assert_close(fast, naive.float(), rtol=1e-5, atol=1e-4)
+
+
+def test_bf16_on_fp32_kernels_gives_the_native_bf16_numbers() -> None:
+    hidden, mask, weight, bias = _batch(3, batch=5, length=40, width=64, vocab=2000)
+    hidden, weight = hidden.to(torch.bfloat16), weight.to(torch.bfloat16)
+    native = pool_max(DenseProjection(weight, bias), hidden, mask)
+    on_fp32 = pool_max(DenseProjection(weight, bias, fp32_kernels=True), hidden, mask)
+    assert on_fp32.dtype == torch.float32
+    # same bf16-rounded maxima; a summation-order difference may flip the last bit of a few
+    assert (on_fp32 == native).float().mean() > 0.97
+    torch.testing.assert_close(on_fp32, native, rtol=2**-7, atol=1e-6)
 
 
 def test_cpu_tiles_keep_whole_documents_and_large_gemms() -> None:
@@ -132,8 +144,20 @@ def test_int8_projection_is_close_to_fp32(features: CpuFeatures | None) -> None:
 
 
 @needs_int8
+def test_int8_sum_pooling_is_close_to_fp32() -> None:
+    hidden, mask, weight, bias = (t.float() if t.is_floating_point() else t for t in _batch(4, vocab=1500, width=128))
+    relu = lambda x: activate(x, "relu")  # noqa: E731
+    exact = pool_sum(DenseProjection(weight, bias), hidden, mask, relu)
+    approx = pool_sum(Int8Projection(weight, bias), hidden, mask, relu, 1 << 12)
+    torch.testing.assert_close(approx, exact, rtol=0.05, atol=0.05 * float(exact.abs().amax()))
+
+
+@needs_int8
 def test_build_projection_follows_the_plan() -> None:
     weight, bias = torch.randn(600, 32), torch.randn(600)
     assert isinstance(build_projection(weight, bias, resolve_precision(CPU, "int8")), Int8Projection)
     dense = build_projection(weight, bias, resolve_precision(CPU, "fp32"))
     assert isinstance(dense, DenseProjection) and dense.weight.data_ptr() == weight.data_ptr()  # no copy
+    emulated = build_projection(weight.bfloat16(), bias, resolve_precision(CPU, "bf16", features=AVX2))
+    assert isinstance(emulated, DenseProjection) and emulated.weight.dtype == torch.float32
+    assert emulated.result_dtype == torch.bfloat16
