@@ -38,7 +38,9 @@ from tokenizers import Tokenizer
 
 from trainer.chunking import max_merge, window_overlap
 from trainer.errors import ConfigError, SpladeError
-from trainer.model import SpladeModel, resolve_device, resolve_dtype
+from trainer.model import SpladeModel, resolve_device
+from trainer.pooling import VocabProjection
+from trainer.precision import PrecisionPlan, build_projection, resolve_precision
 from trainer.pruning import Pruning
 from trainer.sparse import SparseVector
 
@@ -120,8 +122,14 @@ class SpladeEncoder:
         query_options: EncodeOptions | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(self.device, dtype)
+        self.precision: PrecisionPlan = resolve_precision(self.device, dtype)
+        self.dtype = self.precision.dtype
+        decoder = model.output_embeddings
+        bias = getattr(decoder, "bias", None)
+        fp32_bias = None if bias is None else bias.detach().to(device=self.device, dtype=torch.float32, copy=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self._projection = build_projection(self.model.output_embeddings.weight, fp32_bias, self.precision)
+        logger.info("encoding on %s in %s (%s)", self.device, self.precision.precision, self.precision.reason)
         self.options = options or EncodeOptions()
         self.query_options = query_options or self.options
         self.stats = EncodeStats()
@@ -145,6 +153,11 @@ class SpladeEncoder:
         return cls(model, device=device, dtype=dtype, options=options, query_options=query_options)
 
     # ---- public API ---------------------------------------------------------------------------------
+    @property
+    def projection(self) -> VocabProjection:
+        """The vocabulary projection this encoder pools with (dense in the model's dtype, or int8)."""
+        return self._projection
+
     def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
         return self.encode(texts, role="query", **overrides)
 
@@ -309,9 +322,15 @@ class SpladeEncoder:
             input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             token_types[row, : len(seq)] = torch.tensor(types, dtype=torch.long)
             attention[row, : len(seq)] = 1
-        extra = {"token_type_ids": token_types.to(self.device)} if self._accepts_type_ids else {}
-        pooled = self.model.pooled_logits(input_ids.to(self.device), attention.to(self.device), **extra)
+        extra = {"token_type_ids": self._to_device(token_types)} if self._accepts_type_ids else {}
+        pooled = self.model.pooled_logits(self._to_device(input_ids), self._to_device(attention), projection=self._projection, **extra)
         return _to_sparse(pooled, options, self.model.vocab_size)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Host batch -> device; on CUDA through pinned memory, without waiting for the copy."""
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.pooling import SHORT_SEQUENCE, batched_max, max_over_tokens, sequence_max, sequence_sum
+from trainer.pooling import DenseProjection, VocabProjection, max_over_tokens, pool_max, pool_sum
+from trainer.precision import resolve_precision
 from trainer.checkpoint import (
     ROUTER_QUERY_DIR,
     ROUTER_TRANSFORMER_DIR,
@@ -45,18 +46,15 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """fp32 on CPU; bf16 on CUDA where supported (else fp16), unless a dtype is asked for."""
-    if isinstance(dtype, torch.dtype):
+    """The dtype of the model's weights for `dtype` on `device` (see `trainer.precision.resolve_precision`).
+
+    fp32 on CPU by default; bf16 on CUDA where supported (else fp16); `"auto"` picks bf16 on CPUs with
+    native bf16. `"int8"` keeps an fp32 model (only its vocabulary projection is int8). Any other
+    `torch.dtype` (e.g. float64 in tests) is used as given.
+    """
+    if isinstance(dtype, torch.dtype) and dtype not in (torch.float32, torch.bfloat16, torch.float16):
         return dtype
-    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-    if dtype is not None:
-        if dtype not in names:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
-        return names[dtype]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return resolve_precision(device, dtype).dtype
 
 
 def activate(x: torch.Tensor, activation_function: str) -> torch.Tensor:
@@ -259,35 +257,36 @@ class SpladeModel(nn.Module):
         with self._headless():
             return self.mlm(input_ids=input_ids, attention_mask=attention_mask, **extra).logits  # type: ignore[no-any-return]
 
+    def inference_projection(self) -> DenseProjection:
+        """The vocabulary projection in the model's current dtype, for `pooled_logits` (no weight copy)."""
+        decoder = self.output_embeddings
+        return DenseProjection(decoder.weight, getattr(decoder, "bias", None))
+
     @torch.inference_mode()
     def pooled_logits(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         *,
-        chunk_elements: int = 1 << 19,
+        tile_elements: int | None = None,
+        projection: VocabProjection | None = None,
         **extra: torch.Tensor,
     ) -> torch.Tensor:
         """SPLADE vectors (batch, vocab) in fp32 without materialising (batch, length, vocab).
 
         Max pooling: log1p∘relu is monotone, so the max over tokens is taken on raw logits, one
-        vocabulary slice at a time (cache-sized), and activated once. Sum pooling must activate every
-        token; it is accumulated slice by slice. `chunk_elements` bounds the logits held at once.
+        tile of vocabulary rows x documents at a time, and activated once, in fp32. Sum pooling must
+        activate every token; it is accumulated tile by tile. `tile_elements` bounds the logits held at
+        once (default: by device, `trainer.pooling.tiling_for`); `projection` replaces the model's own
+        vocabulary projection (e.g. the encoder's int8 one).
         """
         hidden = self.hidden_states(input_ids, attention_mask, **extra)
-        decoder = self.output_embeddings
-        weight, bias = decoder.weight, getattr(decoder, "bias", None)
-        mask = attention_mask.bool()
+        projection = projection or self.inference_projection()
         if self.pooling.pooling_strategy == "max":
-            if hidden.shape[1] <= SHORT_SEQUENCE:
-                raw = batched_max(hidden, mask, weight, chunk_elements)
-            else:
-                raw = torch.stack([sequence_max(hidden[r][mask[r]], weight)[0] for r in range(hidden.shape[0])])
-            if bias is not None:
-                raw = raw + bias
-            return activate(raw.float(), self.pooling.activation_function)
+            raw = pool_max(projection, hidden, attention_mask, tile_elements)
+            return activate(raw, self.pooling.activation_function)
         act = functools.partial(activate, activation_function=self.pooling.activation_function)
-        return torch.stack([sequence_sum(hidden[r][mask[r]], weight, bias, act) for r in range(hidden.shape[0])])
+        return pool_sum(projection, hidden, attention_mask, act, tile_elements)
 
     # ---- internals ----------------------------------------------------------------------------------
     def _locate_output_embeddings(self) -> tuple[nn.Module, str]:

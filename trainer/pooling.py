@@ -1,19 +1,27 @@
-"""SPLADE max pooling over the vocabulary projection without the (batch, length, vocab) tensor.
+"""SPLADE pooling over the vocabulary projection without the (batch, length, vocab) tensor.
 
-max_t(h_t · w_v) is computed one cache-sized vocabulary slice at a time. For training, a custom autograd
-function keeps only the winning token per (row, vocabulary entry): the gradient of a max flows to that
-token alone, and only through entries that are active after log1p(relu) (a few hundred of 30,522), so
-the backward pass is a handful of small gathers instead of a second (batch, length, vocab) GEMM.
+max_t(h_t · w_v) is computed one vocabulary slice at a time. For training, a custom autograd function
+keeps only the winning token per (row, vocabulary entry): the gradient of a max flows to that token
+alone, and only through entries that are active after log1p(relu) (a few hundred of 30,522), so the
+backward pass is a handful of small gathers instead of a second (batch, length, vocab) GEMM.
+
+For inference (`pool_max`, `pool_sum`), one code path serves CPU and CUDA. The logits are computed in
+tiles of (vocabulary rows) x (whole documents of the padded batch): one GEMM per tile, written into a
+buffer allocated once per call, padding masked in place, then one max-over-tokens reduction per tile.
+No Python loop over rows, no host synchronisation, no allocation per tile. The tile shape is the only
+device-specific choice (`tiling_for`): on CPU a few MB, both GEMM dimensions >= 256 so that packing the
+operands is amortised (a 32-row slice against 16k tokens spent most of its time re-packing the tokens);
+on CUDA the whole batch against large vocabulary slices, in a few launches.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
 VOCAB_SLICE = 4096  # vocabulary rows per GEMM on one text: keeps the (slice, length) logits in cache
-SHORT_SEQUENCE = 64  # below this padded length, one GEMM over the whole batch beats per-text GEMMs
 
 
 def sequence_max(states: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,34 +36,6 @@ def sequence_max(states: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tens
         stop = start + VOCAB_SLICE
         torch.max(weight[start:stop] @ columns, dim=1, out=(values[start:stop], winners[start:stop]))
     return values, winners
-
-
-def batched_max(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, chunk_elements: int = 1 << 19) -> torch.Tensor:
-    """Masked max over tokens for a batch of short sequences, one GEMM per vocabulary slice: (B, vocab)."""
-    batch, length, width = hidden.shape
-    vocab = weight.shape[0]
-    columns = hidden.reshape(batch * length, width).t().contiguous()
-    padding = (~mask).reshape(1, batch, length)
-    rows_per_slice = max(64, chunk_elements // max(1, batch * length))
-    out = torch.empty(vocab, batch, dtype=hidden.dtype, device=hidden.device)
-    for start in range(0, vocab, rows_per_slice):
-        logits = (weight[start : start + rows_per_slice] @ columns).view(-1, batch, length)
-        logits.masked_fill_(padding, float("-inf"))
-        torch.amax(logits, dim=2, out=out[start : start + rows_per_slice])
-    return out.t()
-
-
-def sequence_sum(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: Any) -> torch.Tensor:
-    """sum over tokens of activation(states @ weight.T + bias), one vocabulary slice at a time: (vocab,)."""
-    vocab = weight.shape[0]
-    out = torch.zeros(vocab, dtype=torch.float32, device=states.device)
-    columns = states.t().contiguous()
-    for start in range(0, vocab, VOCAB_SLICE):
-        logits = weight[start : start + VOCAB_SLICE] @ columns
-        if bias is not None:
-            logits = logits + bias[start : start + VOCAB_SLICE, None]
-        out[start : start + VOCAB_SLICE] = activation(logits.float()).sum(dim=1)
-    return out
 
 
 class _MaxOverTokens(torch.autograd.Function):
@@ -95,3 +75,185 @@ class _MaxOverTokens(torch.autograd.Function):
 def max_over_tokens(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Differentiable (batch, vocab) max over real tokens of hidden @ weight.T (no bias)."""
     return _MaxOverTokens.apply(hidden, mask.bool(), weight)  # type: ignore[no-any-return]
+
+
+# ---- inference ------------------------------------------------------------------------------------------
+
+CPU_TILE_ELEMENTS = 1 << 21  # logits per tile on CPU (8 MB in fp32): large GEMMs, little memory traffic
+CPU_TILE_TOKENS = 2048  # tokens per tile on CPU (whole documents); the rest of the tile is vocabulary rows
+CUDA_TILE_ELEMENTS = 1 << 27  # logits per tile on CUDA (256 MB in bf16): the whole batch, a few launches
+MIN_TILE_ROWS = 256  # fewer vocabulary rows per GEMM and the token operand's packing dominates
+SLICE_ALIGN = 32  # vocabulary rows per tile are a multiple of this: whole AMX / AVX-512 / tensor-core tiles
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How the (vocabulary x tokens) logits are cut: whole documents per tile, and vocabulary rows per tile."""
+
+    docs: int
+    rows: int
+
+
+def tiling_for(
+    device: torch.device, batch: int, length: int, vocab: int, *, tile_elements: int | None = None, tile_tokens: int | None = None
+) -> Tiling:
+    """The tile shape for a padded (batch, length) batch on `device` (the only device-specific choice)."""
+    cuda = device.type == "cuda"
+    elements = tile_elements or (CUDA_TILE_ELEMENTS if cuda else CPU_TILE_ELEMENTS)
+    token_cap = tile_tokens or (None if cuda else CPU_TILE_TOKENS)
+    docs = batch if token_cap is None else max(1, min(batch, token_cap // max(1, length)))
+    return Tiling(docs=docs, rows=slice_rows(docs * length, vocab, elements))
+
+
+def slice_rows(tokens: int, vocab: int, tile_elements: int) -> int:
+    """Vocabulary rows per tile: about `tile_elements` / `tokens`, aligned, at least `MIN_TILE_ROWS`."""
+    rows = max(MIN_TILE_ROWS, tile_elements // max(1, tokens)) // SLICE_ALIGN * SLICE_ALIGN
+    return min(vocab, rows)
+
+
+class VocabProjection(Protocol):
+    """The vocabulary projection prepared for inference: logits of one tile for a batch."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """fp32 (vocab,) bias, added after the max (it is constant over tokens), or None."""
+
+    def buffer_dtype(self) -> torch.dtype | None:
+        """dtype of the logits buffer; None: the kernel returns fp32 logits of its own (no shared buffer)."""
+
+    @property
+    def result_dtype(self) -> torch.dtype:
+        """The precision of the logits (the max is rounded to it before the fp32 bias and activation)."""
+
+    @property
+    def masks_padding(self) -> bool:
+        """True when `tile_logits` already puts -inf at padded tokens (fused with its own epilogue)."""
+
+    def rows_per_tile(self, tiling: Tiling) -> int:
+        """Vocabulary rows per tile (the tiling's, or the nearest size the kernel was prepared for)."""
+
+    def prepare(self, hidden: torch.Tensor, mask: torch.Tensor) -> Any:
+        """Per-batch operand from (batch, length, H) states: a layout change, or quantised activations."""
+
+    def tile_logits(self, prepared: Any, start: int, rows: int, first_doc: int, docs: int, length: int, buffer: torch.Tensor) -> torch.Tensor:
+        """Logits of vocabulary rows start:start+rows (clipped to the vocabulary) for documents
+        first_doc:first_doc+docs, as (rows, docs, length); written into `buffer` when the kernel can."""
+
+
+class DenseProjection:
+    """hidden @ weight.T in the weight's dtype (fp32, bf16 or fp16), accumulated in fp32 by the GEMM.
+
+    In bf16/fp16 the product rounds each logit once; rounding is monotone, so the max over tokens is the
+    exact max of the rounded logits. The bias (kept in fp32) and the activation are applied after the max, in fp32.
+
+    `fp32_kernels=True` (for bf16/fp16 weights on a CPU without native bf16/fp16 products, where PyTorch's
+    fallback GEMM was measured 30x slower than fp32): the same numbers from fp32 GEMMs. bf16 x bf16 products
+    are exact in fp32, so an fp32 GEMM of the bf16 values accumulates what a native bf16 GEMM accumulates (up
+    to summation order); the max is then rounded to bf16, which equals the max of rounded logits.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, *, fp32_kernels: bool = False) -> None:
+        self._result_dtype = weight.dtype
+        self.weight = weight.detach()
+        if fp32_kernels and weight.dtype in (torch.bfloat16, torch.float16):
+            self.weight = self.weight.to(torch.float32)
+        if not self.weight.is_contiguous():
+            self.weight = self.weight.contiguous()
+        self._bias = None if bias is None else bias.detach().to(torch.float32)
+
+    @property
+    def result_dtype(self) -> torch.dtype:
+        return self._result_dtype
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self._bias
+
+    def buffer_dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    @property
+    def masks_padding(self) -> bool:
+        return False
+
+    def rows_per_tile(self, tiling: Tiling) -> int:
+        return tiling.rows
+
+    def prepare(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        return hidden.to(self.weight.dtype).reshape(batch * length, width).t().contiguous()  # (H, tokens)
+
+    def tile_logits(self, prepared: torch.Tensor, start: int, rows: int, first_doc: int, docs: int, length: int, buffer: torch.Tensor) -> torch.Tensor:
+        stop = min(self.vocab_size, start + rows)
+        tokens = docs * length
+        out = buffer[: (stop - start) * tokens].view(stop - start, tokens)
+        torch.mm(self.weight[start:stop], prepared[:, first_doc * length : first_doc * length + tokens], out=out)
+        return out.view(stop - start, docs, length)
+
+
+def _tiles(
+    projection: VocabProjection, hidden: torch.Tensor, mask: torch.Tensor, tile_elements: int | None
+) -> tuple[Any, torch.Tensor, Tiling]:
+    """The prepared operand, the logits buffer (allocated once per call, reused by every tile), the tiling."""
+    batch, length, _ = hidden.shape
+    tiling = tiling_for(hidden.device, batch, length, projection.vocab_size, tile_elements=tile_elements)
+    tiling = Tiling(docs=tiling.docs, rows=projection.rows_per_tile(tiling))
+    dtype = projection.buffer_dtype()
+    size = tiling.rows * tiling.docs * length if dtype is not None else 0
+    buffer = torch.empty(size, dtype=dtype or torch.float32, device=hidden.device)
+    return projection.prepare(hidden, mask), buffer, tiling
+
+
+def pool_max(projection: VocabProjection, hidden: torch.Tensor, mask: torch.Tensor, tile_elements: int | None = None) -> torch.Tensor:
+    """(batch, vocab) fp32 max over real tokens of the logits, plus bias; -inf (+ bias) for a row without tokens."""
+    batch, length, _ = hidden.shape
+    vocab = projection.vocab_size
+    prepared, buffer, tiling = _tiles(projection, hidden, mask, tile_elements)
+    padding = ~mask.bool().reshape(1, batch, length)
+    out = torch.empty(vocab, batch, dtype=buffer.dtype, device=hidden.device)
+    for first in range(0, batch, tiling.docs):
+        docs = min(tiling.docs, batch - first)
+        for start in range(0, vocab, tiling.rows):
+            logits = projection.tile_logits(prepared, start, tiling.rows, first, docs, length, buffer)
+            if not projection.masks_padding:
+                logits.masked_fill_(padding[:, first : first + docs], float("-inf"))
+            _max_over_tokens(logits, out[start : start + logits.shape[0], first : first + docs])
+    raw = out.t().contiguous().to(projection.result_dtype).float()
+    bias = projection.bias
+    return raw if bias is None else raw + bias
+
+
+def _max_over_tokens(logits: torch.Tensor, out: torch.Tensor) -> None:
+    """(rows, docs, length) -> (rows, docs) max, reducing along whichever axis is contiguous in memory."""
+    if logits.stride(2) == 1:
+        torch.amax(logits, dim=2, out=out)
+    else:  # tokens-major logits (tokens x rows kernels): reduce across token rows, vectorised along the vocabulary
+        out.copy_(logits.permute(1, 2, 0).amax(dim=1).t())
+
+
+def pool_sum(
+    projection: VocabProjection, hidden: torch.Tensor, mask: torch.Tensor, activation: Any, tile_elements: int | None = None
+) -> torch.Tensor:
+    """(batch, vocab) fp32 sum over real tokens of activation(logits + bias): every token is activated."""
+    batch, length, _ = hidden.shape
+    vocab = projection.vocab_size
+    prepared, buffer, tiling = _tiles(projection, hidden, mask, tile_elements)
+    weights = mask.to(torch.float32).reshape(1, batch, length)
+    bias = projection.bias
+    out = torch.empty(vocab, batch, dtype=torch.float32, device=hidden.device)
+    for first in range(0, batch, tiling.docs):
+        docs = min(tiling.docs, batch - first)
+        for start in range(0, vocab, tiling.rows):
+            logits = projection.tile_logits(prepared, start, tiling.rows, first, docs, length, buffer).to(projection.result_dtype).float()
+            stop = start + logits.shape[0]
+            if bias is not None:
+                logits = logits + bias[start:stop, None, None]
+            torch.sum(activation(logits) * weights[:, first : first + docs], dim=2, out=out[start:stop, first : first + docs])
+    return out.t().contiguous()

@@ -4,8 +4,8 @@
   tokenizer, pooling, and a strided sample of every weight tensor rounded to bfloat16 (so the
   same checkpoint gives the same identity in fp32 and in bf16, on CPU and GPU, from any path).
 - `EncodingIdentity`: the model identity plus every option that changes a vector (effective max
-  length, top-k, min weight, pruning rule, chunking windows, dtype, whether the title is encoded). Both engines (single process,
-  Ray) build it the same way; a checkpoint records it; the content hash includes it.
+  length, top-k, min weight, pruning rule, chunking windows, precision, whether the title is
+  encoded). Both engines (single process, Ray) build it the same way; a checkpoint records it; the content hash includes it.
 - `content_hash(doc, identity)`: a hash of the encoding identity and the document's payload (id,
   text, title, metadata). Stored in each point's payload: `skip_unchanged` compares it, so an edit
   of any field, or another model or option, makes the document be encoded and written again.
@@ -96,7 +96,8 @@ def encoding_identity(encoder: Any, *, with_title: bool) -> EncodingIdentity:
     limit = int(getattr(model, "max_seq_length", 0)) or None
     requested = getattr(options, "max_length", None)
     max_length = min(requested, limit) if requested and limit else (requested or limit)
-    dtype = getattr(encoder, "dtype", None)
+    plan = getattr(encoder, "precision", None)  # fp32/bf16/fp16/int8 (int8 keeps an fp32 dtype)
+    dtype = getattr(plan, "precision", None) or getattr(encoder, "dtype", None)
     prune = getattr(options, "prune", None)
     return EncodingIdentity(
         model=model_identity(model),

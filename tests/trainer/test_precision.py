@@ -1,0 +1,223 @@
+"""Precision choice, the tiled inference pooling, the int8 projection, and low-precision vectors vs fp32."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.encoder import SpladeEncoder
+from trainer.model import SpladeModel, activate, resolve_dtype
+from trainer.pooling import DenseProjection, Tiling, pool_max, pool_sum, tiling_for
+from trainer.precision import CpuFeatures, build_projection, cpu_features, parse_precision, resolve_precision
+from trainer.quantization import Int8Projection, int8_available
+from trainer.sparse import SparseVector
+
+CPU = torch.device("cpu")
+AMX = CpuFeatures.from_flags("fpu sse avx2 avx512f avx512_bf16 avx512_vnni amx_bf16 amx_tile amx_int8")
+AVX2 = CpuFeatures.from_flags("fpu sse sse2 avx avx2 fma")
+needs_int8 = pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no oneDNN int8 kernels")
+
+
+# ---- precision choice -------------------------------------------------------------------------------------
+def test_cpu_features_from_flags() -> None:
+    assert AMX.native_bf16 and AMX.vnni and AMX.amx_bf16 and AMX.amx_int8
+    assert not AVX2.native_bf16 and not AVX2.vnni
+    assert CpuFeatures.from_flags("avx2 avx_vnni").vnni
+    assert CpuFeatures.from_flags("avx512f avx512_bf16").native_bf16
+    assert "amx_bf16" in AMX.describe() and AVX2.describe() == "avx2"
+
+
+def test_default_is_exact_fp32_on_cpu_whatever_the_cpu() -> None:
+    for features in (AMX, AVX2):
+        plan = resolve_precision(CPU, None, features=features)
+        assert plan.precision == "fp32" and plan.dtype == torch.float32 and not plan.int8_projection
+
+
+def test_auto_picks_bf16_only_where_the_cpu_multiplies_bf16_natively() -> None:
+    assert resolve_precision(CPU, "auto", features=AMX).precision == "bf16"
+    assert resolve_precision(CPU, "auto", features=CpuFeatures.from_flags("avx512f avx512_bf16")).precision == "bf16"
+    assert resolve_precision(CPU, "auto", features=AVX2).precision == "fp32"
+
+
+def test_explicit_choices_and_names() -> None:
+    assert resolve_precision(CPU, "int8", features=AVX2).dtype == torch.float32  # the body stays fp32
+    assert resolve_precision(CPU, "int8", features=AVX2).int8_projection
+    assert resolve_precision(CPU, torch.bfloat16, features=AMX).precision == "bf16"
+    assert parse_precision("BFloat16") == "bf16" and parse_precision(torch.float64) == "fp64"
+    assert resolve_dtype(CPU, "fp16") == torch.float16 and resolve_dtype(CPU, torch.float64) == torch.float64
+    with pytest.raises(ValueError, match="unknown dtype 'int4'"):
+        resolve_precision(CPU, "int4")
+    with pytest.raises(ValueError, match="int8' is a CPU option"):
+        resolve_precision(torch.device("cuda"), "int8")
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="trainer.precision"):
+        plan = resolve_precision(CPU, "bf16", features=AVX2)
+    assert plan.precision == "bf16" and not plan.native
+    assert "without AMX-BF16/AVX512-BF16" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trainer.precision"):
+        assert resolve_precision(CPU, "bf16", features=AMX).native
+    assert not caplog.text
+
+
+# ---- tiled pooling ------------------------------------------------------------------------------------------
+def _batch(seed: int = 0, batch: int = 5, length: int = 70, width: int = 16, vocab: int = 3000) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(batch, length, width, generator=generator, dtype=torch.float64)
+    weight = torch.randn(vocab, width, generator=generator, dtype=torch.float64)
+    bias = torch.randn(vocab, generator=generator, dtype=torch.float64)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[1, length // 2 :] = 0
+    mask[2, 1:] = 0
+    mask[4, 7:] = 0
+    return hidden, mask, weight, bias
+
+
+def _naive_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return hidden @ weight.t() + bias  # (batch, length, vocab)
+
+
+@pytest.mark.parametrize("tile_elements", [None, 300 * 32, 1 << 30])
+def test_pool_max_equals_the_naive_max_for_every_tiling(tile_elements: int | None) -> None:
+    hidden, mask, weight, bias = _batch()
+    naive = _naive_logits(hidden, weight, bias).masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+    fast = pool_max(DenseProjection(weight, bias), hidden, mask, tile_elements)
+    torch.testing.assert_close(fast, naive.float(), rtol=1e-6, atol=1e-5)
+
+
+def test_pool_sum_equals_the_naive_sum() -> None:
+    hidden, mask, weight, bias = _batch(1)
+    naive = (activate(_naive_logits(hidden, weight, bias), "relu") * mask.unsqueeze(-1)).sum(dim=1)
+    fast = pool_sum(DenseProjection(weight, bias), hidden, mask, lambda x: activate(x, "relu"), 300 * 32)
+    torch.testing.assert_close(fast, naive.float(), rtol=1e-5, atol=1e-4)
+
+
+def test_bf16_on_fp32_kernels_gives_the_native_bf16_numbers() -> None:
+    hidden, mask, weight, bias = _batch(3, batch=5, length=40, width=64, vocab=2000)
+    hidden, weight = hidden.to(torch.bfloat16), weight.to(torch.bfloat16)
+    native = pool_max(DenseProjection(weight, bias), hidden, mask)
+    on_fp32 = pool_max(DenseProjection(weight, bias, fp32_kernels=True), hidden, mask)
+    assert on_fp32.dtype == torch.float32
+    # same bf16-rounded maxima; a summation-order difference may flip the last bit of a few
+    assert (on_fp32 == native).float().mean() > 0.97
+    torch.testing.assert_close(on_fp32, native, rtol=2**-7, atol=1e-6)
+
+
+def test_cpu_tiles_keep_whole_documents_and_large_gemms() -> None:
+    long_batch = tiling_for(CPU, 32, 512, 30522)
+    assert long_batch.docs * 512 <= 2048 and long_batch.rows >= 256 and long_batch.rows % 32 == 0
+    queries = tiling_for(CPU, 32, 16, 30522)
+    assert queries == Tiling(docs=32, rows=4096)
+    cuda = tiling_for(torch.device("cuda"), 32, 512, 30522)
+    assert cuda.docs == 32 and cuda.rows == 8192  # whole batch, 4 launches per batch
+
+
+@pytest.mark.parametrize("pool", ["max", "sum"])
+def test_hot_path_has_no_host_synchronisation(pool: str) -> None:
+    """On the meta device every data-dependent step (.item(), nonzero, boolean indexing) would raise:
+    the same code the CUDA path runs never waits for the device."""
+    meta = torch.device("meta")
+    hidden = torch.empty(4, 300, 16, device=meta)
+    mask = torch.empty(4, 300, dtype=torch.long, device=meta)
+    projection = DenseProjection(torch.empty(5000, 16, device=meta), torch.empty(5000, device=meta))
+    if pool == "max":
+        out = pool_max(projection, hidden, mask)
+    else:
+        out = pool_sum(projection, hidden, mask, lambda x: activate(x, "relu"))
+    assert out.shape == (4, 5000) and out.dtype == torch.float32
+
+
+# ---- int8 projection -------------------------------------------------------------------------------------------
+@needs_int8
+@pytest.mark.parametrize("features", [None, AVX2], ids=["this-cpu", "7-bit"])
+def test_int8_projection_is_close_to_fp32(features: CpuFeatures | None) -> None:
+    hidden, mask, weight, bias = (t.float() if t.is_floating_point() else t for t in _batch(2, vocab=5000, width=128))
+    projection = Int8Projection(weight, bias, features=features)
+    assert projection.levels == (255 if (features or cpu_features()).vnni else 127)
+    exact = pool_max(DenseProjection(weight, bias), hidden, mask)
+    approx = pool_max(projection, hidden, mask, 1 << 12)  # several packed slices and document tiles
+    # per-row int8 weights, 7/8-bit activations: the error stays a few quantisation steps of the logit range
+    logit_range = (exact - bias).abs().amax()
+    assert (approx - exact).abs().amax() < 0.02 * logit_range
+
+
+@needs_int8
+def test_int8_sum_pooling_is_close_to_fp32() -> None:
+    hidden, mask, weight, bias = (t.float() if t.is_floating_point() else t for t in _batch(4, vocab=1500, width=128))
+    relu = lambda x: activate(x, "relu")  # noqa: E731
+    exact = pool_sum(DenseProjection(weight, bias), hidden, mask, relu)
+    approx = pool_sum(Int8Projection(weight, bias), hidden, mask, relu, 1 << 12)
+    torch.testing.assert_close(approx, exact, rtol=0.05, atol=0.05 * float(exact.abs().amax()))
+
+
+@needs_int8
+def test_build_projection_follows_the_plan() -> None:
+    weight, bias = torch.randn(600, 32), torch.randn(600)
+    assert isinstance(build_projection(weight, bias, resolve_precision(CPU, "int8")), Int8Projection)
+    dense = build_projection(weight, bias, resolve_precision(CPU, "fp32"))
+    assert isinstance(dense, DenseProjection) and dense.weight.data_ptr() == weight.data_ptr()  # no copy
+    emulated = build_projection(weight.bfloat16(), bias, resolve_precision(CPU, "bf16", features=AVX2))
+    assert isinstance(emulated, DenseProjection) and emulated.weight.dtype == torch.float32
+    assert emulated.result_dtype == torch.bfloat16
+
+
+# ---- low precision on real documents ------------------------------------------------------------------------
+# Tolerances from bench/precision_quality.py on all 5,183 SciFact documents (README, "Encoding"): per-document
+# Jaccard of active terms against fp32 (mean over the documents, and the worst document) and the largest
+# difference of one term weight. int8 is held to its 7-bit bound (CPUs without VNNI), which holds everywhere.
+REAL_DOCS = 32
+TOLERANCE = {  # precision: (mean Jaccard >=, worst document's Jaccard >=, largest |weight difference| <=)
+    "bf16": (0.975, 0.93, 0.15),
+    "int8": (0.955, 0.90, 0.25),
+}
+
+
+@pytest.fixture(scope="module")
+def scifact_texts(scifact_dir: Path) -> list[str]:
+    texts = []
+    with open(scifact_dir / "corpus.jsonl", encoding="utf-8") as handle:
+        for line in itertools.islice(handle, REAL_DOCS):
+            row = json.loads(line)
+            texts.append(f"{row['title']}\n{row['text']}")
+    return texts
+
+
+@pytest.fixture(scope="module")
+def fp32_vectors(encoder: SpladeEncoder, scifact_texts: list[str]) -> list[SparseVector]:
+    return encoder.encode_documents(scifact_texts)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_vectors_stay_within_the_measured_tolerance_of_fp32(
+    precision: str, trained_model_dir: Path, scifact_texts: list[str], fp32_vectors: list[SparseVector]
+) -> None:
+    if precision == "int8" and not int8_available():
+        pytest.skip("this PyTorch build has no oneDNN int8 kernels")
+    low = SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", dtype=precision)
+    assert low.precision.precision == precision
+    vectors = low.encode_documents(scifact_texts)
+    jaccards, differences = [], []
+    for exact, approx in zip(fp32_vectors, vectors):
+        a, b = set(exact.indices.tolist()), set(approx.indices.tolist())
+        jaccards.append(len(a & b) / len(a | b))
+        weights_a, weights_b = dict(zip(exact.indices.tolist(), exact.values.tolist())), dict(zip(approx.indices.tolist(), approx.values.tolist()))
+        differences.append(max(abs(weights_a.get(k, 0.0) - weights_b.get(k, 0.0)) for k in a | b))
+        assert approx.values.dtype == np.float32
+    mean_jaccard, worst_jaccard, largest_difference = TOLERANCE[precision]
+    assert sum(jaccards) / len(jaccards) >= mean_jaccard
+    assert min(jaccards) >= worst_jaccard
+    assert max(differences) <= largest_difference
+
+
+def test_auto_on_this_machine_and_attention_kernel(trained_model_dir: Path) -> None:
+    encoder = SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", dtype="auto")
+    assert encoder.precision.precision == ("bf16" if cpu_features().native_bf16 else "fp32")
+    assert encoder.model.mlm.config._attn_implementation == "sdpa"  # fused attention (SDPA), not the eager one
