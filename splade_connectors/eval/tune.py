@@ -23,7 +23,7 @@ import numpy as np
 
 from splade_connectors.eval.backends import ExactBackend, StoreFactory, collection_name
 from splade_connectors.eval.encoding import EncodedDataset
-from splade_connectors.eval.metrics import SparsityCounts, required_depth
+from trainer.retrieval.metrics import SparsityCounts, required_depth
 from splade_connectors.eval.runner import pad_ranking, score_ranking
 from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.retry import RetryPolicy

@@ -52,7 +52,11 @@ def _http_detail(error: BaseException) -> str:
     content = getattr(error, "content", b"") or b""
     try:
         body = json.loads(content or b"{}")
-        detail = body.get("status", {}).get("error") if isinstance(body.get("status"), dict) else body.get("status")
+        status = body.get("status")
+        if isinstance(status, dict):  # Qdrant: {"status": {"error": "..."}}
+            detail = status.get("error")
+        else:  # a proxy's or gateway's JSON: a text status, else its "error"
+            detail = status if isinstance(status, str) else body.get("error") if isinstance(body.get("error"), str) else None
     except (ValueError, AttributeError):
         detail = content.decode(errors="replace") if isinstance(content, bytes) else str(content)
     reason = getattr(error, "reason_phrase", "") or ""

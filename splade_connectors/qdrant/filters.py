@@ -125,6 +125,12 @@ def _edge_match(match: Any) -> Any:
     if match is None:
         return None
     if isinstance(match, models.MatchValue):
+        if isinstance(match.value, bool):
+            # qdrant-edge-py 0.9.0 reads a Python bool as the integer 1/0 (which matches no stored
+            # boolean); numpy's bool reaches its boolean variant.
+            import numpy as np
+
+            return qe.MatchValue(np.bool_(match.value))
         return qe.MatchValue(match.value)
     if isinstance(match, models.MatchAny):
         return qe.MatchAny(list(match.any))

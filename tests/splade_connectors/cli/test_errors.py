@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 
+from splade_connectors.live.qdrant_server import QdrantServer
+from splade_connectors.registry import open_store, store_config
 from tests.splade_connectors.cli.conftest import CliRun, cli_env, run_process, write_jsonl
 
 Cli = Callable[..., CliRun]
@@ -114,7 +115,7 @@ def test_qdrant_server_refusing_the_api_key(cli: Cli, refusing_server: str, monk
     """A server answering 401 (a local stand-in; the real-server case is below)."""
     monkeypatch.setenv("QDRANT_API_KEY", "wrong-key-123")
     line = cli("search", "--qdrant-url", refusing_server, "-q", "anything").error_line()
-    assert "refused the API key (HTTP 401)" in line and "wrong-key-123" not in line
+    assert "refused the API key (HTTP 401: Unauthorized)" in line and "wrong-key-123" not in line
 
 
 def test_opensearch_refusing_the_credentials(cli: Cli, refusing_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,43 +125,35 @@ def test_opensearch_refusing_the_credentials(cli: Cli, refusing_server: str, mon
     assert "refused the credentials (HTTP 401)" in line and "wrong-password-123" not in line
 
 
-# TODO(issue 11, real Qdrant server fixture): the wrong-API-key case against a real server. It runs as soon as
-# `qdrant_server_store` yields a server started with an API key (QDRANT_URL + QDRANT_API_KEY today, or the
-# native server fixture of the Qdrant engineer once merged); the 401 stand-in above covers the CLI path meanwhile.
 @pytest.mark.live
-def test_real_qdrant_server_with_a_wrong_api_key(cli: Cli, qdrant_server_store, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    if not qdrant_server_store.api_key:
-        pytest.skip("the Qdrant server runs without an API key: a wrong key cannot be refused")
-    monkeypatch.setenv("QDRANT_API_KEY", "definitely-wrong-key")
-    line = cli("search", "--qdrant-url", qdrant_server_store.url, "-q", "x").error_line()
-    assert "refused the API key" in line and "definitely-wrong-key" not in line and qdrant_server_store.api_key not in line
+def test_real_qdrant_server_with_a_wrong_api_key(cli: Cli, qdrant_binary: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native server started with an API key: a wrong key is one line naming neither key."""
+    right = "right-key-5a1c9e"
+    with QdrantServer(qdrant_binary, api_key=right) as server:
+        monkeypatch.setenv("QDRANT_API_KEY", "definitely-wrong-key")
+        line = cli("search", "--qdrant-url", server.url, "-q", "x").error_line()
+    assert "refused the API key" in line and "definitely-wrong-key" not in line and right not in line
 
 
 def test_locked_qdrant_folder(cli: Cli, qdrant_folder: list[str], tmp_path: Path) -> None:
-    holder = QdrantClient(path=str(tmp_path / "qdrant"))  # another "process" holds the folder
-    try:
+    # another store (as another process would) holds the embedded collection
+    with open_store(store_config("qdrant", path=str(tmp_path / "qdrant"), collection="docs"), create=False):
         line = cli("search", *qdrant_folder, "-q", "birds").error_line()
-    finally:
-        holder.close()
-    assert "in use by another process or not writable" in line
+    assert "qdrant collection 'docs'" in line and "in use by another process" in line
 
 
 def test_unwritable_qdrant_folder(cli: Cli, corpus: Path, tmp_path: Path) -> None:
     """A folder that cannot be created (its parent is a file; chmod does not stop root, which CI may be)."""
     (tmp_path / "a-file").write_text("x", encoding="utf-8")
     line = cli("ingest", "--input", str(corpus), "--qdrant-path", str(tmp_path / "a-file" / "qdrant"), "--no-progress").error_line()
-    assert "qdrant collection 'splade' (path" in line and "Not a directory" in line
+    assert "qdrant collection 'splade' (embedded" in line and "Not a directory" in line
 
 
 def test_search_on_a_missing_collection_does_not_create_it(cli: Cli, qdrant_folder: list[str], tmp_path: Path) -> None:
     other = ["--qdrant-path", str(tmp_path / "qdrant"), "--collection", "nope"]
     assert "qdrant collection 'nope'" in cli("search", *other, "-q", "birds").error_line()
     assert "does not exist" in cli("search", *other, "-q", "birds").error_line()  # still missing: not created
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
-    try:
-        assert [c.name for c in client.get_collections().collections] == ["docs"]
-    finally:
-        client.close()
+    assert sorted(p.name for p in (tmp_path / "qdrant" / "collections").iterdir()) == ["docs"]
 
 
 def test_a_mismatching_collection_config_is_one_line(cli: Cli, qdrant_folder: list[str]) -> None:
@@ -168,26 +161,20 @@ def test_a_mismatching_collection_config_is_one_line(cli: Cli, qdrant_folder: li
 
 
 # ---- input and checkpoints (the pipeline's InputError / ResumeError, issue 10 ingestion work) ----------------------
-_PIPELINE = pytest.mark.xfail(
-    strict=True, reason="needs the pipeline's InputError/ResumeError (branch ingest-robust-ray); remove when merged",
-)
 
 
-@_PIPELINE
 def test_an_empty_input_file_exits_2(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
     line = cli("ingest", "--input", str(tmp_path / "empty.jsonl"), "--qdrant-path", str(tmp_path / "q"), "--no-progress").error_line()
     assert "empty.jsonl" in line
 
 
-@_PIPELINE
 def test_an_input_without_a_valid_record_exits_2(cli: Cli, tmp_path: Path) -> None:
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"_id": "", "text": "no id"}, {"_id": "x", "text": ""}])
     run = cli("ingest", "--input", str(bad), "--qdrant-path", str(tmp_path / "q"), "--no-progress")
     assert run.code == 2 and run.err.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in run.err
 
 
-@_PIPELINE
 @pytest.mark.parametrize("content", ["{truncated", "[]"], ids=["truncated", "not-an-object"])
 def test_a_bad_ingestion_checkpoint_is_one_line(cli: Cli, corpus: Path, tmp_path: Path, content: str) -> None:
     checkpoint = tmp_path / "resume.json"

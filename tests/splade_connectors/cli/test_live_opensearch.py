@@ -124,12 +124,8 @@ def test_an_existing_index_of_another_kind_is_one_line(cli: Cli, opensearch_stor
     assert f"opensearch index '{index}'" in line
 
 
-_PIPELINE = pytest.mark.xfail(
-    strict=True, reason="needs the pipeline's InputError/ResumeError (branch ingest-robust-ray); remove when merged",
-)
 
 
-@_PIPELINE
 def test_an_empty_input_file_exits_2(cli: Cli, opensearch_store: Any, index: str, tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
     args = ["ingest", "--input", str(tmp_path / "empty.jsonl"), "--store", "opensearch", "--opensearch-url", opensearch_store.url,
@@ -137,7 +133,6 @@ def test_an_empty_input_file_exits_2(cli: Cli, opensearch_store: Any, index: str
     assert "empty.jsonl" in cli(*args).error_line()
 
 
-@_PIPELINE
 def test_a_bad_ingestion_checkpoint_is_one_line(cli: Cli, opensearch_store: Any, index: str, tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "docs.jsonl", DOCS)
     (tmp_path / "resume.json").write_text("{truncated", encoding="utf-8")

@@ -14,7 +14,7 @@ import pytest
 
 from splade_connectors.cli import main
 from splade_connectors.eval.datasets import load_beir_folder
-from splade_connectors.eval.metrics import SPARSITY_KEYS
+from trainer.retrieval.metrics import SPARSITY_KEYS
 from tests.inference_free import build_st_router, scifact_idf
 
 st = pytest.importorskip("sentence_transformers")

@@ -1,8 +1,8 @@
 """Fixtures for the ingestion tests: real stores (Qdrant server, OpenSearch), short real documents.
 
 Stores are made through the registry, as the CLI makes them, on uniquely named collections that
-are dropped afterwards. The Qdrant server is `QDRANT_URL` when set, else the binary in
-`../shared/qdrant` started for the session (see `qdrant_server.py`).
+are dropped afterwards. The Qdrant server is the session's (`qdrant_server_store`: `QDRANT_URL`,
+testcontainers, else the native binary of `../shared/qdrant`).
 """
 
 from __future__ import annotations
@@ -19,29 +19,17 @@ import pytest
 
 from splade_connectors.registry import build_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
-from tests.conftest import shared_data_dir
 from tests.live_stores import LiveStore
-from tests.splade_connectors.ingest.qdrant_server import QdrantServer, qdrant_binary, shared_qdrant_xz
 from trainer.encoder import SpladeEncoder
 
 StoreFactory = Callable[..., SparseStore]
 
 
 @pytest.fixture(scope="session")
-def qdrant_url() -> Iterator[str]:
-    """A real Qdrant server: QDRANT_URL, else the shared binary started for this session."""
+def qdrant_url(qdrant_server_store: LiveStore) -> str:
+    """The real Qdrant server of the session (QDRANT_URL, testcontainers or the native binary)."""
     warnings.filterwarnings("ignore", message=".*incompatible with server version.*")
-    if os.environ.get("QDRANT_URL"):
-        yield os.environ["QDRANT_URL"]
-        return
-    archive = shared_qdrant_xz(shared_data_dir())
-    if not archive.exists():
-        pytest.skip(f"no Qdrant server: QDRANT_URL is not set and {archive} does not exist")
-    server = QdrantServer(qdrant_binary(archive))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    return qdrant_server_store.url
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +40,7 @@ def vocabulary(encoder: SpladeEncoder) -> list[str]:
 def store_config_for(kind: str, live: Any, name: str) -> StoreConfigBase:
     """A registry config for a live store: `live` is the Qdrant URL or the OpenSearch `LiveStore`."""
     if kind == "qdrant":
-        return store_config("qdrant", url=live, collection=name)
+        return store_config("qdrant", url=live, api_key=os.environ.get("QDRANT_API_KEY") or None, collection=name)
     assert isinstance(live, LiveStore)
     return store_config(
         "opensearch", hosts=[live.url], username=live.username, password=live.password,

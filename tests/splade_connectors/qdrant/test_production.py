@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splade_connectors.eval.metrics import retrieval_metrics
+from trainer.retrieval.metrics import retrieval_metrics
 from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.store import HybridQuery

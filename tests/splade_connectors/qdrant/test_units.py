@@ -151,6 +151,8 @@ def test_edge_filter_keeps_every_condition() -> None:
     assert edge.must[1].range.gte == 2000 and edge.must[1].range.lt == 2010
     assert edge.should[0].match.value == "x"
     assert isinstance(edge.must_not[0], qe.IsEmptyCondition) and isinstance(edge.must_not[1], qe.Filter)
+    flag = edge.must_not[1].must[0].match.value  # a boolean stays a boolean (qdrant-edge reads a bare bool as 1)
+    assert flag is True or type(flag).__name__ == "bool"
     assert to_edge_filter(None) is None and to_edge_filter(edge) is edge
 
 
