@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -72,6 +71,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from splade_connectors.live.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -259,18 +260,6 @@ def _is_assembled(path: Path) -> bool:
     return (path / MARKER_FILE).is_file() and (path / "bin" / "opensearch").is_file()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock on ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _extract_zip(zip_path: Path, dest: Path) -> None:
     """Extract, dropping the top-level folder and keeping unix modes."""
     root = dest.resolve()
@@ -378,7 +367,7 @@ def ensure_distribution(version: str = DEFAULT_VERSION) -> Path:
     target = distribution_dir(version)
     if _is_assembled(target):
         return target
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         if _is_assembled(target):
             return target
         started = time.monotonic()

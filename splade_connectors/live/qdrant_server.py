@@ -32,7 +32,6 @@ import argparse
 import atexit
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import json
 import logging
@@ -51,6 +50,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+
+from splade_connectors.live.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +124,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_binary(source: str | Path | None = None) -> Path:
     """An executable Qdrant: a plain binary as is, an ``.xz`` archive decompressed once into the cache."""
     path = find_binary_source(source) if source is None or Path(source).is_dir() else Path(source).expanduser()
@@ -146,7 +136,7 @@ def ensure_binary(source: str | Path | None = None) -> Path:
     dest = cache_root() / "qdrant" / sha256_of(path) / "qdrant"
     if dest.is_file() and os.access(dest, os.X_OK):
         return dest
-    with _file_lock(dest.parent / ".lock"):
+    with file_lock(dest.parent / ".lock"):
         if not (dest.is_file() and os.access(dest, os.X_OK)):
             log.info("decompressing %s into %s", path, dest)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".qdrant-")

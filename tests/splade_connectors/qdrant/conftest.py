@@ -190,24 +190,10 @@ def encoded_cache_file(folder: Path, model_dir: Path) -> Path:
 
 
 def _read_beir(folder: Path) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, dict[str, int]]]:
-    docs = []
-    with open(folder / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            docs.append((row["_id"], f"{row['title']}\n{row['text']}" if row.get("title") else row["text"]))
-    qrels: dict[str, dict[str, int]] = {}
-    with open(folder / "qrels" / "test.tsv", encoding="utf-8") as handle:
-        next(handle)
-        for line in handle:
-            qid, did, score = line.rstrip("\n").split("\t")[:3]
-            qrels.setdefault(qid, {})[did] = int(score)
-    queries = {}
-    with open(folder / "queries.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            if row["_id"] in qrels:
-                queries[row["_id"]] = row["text"]
-    return docs, queries, qrels
+    """(id, encoded text) of every document, the judged test queries, and the qrels (the core's BEIR reader)."""
+    data = read_beir_folder(folder)
+    docs = [(doc_id, data.text(doc_id)) for doc_id in data.corpus]
+    return docs, {q: text for q, text in data.queries.items() if q in data.qrels}, data.qrels
 
 
 @pytest.fixture(scope="session")
