@@ -96,8 +96,7 @@ def encoding_identity(encoder: Any, *, with_title: bool) -> EncodingIdentity:
     limit = int(getattr(model, "max_seq_length", 0)) or None
     requested = getattr(options, "max_length", None)
     max_length = min(requested, limit) if requested and limit else (requested or limit)
-    plan = getattr(encoder, "precision", None)  # fp32/bf16/fp16/int8 (int8 keeps an fp32 dtype)
-    dtype = getattr(plan, "precision", None) or getattr(encoder, "dtype", None)
+    dtype = _precision_name(encoder)
     prune = getattr(options, "prune", None)
     return EncodingIdentity(
         model=model_identity(model),
@@ -107,9 +106,25 @@ def encoding_identity(encoder: Any, *, with_title: bool) -> EncodingIdentity:
         prune=f"{prune.rule}={prune.value:g}" if prune is not None else None,
         chunk_tokens=getattr(options, "chunk_tokens", None),
         chunk_stride=getattr(options, "chunk_stride", None),
-        dtype=str(dtype).removeprefix("torch.") if dtype is not None else None,
+        dtype=dtype,
         with_title=with_title,
     )
+
+
+def _precision_name(encoder: Any) -> str | None:
+    """fp32 / bf16 / fp16 / int8: the encoder's precision plan, else its torch dtype by the same name."""
+    plan = getattr(encoder, "precision", None)  # int8 runs with an fp32 dtype: only the plan tells
+    if getattr(plan, "precision", None):
+        return str(plan.precision)
+    dtype = getattr(encoder, "dtype", None)
+    if dtype is None:
+        return None
+    from trainer.precision import parse_precision
+
+    try:
+        return str(parse_precision(dtype))
+    except ValueError:
+        return str(dtype).removeprefix("torch.")
 
 
 def content_hash(doc: Document, identity_key: str) -> str:
