@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from splade_connectors.errors import IngestError, InputError, ResumeError
+from splade_connectors.errors import IngestError, InputError, ResumeError, StoreError
 from splade_connectors.ingest.checkpoint import CheckpointFile, CheckpointState, RunIdentity, check_belongs, verify_store
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import content_hash, encoding_identity
@@ -152,6 +152,10 @@ class _Run:
                 if self.failure:
                     break
                 self.writes.put(self._prepare(pending))
+        except StoreError as exc:  # reading stored hashes failed: stopped like a failed write
+            self._stop_writer(writer)
+            self._finish_after_failure()
+            raise IngestError(f"ingestion stopped: {exc}") from exc
         except BaseException:
             self._stop_writer(writer)
             self._finish_after_failure()
