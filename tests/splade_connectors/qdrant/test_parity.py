@@ -91,7 +91,11 @@ def test_all_test_queries_give_the_exact_top10(full_store: QdrantStore, scifact_
 
 
 def test_server_and_embedded_agree_exactly(tmp_path: Path, request: pytest.FixtureRequest, scifact_full: EncodedCorpus) -> None:
-    """Same engine code in both: ids identical and scores bit-for-bit equal for every query."""
+    """Same engine code in both: the same top 10 with the same float32 scores, up to the order of the float32 sums.
+
+    Scores are equal to the last bit when both collections have the same segment layout; the server's background
+    optimizer may lay segments out differently, which changes the summation order by an ulp or two.
+    """
     live: LiveStore = request.getfixturevalue("qdrant_server_store")
     name = f"parity-pair-{uuid.uuid4().hex[:8]}"
     server = load(QdrantStore(QdrantConfig(url=live.url, api_key=live.api_key, grpc_port=live.grpc_port, collection=name)).open(), scifact_full)
@@ -99,7 +103,14 @@ def test_server_and_embedded_agree_exactly(tmp_path: Path, request: pytest.Fixtu
     try:
         a = server.search_batch(scifact_full.query_vectors, top_k=TOP_K)
         b = embedded.search_batch(scifact_full.query_vectors, top_k=TOP_K)
-        assert [[(h.id, h.score) for h in hits] for hits in a] == [[(h.id, h.score) for h in hits] for hits in b]
+        bit_equal = 0
+        for qid, mine, theirs in zip(scifact_full.query_ids, a, b):
+            assert len(mine) == len(theirs), qid
+            np.testing.assert_allclose([h.score for h in mine], [h.score for h in theirs], rtol=FLOAT32_RTOL, err_msg=qid)
+            for position, (x, y) in enumerate(zip(mine, theirs)):  # ids may only trade places on float32 ties
+                assert x.id == y.id or x.score == pytest.approx(y.score, rel=FLOAT32_RTOL), (qid, position)
+            bit_equal += [(h.id, h.score) for h in mine] == [(h.id, h.score) for h in theirs]
+        print(f"server and embedded engine: bit-equal top-10 for {bit_equal}/{len(a)} queries")
     finally:
         for store in (server, embedded):
             store.drop()
