@@ -22,6 +22,7 @@ from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.records import EncodedDocument
 from tests.live_stores import LiveStore, record_qdrant_backend
 from trainer.encoder import EncodeStats, SpladeEncoder
+from trainer.retrieval.beir import read_beir_folder
 from trainer.sparse import SparseVector, from_csr, to_csr
 
 BACKENDS = ("server", "edge", "local")
