@@ -197,10 +197,11 @@ def main() -> None:
         return
     server = None
     if not args.qdrant_url:
-        from tests.splade_connectors.ingest.qdrant_server import QdrantServer, qdrant_binary, shared_qdrant_xz
+        from splade_connectors.live.qdrant_server import QdrantServer
 
-        server = QdrantServer(qdrant_binary(shared_qdrant_xz(SHARED_DATA)))
-        args.qdrant_url = server.start()
+        server = QdrantServer()  # the native binary: $QDRANT_BINARY, else ../shared/qdrant
+        server.start()
+        args.qdrant_url = server.url
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()},
     }
