@@ -152,13 +152,11 @@ class _Run:
                 if self.failure:
                     break
                 self.writes.put(self._prepare(pending))
-        except StoreError as exc:  # reading stored hashes failed: stopped like a failed write
+        except BaseException as exc:
             self._stop_writer(writer)
             self._finish_after_failure()
-            raise IngestError(f"ingestion stopped: {exc}") from exc
-        except BaseException:
-            self._stop_writer(writer)
-            self._finish_after_failure()
+            if isinstance(exc, StoreError):  # reading stored hashes failed: stopped like a failed write
+                raise IngestError(f"ingestion stopped: {exc}") from exc
             raise
         self._stop_writer(writer)
         if self.failure:
