@@ -70,6 +70,21 @@ class BeirSlice:
     qrels: dict[str, dict[str, int]]
 
 
+def write_beir_folder(
+    folder: Path, docs: dict[str, tuple[str, str]], queries: dict[str, str], qrels: list[tuple[str, str, int]]
+) -> Path:
+    """A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) from {id: (title, text)}, {id: text}, (q, d, grade)."""
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "title": t, "text": x}) + "\n" for d, (t, x) in docs.items()), encoding="utf-8"
+    )
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()), encoding="utf-8")
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, d, g in qrels), encoding="utf-8"
+    )
+    return folder
+
+
 def load_beir_slice(folder: Path, size: int, split: str = "test") -> BeirSlice:
     qrels: dict[str, dict[str, int]] = {}
     with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as handle:

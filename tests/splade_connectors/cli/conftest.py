@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from splade_connectors.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_beir_folder
 
 
 @dataclass(frozen=True)
@@ -163,13 +163,4 @@ QRELS = [("q1", "d1", 2), ("q1", "d4", 1), ("q2", "d2", 1), ("q3", "d3", 1), ("q
 
 @pytest.fixture
 def tiny_beir(tmp_path: Path) -> Path:
-    folder = tmp_path / "tiny"
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": d, "title": t, "text": x}) + "\n" for d, (t, x) in DOCS.items()), encoding="utf-8"
-    )
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()), encoding="utf-8")
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in QRELS), encoding="utf-8"
-    )
-    return folder
+    return write_beir_folder(tmp_path / "tiny", DOCS, QUERIES, QRELS)

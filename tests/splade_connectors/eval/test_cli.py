@@ -10,6 +10,7 @@ import pytest
 from splade_connectors.cli import main
 from splade_connectors.eval.datasets import load_beir_folder
 from splade_connectors.eval.runner import evaluate
+from tests.conftest import write_beir_folder
 from trainer.encoder import SpladeEncoder
 
 DOCS = {
@@ -24,16 +25,7 @@ QRELS = [("q1", "d1", 2), ("q1", "d4", 1), ("q2", "d2", 1), ("q3", "d3", 1)]
 
 @pytest.fixture
 def tiny_beir(tmp_path: Path) -> Path:
-    folder = tmp_path / "tiny"
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": d, "title": t, "text": x}) + "\n" for d, (t, x) in DOCS.items()), encoding="utf-8"
-    )
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()), encoding="utf-8")
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in QRELS), encoding="utf-8"
-    )
-    return folder
+    return write_beir_folder(tmp_path / "tiny", DOCS, QUERIES, QRELS)
 
 
 def test_evaluate_encodes_each_dataset_once(tiny_beir: Path, encoder: SpladeEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
