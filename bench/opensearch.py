@@ -130,6 +130,26 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
             "mean_ms": round(float(ms.mean()), 3)}
 
 
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its direct children (the server's JVM), from /proc."""
+    if pid is None or not Path(f"/proc/{pid}/stat").exists():
+        return float("nan")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [pid] + ([int(c) for c in children.read_text().split()] if children.exists() else [])
+    total = 0.0
+    for each in pids:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def own_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_single(run: Any, queries: list[Any], warmup: int = 20) -> list[float]:
     for q in queries[:warmup]:
         run(q)
@@ -219,19 +239,26 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         url = server.url or ""
         report["opensearch_version"] = server.version
         ours_s, helper_s = [], []
+        cpu: dict[str, list[tuple[float, float]]] = {"ours": [], "helper": []}  # (server, client) CPU seconds per round
         store = None
         client = index = None
         for round_ in range(args.warmup + args.rounds):
             if client is not None:
                 client.indices.delete(index=index)
+            server_cpu, client_cpu = process_cpu_seconds(server.pid), own_cpu_seconds()
             client, index, seconds, outcome = ingest_helper(url, corpus_dec, query_dec)
+            helper_cpu = (process_cpu_seconds(server.pid) - server_cpu, own_cpu_seconds() - client_cpu)
             report["helper_neural_sparse_query"] = outcome
             if store is not None:
                 store.drop()
+            server_cpu, client_cpu = process_cpu_seconds(server.pid), own_cpu_seconds()
             store, ours = ingest_ours(url, docs, vocab, args.batch, "bench-splade")
+            ours_cpu = (process_cpu_seconds(server.pid) - server_cpu, own_cpu_seconds() - client_cpu)
             if round_ >= args.warmup:
                 helper_s.append(seconds)
                 ours_s.append(ours)
+                cpu["helper"].append(helper_cpu)
+                cpu["ours"].append(ours_cpu)
         assert store is not None and client is not None
         report["ingest"] = {
             "ours_docs_per_s": round(len(docs) / statistics.median(ours_s), 1),
@@ -239,6 +266,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             "ours_rounds_s": [round(s, 3) for s in ours_s], "helper_rounds_s": [round(s, 3) for s in helper_s],
             "bulk_writers": store.bulk_writers(), "batch": args.batch,
             "ours_count": store.count(), "helper_count": client.count(index=index)["count"],
+            # the server's and this process' CPU seconds per load (medians): on a small machine the sum, over the
+            # cores, bounds the wall time from below
+            **{f"{side}_{part}_cpu_s": round(statistics.median(c[k] for c in cpu[side]), 3)
+               for side in ("ours", "helper") for k, part in ((0, "server"), (1, "client"))},
         }
         report["ingest"]["speedup"] = round(report["ingest"]["ours_docs_per_s"] / report["ingest"]["helper_docs_per_s"], 3)
         report["query"] = query_round(store, client, index, query_vecs, query_dec)
