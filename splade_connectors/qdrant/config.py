@@ -67,6 +67,11 @@ class QdrantConfig(StoreConfigBase):
     prefer_grpc: bool = Field(False, description="talk gRPC to the server")
     grpc_port: int | None = Field(None, ge=1, le=65535, description="server gRPC port (default 6334)")
     upload_parallel: int = Field(1, ge=1, le=64, description="concurrent upsert requests per written batch (server)")
+    embedded_optimize_every: int | None = Field(
+        50_000, ge=1,
+        description="embedded engine: optimize and flush after this many upserted points (None: only in "
+        "finish_ingest); bounds the in-RAM appendable segment and the WAL during large ingestions",
+    )
 
     @field_validator("payload_indexes")
     @classmethod

@@ -8,7 +8,8 @@ survives the process being killed (the WAL is replayed on the next open).
 
 Differences from the server that the store hides: the engine does not validate input the way the
 server's API layer does (the store only sends valid vectors, and checks dense sizes itself), it
-runs optimizers only when asked (`finish_ingest` flushes and optimizes), and it has no API to
+runs optimizers and flushes only when asked (every `embedded_optimize_every` upserted points, so the in-RAM
+appendable segment and the WAL stay bounded during a large ingestion, and in `finish_ingest`), and it has no API to
 describe its configuration (it is read from `edge_config.json`).
 """
 
@@ -70,6 +71,7 @@ class EdgeEngine:
         self._shard: Any = None
         self._temp_root: Path | None = None
         self.folder: Path | None = None
+        self._unoptimized = 0  # points upserted since the optimizers last ran
 
     def _errors(self, action: str) -> Any:
         return mapped_errors(self.config.describe(), action, edge=True)
@@ -185,6 +187,19 @@ class EdgeEngine:
         edge_points = [self._point(p) for p in points]
         with self._errors(f"upsert of {len(edge_points)} points"):
             self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
+        self._unoptimized += len(edge_points)
+        every = self.config.embedded_optimize_every
+        if every is not None and self._unoptimized >= every:
+            self._optimize()
+
+    def _optimize(self) -> None:
+        """Optimize, then flush: appendable segments (held in RAM) become optimized ones, and the flushed WAL
+        can be truncated. Without both, a large ingestion grows memory and the WAL with the corpus."""
+        with self._errors("optimize and flush"):
+            optimized = self.shard.optimize()
+            self.shard.flush()
+        logger.debug("optimized %s after %d points (%s)", self.config.describe(), self._unoptimized, optimized)
+        self._unoptimized = 0
 
     def delete(self, ids: Sequence[str]) -> None:
         import qdrant_edge as qe
@@ -194,9 +209,7 @@ class EdgeEngine:
 
     def finish_ingest(self) -> None:
         """Persist the segments and run the optimizers (the server does both in the background)."""
-        with self._errors("flush and optimize"):
-            self.shard.flush()
-            self.shard.optimize()
+        self._optimize()
 
     # ---- reads ------------------------------------------------------------------------------------------
     def count(self) -> int:

@@ -3,6 +3,7 @@ on-disk index (server and embedded engine), measured against exact scoring throu
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,3 +125,28 @@ def test_on_disk_embedded_index_survives_reopening(tmp_path: Path, scifact_encod
         before = store.search_batch([query], top_k=5)[0]
     with QdrantStore(QdrantConfig(path=str(tmp_path), collection="ondisk")).open(create=False) as again:
         assert again.search_batch([query], top_k=5)[0] == before and before[0].id == corpus[3]["_id"]
+
+
+def test_embedded_engine_optimizes_during_a_large_ingestion(
+    tmp_path: Path, scifact_encoded: Any, replay_encoder: Callable[[], ReplayEncoder], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The embedded engine only optimizes and flushes when asked: a big ingestion must not grow one in-RAM
+    appendable segment and the WAL to the whole corpus (13.7 GB of RSS at a million points), so the store does
+    both every N points. The periodically optimized collection answers exactly as one optimized once at the end."""
+    corpus = scifact_encoded.slice.corpus[:1200]
+    queries = list(scifact_encoded.query_vectors.values())[:40]
+    results: dict[int | None, Any] = {}
+    optimizations: dict[int | None, int] = {}
+    for every in (None, 400):
+        caplog.clear()
+        config = QdrantConfig(path=str(tmp_path / str(every)), collection="big", embedded_optimize_every=every)
+        with caplog.at_level(logging.DEBUG, logger="splade_connectors.qdrant.edge_engine"), QdrantStore(config) as store:
+            ingest(corpus, replay_encoder(), store, IngestConfig(batch_size=100))
+            optimizations[every] = sum(r.getMessage().startswith("optimized ") for r in caplog.records)
+            assert store.count() == len(corpus)
+            results[every] = store.search_batch(queries, top_k=10)
+    assert optimizations[None] == 1  # in finish_ingest only
+    assert optimizations[400] >= 3  # at least twice during the ingestion, then in finish_ingest
+    for periodic, once in zip(results[400], results[None]):  # equal up to float32 summation order
+        assert [h.id for h in periodic] == [h.id for h in once]
+        assert [h.score for h in periodic] == pytest.approx([h.score for h in once], rel=1e-5)
