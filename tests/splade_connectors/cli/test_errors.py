@@ -205,6 +205,9 @@ def test_ctrl_c_during_ingestion(tmp_path: Path, scifact_dir: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "splade_connectors.cli", *args], cwd=tmp_path, env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a shell's background job (`cmd &`, nohup) starts with SIGINT ignored, which the
+        # child would inherit (and Python then installs no KeyboardInterrupt handler)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 300
@@ -218,6 +221,9 @@ def test_ctrl_c_during_ingestion(tmp_path: Path, scifact_dir: Path) -> None:
             process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err
-    assert [line for line in err.splitlines() if line.strip()] == ["error: interrupted"]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1] == "error: interrupted"
+    # one error line; anything before it is a log warning of the run (e.g. documents truncated at 512 tokens)
+    assert all(" WARNING " in line for line in lines[:-1]), lines
     assert checkpoint.exists() and json.loads(checkpoint.read_text(encoding="utf-8"))["records_done"] > 0
 
