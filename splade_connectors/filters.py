@@ -80,7 +80,7 @@ def field_matches(filter: Mapping[str, Any]) -> list[FieldMatch]:
     metadata; `metadata.x` is the same as `x`).
 
     Values are str, int or bool (or a non-empty list of them) and are matched as that type: the
-    CLI's `--filter year=2020` gives `[ "2020", 2020]` to match a string or an integer field, and its
+    CLI's `--filter year=2020` gives `["2020", 2020]` to match a string or an integer field, and its
     `FIELD:int=` / `:str=` / `:bool=` forms give one type. (Qdrant compares types strictly; OpenSearch
     also converts a value to the field's mapped type, so `"2020"` finds an integer 2020 there too.)
     Document ids are strings: a number or boolean given for `doc_id` means its text (`4983` ->
