@@ -42,6 +42,7 @@ from trainer.model import SpladeModel, resolve_device
 from trainer.pooling import VocabProjection
 from trainer.precision import PrecisionPlan, build_projection, resolve_precision
 from trainer.pruning import Pruning
+from trainer.quantization import quantize_linears
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -122,12 +123,19 @@ class SpladeEncoder:
         query_options: EncodeOptions | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.precision: PrecisionPlan = resolve_precision(self.device, dtype)
+        plan = resolve_precision(self.device, dtype)
+        if plan.measure:
+            from trainer.probe import fastest_precision
+
+            plan = fastest_precision(model, self.device)
+        self.precision: PrecisionPlan = plan
         self.dtype = self.precision.dtype
         decoder = model.output_embeddings
         bias = getattr(decoder, "bias", None)
         fp32_bias = None if bias is None else bias.detach().to(device=self.device, dtype=torch.float32, copy=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        if plan.int8_body:  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
+            quantize_linears(self.model.mlm, skip=self.model.output_embeddings)
         self._projection = build_projection(self.model.output_embeddings.weight, fp32_bias, self.precision)
         logger.info("encoding on %s in %s (%s)", self.device, self.precision.precision, self.precision.reason)
         self.options = options or EncodeOptions()
