@@ -37,7 +37,6 @@ import re
 import shutil
 import sys
 import tempfile
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
