@@ -1,7 +1,7 @@
 """The verbs every local server has: ``fetch | run | start | stop``, each with its own ``--help``.
 
 One `ServerCommands` per server kind serves both entry points: ``python -m splade_connectors.live.<module>``
-(`main`, `script`) and ``splade-connectors <kind>-server`` (`add_verbs` on the command's parser, `run`).
+(`main`, `script`) and ``splade-connectors <kind>-server`` (`register`, which the CLI shims are).
 Failures are `ServerError` (a `SpladeError`): the ``splade-connectors`` command prints them as one
 ``error:`` line with exit code 2, and so does `script`.
 """
@@ -29,9 +29,7 @@ VERBS = ("fetch", "run", "start", "stop")
 class ServerCommands:
     """The four verbs for one kind of server; the callables say what is specific to it."""
 
-    server_class: type[ManagedServer]  # its module's docstring is the description
-    command: str  # ``splade-connectors <command>``
-    command_help: str  # its line in ``splade-connectors --help``
+    server_class: type[ManagedServer]  # its module's docstring is the description, its first line the help
     fetch_help: str  # what ``fetch`` does for this kind
     add_options: Callable[[argparse.ArgumentParser, str], None]  # (verb's parser, verb): its own options
     fetch: Callable[[argparse.Namespace], Path]  # download or unpack; the path it prints
@@ -45,12 +43,24 @@ class ServerCommands:
 
     @property
     def description(self) -> str:
+        """The server module's docstring (what it runs, where from, its environment)."""
         return sys.modules[self.server_class.__module__].__doc__ or ""
+
+    @property
+    def summary(self) -> str:
+        """The docstring's first line, as a line of ``splade-connectors --help``."""
+        first = self.description.split("\n", 1)[0].rstrip(".")
+        return first[:1].lower() + first[1:]
+
+    @property
+    def command(self) -> str:
+        """``splade-connectors <command>``: ``opensearch-server``, ``qdrant-server``."""
+        return f"{self.server_class.kind.lower()}-server"
 
     def register(self, subparsers: Any) -> None:
         """Add ``splade-connectors <command>`` with the four verbs; `cli.main` runs it and reports its errors."""
         parser = subparsers.add_parser(
-            self.command, help=self.command_help, description=self.description,
+            self.command, help=self.summary, description=self.description,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         self.add_verbs(parser)

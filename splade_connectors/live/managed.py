@@ -215,6 +215,9 @@ class ManagedServer(ABC):
             except PortClash:
                 log.warning("%s port clash on attempt %d of %d", self.kind, attempt, attempts)
                 continue
+            except BaseException:
+                self.stop()  # a crash, a hang, Ctrl-C: nothing half-started is left behind
+                raise
             return self.url
         where = self.url
         self.stop()
@@ -227,17 +230,20 @@ class ManagedServer(ABC):
         assert self.run_dir is not None
         log_path = self.run_dir / self.log_name
         offset = log_path.stat().st_size if log_path.exists() else 0
-        with log_path.open("ab") as out:
-            self._proc = subprocess.Popen(
-                launch.argv, cwd=self.run_dir, env=launch.env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=launch.preexec,  # noqa: PLW1509
-            )
+        try:
+            with log_path.open("ab") as out:
+                self._proc = subprocess.Popen(
+                    launch.argv, cwd=self.run_dir, env=launch.env, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=launch.preexec,  # noqa: PLW1509
+                )
+        except OSError as exc:  # not executable, no such file
+            raise ServerError(f"cannot start {self.kind}: {exc}") from exc
         atexit.register(self.stop)  # a server left running by a crashed caller
         log.debug("spawned %s pid %d: %s", self.kind, self._proc.pid, launch.argv)
         return offset
 
     def _wait_ready(self, started: float, log_offset: int) -> None:
-        """Poll `_is_ready` until the deadline; raise `PortClash`, or stop and raise `ServerError` with the log tail."""
+        """Poll `_is_ready` until the deadline; `PortClash`, or `ServerError` with the log tail if it dies or hangs."""
         assert self._proc is not None and self.log_file is not None
         log_file = self.log_file
         while time.monotonic() - started < self.startup_timeout:
@@ -246,7 +252,6 @@ class ManagedServer(ABC):
                 self._reap()
                 if any(marker in tail.lower() for marker in self.clash_markers):
                     raise PortClash()
-                self.stop()
                 raise ServerError(f"{self.kind} exited with {self.returncode} during startup; log tail:\n{tail}")
             if self._is_ready():
                 self.startup_seconds = time.monotonic() - started
@@ -254,9 +259,7 @@ class ManagedServer(ABC):
                 log.info("%s ready", self.describe())
                 return
             time.sleep(self.poll_interval)
-        tail = log_tail(log_file, since=log_offset)
-        self.stop()
-        raise ServerError(f"{self.kind} not ready after {self.startup_timeout:.0f}s; log tail:\n{tail}")
+        raise ServerError(f"{self.kind} not ready after {self.startup_timeout:.0f}s; log tail:\n{log_tail(log_file, since=log_offset)}")
 
     def _reap(self) -> None:
         """Forget a process that has exited, and kill what is left of its group."""

@@ -32,7 +32,6 @@ from splade_connectors.live.maven import Artifact, fetch_artifact
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VERSION = "2.19.3"
 # Bump when the assembly recipe changes, so old caches are not reused.
 RECIPE_REVISION = 1
 MARKER_FILE = ".assembled.json"
@@ -182,7 +181,7 @@ def _assemble(version: str, dest: Path) -> None:
     (dest / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
-def ensure_distribution(version: str = DEFAULT_VERSION) -> Path:
+def ensure_distribution(version: str) -> Path:
     """The assembled distribution dir of ``version``, downloaded and assembled the first time."""
     target = distribution_dir(version)
     if _is_assembled(target):

@@ -1,6 +1,6 @@
-"""A real single-node OpenSearch without Docker: `NativeOpenSearch`, run from the tree assembled from Maven Central.
+"""Fetch and run a real single-node OpenSearch assembled from Maven Central (no Docker; for tests and local use).
 
-The distribution comes from `opensearch_distribution` (cached under
+`NativeOpenSearch` runs it. The distribution comes from `opensearch_distribution` (cached under
 ``${SPLADE_CONNECTORS_CACHE:-~/.cache/splade-connectors}/opensearch/<version>-<recipe hash>/``), the JDK
 from `jdk` (``OPENSEARCH_JAVA_HOME``, else a compatible JDK under ``/usr/lib/jvm``, else PATH), and when
 the caller is root the JVM runs as an unprivileged user (`opensearch_user`). Each run gets a fresh
@@ -45,7 +45,7 @@ from splade_connectors.errors import ConfigError
 from splade_connectors.live.commands import ServerCommands
 from splade_connectors.live.jdk import find_java_home, java_major
 from splade_connectors.live.managed import Launch, ManagedServer, free_port
-from splade_connectors.live.opensearch_distribution import DEFAULT_VERSION, ensure_distribution
+from splade_connectors.live.opensearch_distribution import ensure_distribution
 from splade_connectors.live.opensearch_user import chown_tree, launch_prefix, link_tree, run_as_user
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+DEFAULT_VERSION = "2.19.3"  # also pinned in docker-compose.test.yml
 DEFAULT_HEAP = "512m"  # fits the test suite's indices (a few thousand documents each)
 HEAP_ENV = "SPLADE_CONNECTORS_OPENSEARCH_HEAP"
 VERSION_ENV = "SPLADE_CONNECTORS_OPENSEARCH_VERSION"
@@ -277,8 +278,6 @@ def _add_options(parser: argparse.ArgumentParser, verb: str) -> None:
 
 COMMANDS = ServerCommands(
     server_class=NativeOpenSearch,
-    command="opensearch-server",
-    command_help="fetch/run a real single-node OpenSearch assembled from Maven Central (for tests and local use)",
     fetch_help="download and assemble the distribution into the cache, print its path",
     add_options=_add_options,
     fetch=lambda args: ensure_distribution(args.version),

@@ -1,6 +1,6 @@
-"""A real Qdrant server (the native binary, no Docker) on 127.0.0.1 for tests, benchmarks and local use.
+"""Run a real Qdrant server from the native binary ($QDRANT_BINARY or ../shared/qdrant; no Docker; for tests and local use).
 
-The binary is found and unpacked by `qdrant_binary` (``$QDRANT_BINARY``, else ``../shared/qdrant/``).
+`QdrantServer` runs it on 127.0.0.1. The binary is found and unpacked by `qdrant_binary` (``$QDRANT_BINARY``, else ``../shared/qdrant/``).
 Each server gets free HTTP and gRPC ports and a run folder (``config.yaml``, ``storage/``,
 ``snapshots/``, ``server.log``) that ``stop()`` deletes unless the storage folder was given by the caller.
 An API key is passed through the environment (``QDRANT__SERVICE__API_KEY``), never written to a file.
@@ -33,7 +33,6 @@ import os
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -142,7 +141,7 @@ class QdrantServer(ManagedServer):
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=2.0) as response:
                 return bool(response.status == 200)
-        except (OSError, urllib.error.HTTPError):
+        except OSError:  # refused, or an HTTP error status
             return False
 
     def _on_ready(self) -> None:
@@ -189,8 +188,6 @@ def _server(args: argparse.Namespace, tie_to_parent: bool) -> QdrantServer:
 
 COMMANDS = ServerCommands(
     server_class=QdrantServer,
-    command="qdrant-server",
-    command_help="run a real Qdrant server from the native binary ($QDRANT_BINARY or ../shared/qdrant) for tests and local use",
     fetch_help="decompress the binary into the cache and print its path",
     add_options=_add_options,
     fetch=lambda args: ensure_binary(args.binary),

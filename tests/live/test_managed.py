@@ -180,6 +180,20 @@ def test_a_server_that_does_not_answer_in_time_is_stopped() -> None:
     assert server.pid is None and server.run_dir is None
 
 
+class NotExecutable(ToyServer):
+    def _launch(self, tie: bool) -> Launch:
+        super()._launch(tie)
+        assert self.run_dir is not None
+        return Launch([str(self.run_dir / "toy.py")], {})  # written without the executable bit
+
+
+def test_a_server_that_cannot_be_spawned_is_a_server_error_and_leaves_nothing_behind() -> None:
+    server = NotExecutable()
+    with pytest.raises(ServerError, match=r"cannot start Toy: \[Errno 13\] Permission denied"):
+        server.start()
+    assert server.run_dir is None and server.pid is None
+
+
 def test_a_second_start_while_running_is_refused() -> None:
     with ToyServer() as server, pytest.raises(ServerError, match="already running: Toy 0.1 at"):
         server.start()
