@@ -198,7 +198,7 @@ class ManagedServer(ABC):
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self, attempts: int = 3) -> str:
-        """Start on free ports (new ones after a port clash) and wait until it answers; returns the URL.
+        """Start on the ports `_choose_ports` gives (again after a port clash) and wait until it answers; returns the URL.
 
         A server that dies (other than by a port clash) or does not answer within ``startup_timeout`` is
         stopped (its run folder deleted) and `ServerError` carries the tail of its log.
