@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.errors import IngestError, InputError, ResumeError
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import EncodingIdentity, content_hash, encoding_identity
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DenseEncoder",
+    "DocumentEncoder",
     "EncodingIdentity",
     "FieldMap",
     "IngestConfig",
@@ -60,7 +62,7 @@ __all__ = [
 
 def ingest(
     documents: Iterable[Mapping[str, Any] | Document],
-    encoder: Any,
+    encoder: DocumentEncoder,
     store: SparseStore,
     config: IngestConfig | None = None,
     *,
@@ -74,7 +76,7 @@ def ingest(
 
 def ingest_file(
     path: str | Path,
-    encoder: Any,
+    encoder: DocumentEncoder,
     store: SparseStore,
     config: IngestConfig | None = None,
     *,
