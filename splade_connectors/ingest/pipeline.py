@@ -24,10 +24,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.errors import IngestError, InputError, ResumeError, StoreError
 from splade_connectors.ingest.checkpoint import CheckpointFile, CheckpointState, RunIdentity, check_belongs, verify_store
 from splade_connectors.ingest.config import IngestConfig
-from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.ingest.identity import run_identity, stored_hash
 from splade_connectors.ingest.incremental import SourceIdSet, Status, classify, delete_missing
 from splade_connectors.ingest.isolation import encode_isolating, write_isolating
