@@ -5,7 +5,8 @@
   imported only when called).
 Both validate with the same rules, isolate records the encoder or the store refuses, store a
 content hash per document (`skip_unchanged`), can delete documents gone from the source
-(`delete_missing`), and return one `IngestReport`.
+(`delete_missing`), and return one `IngestReport`. The encoder is any `DocumentEncoder`
+(`splade_connectors.encoding`); skip-unchanged, checkpoints and delete-missing need its `identity()`.
 """
 
 from __future__ import annotations
