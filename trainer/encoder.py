@@ -38,6 +38,7 @@ from tokenizers import Tokenizer
 
 from trainer.chunking import max_merge, window_overlap
 from trainer.errors import ConfigError, SpladeError
+from trainer.identity import EncoderIdentity, encoder_identity
 from trainer.model import SpladeModel, resolve_device
 from trainer.pooling import VocabProjection
 from trainer.precision import PrecisionPlan, build_projection, resolve_precision
@@ -165,6 +166,10 @@ class SpladeEncoder:
     def projection(self) -> VocabProjection:
         """The vocabulary projection this encoder pools with (dense in the model's dtype, or int8)."""
         return self._projection
+
+    def identity(self) -> EncoderIdentity:
+        """What this encoder's document vectors are made from (`trainer.identity`): equal identities, equal vectors."""
+        return encoder_identity(self.model, self.options, self.precision.precision)
 
     def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
         return self.encode(texts, role="query", **overrides)

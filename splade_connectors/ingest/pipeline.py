@@ -24,10 +24,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.errors import IngestError, InputError, ResumeError, StoreError
 from splade_connectors.ingest.checkpoint import CheckpointFile, CheckpointState, RunIdentity, check_belongs, verify_store
 from splade_connectors.ingest.config import IngestConfig
-from splade_connectors.ingest.identity import content_hash, encoding_identity
+from splade_connectors.ingest.identity import run_identity, stored_hash
 from splade_connectors.ingest.incremental import SourceIdSet, Status, classify, delete_missing
 from splade_connectors.ingest.isolation import encode_isolating, write_isolating
 from splade_connectors.ingest.report import IngestReport
@@ -65,7 +66,7 @@ class IngestPipeline:
 
     def __init__(
         self,
-        encoder: object,
+        encoder: DocumentEncoder,
         store: SparseStore,
         config: IngestConfig | None = None,
         *,
@@ -91,8 +92,8 @@ class _Run:
         self.config = config = pipeline.config
         self.source_name = source_name
         self.report = IngestReport(max_invalid_kept=config.max_invalid_kept)
-        self.identity = encoding_identity(pipeline.encoder, with_title=config.with_title)
-        self.identity_key = self.identity.key()
+        self.identity = run_identity(pipeline.encoder, config)  # ConfigError when the run needs one the encoder lacks
+        self.identity_key = self.identity.key() if self.identity is not None else None
         self.checkpoint = CheckpointFile(config.checkpoint)
         self.source_ids: SourceIdSet | None = None
         self.consumed = 0
@@ -261,7 +262,7 @@ class _Run:
         if not pending.docs:
             return _WriteJob([], [], [], pending.records_done)
         config, report = self.config, self.report
-        docs = [d.model_copy(update={"content_hash": content_hash(d, self.identity_key)}) for d in pending.docs]
+        docs = [d.model_copy(update={"content_hash": stored_hash(d, self.identity_key)}) for d in pending.docs]
         in_flight = {k: v for batch in self.in_flight for k, v in batch.items()}
         statuses = classify(
             self.store, [d.id for d in docs], [d.content_hash or "" for d in docs],
