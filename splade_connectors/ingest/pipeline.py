@@ -35,7 +35,6 @@ from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, EncodedDocument
 from splade_connectors.store import SparseStore
 
-
 DenseEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
 
 
