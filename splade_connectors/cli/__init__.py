@@ -1,5 +1,9 @@
 """The `splade-connectors` command line: one module per command, registered here.
 
+Commands share options and output through their own modules, never through each other: `values`
+(option value types), `model` (model and encoding options), `datasets` (eval/tune datasets),
+`stores` (store options), `output` (JSON, tables, reports, progress bars).
+
 Errors are reported in one place, `main`, one way: a single `error: ...` line on stderr and exit
 code 2 for anything the user can act on (a bad option value, unusable input, a store that is
 unreachable, refuses the credentials or lacks the collection: every `SpladeError`, and file-system
