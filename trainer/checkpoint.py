@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from trainer.errors import SpladeError
 
 logger = logging.getLogger(__name__)

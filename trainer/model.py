@@ -18,8 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.pooling import DenseProjection, VocabProjection, max_over_tokens, pool_max, pool_sum
-from trainer.precision import resolve_precision
 from trainer.checkpoint import (
     ROUTER_QUERY_DIR,
     ROUTER_TRANSFORMER_DIR,
@@ -31,6 +29,8 @@ from trainer.checkpoint import (
     write_layout,
     write_router_layout,
 )
+from trainer.pooling import DenseProjection, VocabProjection, max_over_tokens, pool_max, pool_sum
+from trainer.precision import resolve_precision
 from trainer.static import SparseStaticEmbedding
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,11 @@ class SpladeModel(nn.Module):
         self.mlm.save_pretrained(str(transformer_dir))
         self.tokenizer.save_pretrained(str(transformer_dir))
         versions = {"pytorch": torch.__version__, "transformers": transformers.__version__}
-        layout = dict(
+        if self.query_static is not None:
+            self.query_static.save(directory / ROUTER_QUERY_DIR)
+        write = write_router_layout if self.query_static is not None else write_layout
+        write(
+            directory,
             pooling=self.pooling,
             max_seq_length=self.max_seq_length,
             do_lower_case=self.do_lower_case,
@@ -184,11 +188,6 @@ class SpladeModel(nn.Module):
             vocab_size=self.vocab_size,
             versions=versions,
         )
-        if self.query_static is not None:
-            self.query_static.save(directory / ROUTER_QUERY_DIR)
-            write_router_layout(directory, **layout)  # type: ignore[arg-type]
-        else:
-            write_layout(directory, **layout)  # type: ignore[arg-type]
         return directory
 
     # ---- vocabulary ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from trainer.errors import SpladeError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -45,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args)
     with open_store(store_config("qdrant", collection="demo")) as store:
         report = ingest_file(args.corpus, encoder, store)
-        stored = store.count()
         results = search(store, encoder, queries, top_k=args.top_k, explain=True, explain_terms=args.terms)
     seconds = time.perf_counter() - started
     if args.json:

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from splade_connectors.cli.common import add_model_options, load_encoder, positive_int, print_json, progress_bar
-from splade_connectors.cli.stores import add_opensearch_options, add_qdrant_options, opensearch_options, opensearch_url, qdrant_options
+from splade_connectors.cli.stores import (
+    add_opensearch_options,
+    add_qdrant_options,
+    opensearch_options,
+    opensearch_url,
+    qdrant_options,
+)
 from splade_connectors.errors import ConfigError
 
 logger = logging.getLogger(__name__)

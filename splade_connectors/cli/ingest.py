@@ -16,7 +16,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from splade_connectors.cli.common import add_model_options, encode_options, load_encoder, positive_float, positive_int, print_json, progress_bar
+from splade_connectors.cli.common import (
+    add_model_options,
+    encode_options,
+    load_encoder,
+    positive_float,
+    positive_int,
+    print_json,
+    progress_bar,
+)
 from splade_connectors.cli.stores import add_store_options, open_store_from_args, store_config_from_args
 from splade_connectors.errors import ConfigError, IngestError, config_error
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file

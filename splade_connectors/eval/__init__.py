@@ -16,8 +16,8 @@ from splade_connectors.eval.datasets import (
     load_nanobeir_export,
     load_retrieval_dataset,
 )
-from trainer.retrieval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
 from splade_connectors.eval.runner import EvaluationReport, evaluate
+from trainer.retrieval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
 
 __all__ = [
     "NANOBEIR_NAMES",

@@ -16,6 +16,7 @@ from typing import Any
 from splade_connectors.eval.backends import Backend, Ranking, build_backends
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.eval.encoding import EncodedDataset, Progress, encode_dataset
+from trainer.encoder import SpladeEncoder
 from trainer.retrieval.metrics import (
     GRADED_NDCG_AT_K,
     Metrics,
@@ -25,7 +26,6 @@ from trainer.retrieval.metrics import (
     required_depth,
     retrieval_metrics,
 )
-from trainer.encoder import SpladeEncoder
 
 logger = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.eval.backends import ExactBackend, StoreFactory, collection_name
 from splade_connectors.eval.encoding import EncodedDataset
-from trainer.retrieval.metrics import SparsityCounts, required_depth
 from splade_connectors.eval.runner import pad_ranking, score_ranking
-from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.retry import RetryPolicy
 from trainer.pruning import PRUNE_RULES, Pruning, prune_all
+from trainer.retrieval.metrics import SparsityCounts, required_depth
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -292,7 +292,7 @@ class QdrantServer:
             self._proc = subprocess.Popen(
                 [str(self.binary), "--config-path", str(config), "--disable-telemetry"],
                 cwd=self.run_dir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_tie_to_parent if tie else None,  # noqa: PLW1509
+                start_new_session=True, preexec_fn=_tie_to_parent if tie else None,  # noqa: PLW1509 - the child only makes one prctl call
             )
         log.debug("spawned Qdrant pid %d on ports %d/%d", self._proc.pid, self.http_port, self.grpc_port)
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from splade_connectors.errors import StoreError
 from splade_connectors.opensearch.features import FeatureCodec, compact_weights
 from splade_connectors.opensearch.two_phase import TwoPhase
-from splade_connectors.errors import StoreError
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)

@@ -162,7 +162,7 @@ def mapped_errors(where: str, action: str, secrets: Iterable[str] = (), *, edge:
         raise
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - pyo3's PanicException is a BaseException
+    except BaseException as exc:  # pyo3's PanicException is a BaseException
         mapped = translate(exc, where, action, edge=edge)
         secret_list = [s for s in secrets if s]
         if secret_list and mapped is not exc:

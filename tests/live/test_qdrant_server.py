@@ -97,4 +97,4 @@ def test_every_pin_names_the_same_qdrant_version(qdrant_server_store: object) ->
     assert QDRANT_IMAGE == f"qdrant/qdrant:v{QDRANT_VERSION}"
     compose = (REPO_ROOT / "docker-compose.test.yml").read_text(encoding="utf-8")
     assert re.findall(r"image:\s*qdrant/qdrant:v(\S+)", compose) == [QDRANT_VERSION]
-    assert getattr(qdrant_server_store, "version") == QDRANT_VERSION  # the server this session runs on
+    assert qdrant_server_store.version == QDRANT_VERSION  # the server this session runs on

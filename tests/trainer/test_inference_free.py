@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.inference_free import build_st_router, scifact_idf as scifact_idf_weights
 from trainer.checkpoint import CheckpointError
 from trainer.encoder import SpladeEncoder
 from trainer.model import SpladeModel
 from trainer.sparse import SparseVector
 from trainer.static import SparseStaticEmbedding
-from tests.inference_free import build_st_router, scifact_idf as scifact_idf_weights
 
 from .test_parity import PARITY_TEXTS
 
@@ -49,7 +49,7 @@ def st_router_dir(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: P
 
 
 @pytest.fixture(scope="module")
-def st_router(st_router_dir: Path) -> "st.SparseEncoder":
+def st_router(st_router_dir: Path) -> st.SparseEncoder:
     return st.SparseEncoder(str(st_router_dir), device="cpu")
 
 
@@ -72,7 +72,7 @@ def test_router_checkpoint_is_inference_free(ours: SpladeEncoder) -> None:
     assert ours.model.query_static.frozen and ours.model.pooling.pooling_strategy == "max"
 
 
-def test_query_vectors_identical(ours: SpladeEncoder, st_router: "st.SparseEncoder", scifact_slice) -> None:  # type: ignore[no-untyped-def]
+def test_query_vectors_identical(ours: SpladeEncoder, st_router: st.SparseEncoder, scifact_slice) -> None:  # type: ignore[no-untyped-def]
     texts = QUERIES + list(scifact_slice.queries.values())[:50]
     assert_identical(ours.encode_queries(texts), st_router.encode_query(texts, convert_to_tensor=True))
     assert ours.stats.truncated == [QUERIES.index(QUERIES[-1])]
@@ -82,7 +82,7 @@ def test_query_vectors_identical(ours: SpladeEncoder, st_router: "st.SparseEncod
     assert vitamin[vitamin_id] == pytest.approx(float(weights[vitamin_id]))  # presence x weight, not a count
 
 
-def test_document_vectors_identical(ours: SpladeEncoder, st_router: "st.SparseEncoder", scifact_slice) -> None:  # type: ignore[no-untyped-def]
+def test_document_vectors_identical(ours: SpladeEncoder, st_router: st.SparseEncoder, scifact_slice) -> None:  # type: ignore[no-untyped-def]
     texts = PARITY_TEXTS + [d["text"] for d in scifact_slice.corpus[:30]]
     assert_identical(ours.encode_documents(texts), st_router.encode_document(texts, convert_to_tensor=True, batch_size=8))
 
@@ -98,7 +98,7 @@ def test_queries_need_no_model_forward(ours: SpladeEncoder, monkeypatch: pytest.
         ours.encode_documents(["documents still use the MLM"])
 
 
-def test_save_and_load_both_ways(ours: SpladeEncoder, st_router: "st.SparseEncoder", tmp_path: Path) -> None:
+def test_save_and_load_both_ways(ours: SpladeEncoder, st_router: st.SparseEncoder, tmp_path: Path) -> None:
     texts = PARITY_TEXTS[:4] + QUERIES[:3]
     saved = ours.model.save(tmp_path / "ours")
     assert json.loads((saved / "modules.json").read_text())[0]["type"].endswith("Router")
@@ -115,7 +115,7 @@ def test_save_and_load_both_ways(ours: SpladeEncoder, st_router: "st.SparseEncod
 
 
 def test_opensearch_doc_only_layout(
-    trained_model_dir: Path, scifact_idf: torch.Tensor, st_router: "st.SparseEncoder", tmp_path: Path
+    trained_model_dir: Path, scifact_idf: torch.Tensor, st_router: st.SparseEncoder, tmp_path: Path
 ) -> None:
     """An MLM directory with an idf.json (OpenSearch's doc-only models) loads inference-free, same vectors."""
     directory = tmp_path / "doc-only"

@@ -152,7 +152,7 @@ def test_int8_projection_is_close_to_fp32(features: CpuFeatures | None) -> None:
 @needs_int8
 def test_int8_sum_pooling_is_close_to_fp32() -> None:
     hidden, mask, weight, bias = (t.float() if t.is_floating_point() else t for t in _batch(4, vocab=1500, width=128))
-    relu = lambda x: activate(x, "relu")  # noqa: E731
+    relu = lambda x: activate(x, "relu")
     exact = pool_sum(DenseProjection(weight, bias), hidden, mask, relu)
     approx = pool_sum(Int8Projection(weight, bias), hidden, mask, relu, 1 << 12)
     torch.testing.assert_close(approx, exact, rtol=0.05, atol=0.05 * float(exact.abs().amax()))

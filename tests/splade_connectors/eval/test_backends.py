@@ -11,10 +11,10 @@ import pytest
 
 from splade_connectors.eval.backends import ExactBackend, StoreBackend
 from splade_connectors.eval.encoding import EncodedDataset
-from trainer.retrieval.metrics import SPARSITY_KEYS
 from splade_connectors.eval.report import markdown_table, write_all
 from splade_connectors.eval.runner import EvaluationReport, evaluate_encoded
 from tests.conftest import BeirSlice
+from trainer.retrieval.metrics import SPARSITY_KEYS
 
 OPENSEARCH_NDCG_BOUND = 0.01  # rank_features keeps ~9 significant bits (<= 0.4% per weight)
 

@@ -14,8 +14,8 @@ import pytest
 
 from splade_connectors.cli import main
 from splade_connectors.eval.datasets import load_beir_folder
-from trainer.retrieval.metrics import SPARSITY_KEYS
 from tests.inference_free import build_st_router, scifact_idf
+from trainer.retrieval.metrics import SPARSITY_KEYS
 
 st = pytest.importorskip("sentence_transformers")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from splade_connectors.errors import ConfigError
 from splade_connectors.eval.backends import ExactBackend, store_factory
 from splade_connectors.eval.encoding import EncodedDataset
 from splade_connectors.eval.runner import evaluate_encoded
@@ -21,7 +22,6 @@ from splade_connectors.eval.tune import (
     tune,
     write_all,
 )
-from splade_connectors.errors import ConfigError
 from trainer.pruning import Pruning, prune_all
 
 SETTINGS = "top_k=16,top_k=64,top_k=128,max_ratio=0.2,alpha_mass=0.9,abs_value=0.5"

@@ -75,7 +75,7 @@ def make_config(store_kind: str, live_target: Any, vocabulary: list[str]) -> Ite
         try:
             store.open(create=True)
             store.drop()
-        except Exception:  # noqa: BLE001 - best-effort cleanup of a test collection
+        except Exception:  # best-effort cleanup of a test collection
             pass
         finally:
             store.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import uuid
-from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest

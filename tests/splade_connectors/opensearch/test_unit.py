@@ -381,7 +381,7 @@ def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.M
 def test_feature_json_reads_back_to_the_same_vectors(vocabulary: list[str]) -> None:
     rng = np.random.default_rng(11)
     vectors = [SparseVector.empty()]
-    for n in range(60):
+    for _ in range(60):
         ids = np.sort(rng.choice(30522, size=int(rng.integers(1, 400)), replace=False))
         vectors.append(SparseVector(ids, (rng.lognormal(-1, 2, ids.size) + 1e-6).astype(np.float32)))
     quote, backslash = vocabulary.index('"'), vocabulary.index("\\")

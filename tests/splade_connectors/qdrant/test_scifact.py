@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.explain import explain_ids
-from splade_connectors.search import explain_results
+from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.qdrant import QdrantStore
+from splade_connectors.search import explain_results
 from tests.splade_connectors.qdrant.conftest import QdrantTarget, ReplayEncoder
 from trainer.sparse import to_csr
 

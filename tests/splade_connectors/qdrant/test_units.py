@@ -7,11 +7,11 @@ import pytest
 from qdrant_client import models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from splade_connectors.errors import AuthenticationError, StoreLockedError
 from splade_connectors.qdrant import QdrantConfig, build_filter
 from splade_connectors.qdrant.errors import translate
-from splade_connectors.retry import is_transient
 from splade_connectors.qdrant.hybrid import fusion_query
-from splade_connectors.errors import AuthenticationError, StoreLockedError
+from splade_connectors.retry import is_transient
 from splade_connectors.store import ConfigMismatchError, StoreError, TransientStoreError
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.model import SpladeModel
 from tests.conftest import shared_data_dir
+from trainer.model import SpladeModel
 from trainer.models import ShippedModelMissing, shipped_model_dir
 
 DATA_ROOT = shared_data_dir()

@@ -127,6 +127,6 @@ def test_run_training_from_config_with_builtin_eval(tmp_path: Path, tiny_model_f
     final = run_training(config)
     assert (final / "config_sentence_transformers.json").is_file()
     assert (tmp_path / "out" / "training_config.json").is_file()
-    evals = [json.loads(l) for l in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+    evals = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     assert [e["step"] for e in evals] == [0, 3] and all(0.0 <= e["ndcg@10"] <= 1.0 for e in evals)
     assert [p.name for p in list_checkpoints(tmp_path / "out")] == ["checkpoint-2"]
