@@ -22,7 +22,7 @@ import logging
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 
@@ -39,7 +39,7 @@ PRECISION_NAMES: dict[str, Precision] = {
     "int8": "int8", "qint8": "int8",
     "fp64": "fp64", "float64": "fp64", "double": "fp64",
 }
-AUTO = "auto"
+AUTO: Final = "auto"
 _DTYPES: dict[Precision, torch.dtype] = {
     "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32, "fp64": torch.float64,
 }
@@ -144,16 +144,16 @@ def resolve_precision(
     if device.type == "cuda":
         if requested == "int8":
             raise ValueError("dtype 'int8' is a CPU option (int8 vocabulary projection); on CUDA use bf16 or fp16")
-        if requested in (None, AUTO):
+        if requested is None or requested == AUTO:
             bf16 = torch.cuda.is_bf16_supported()
             return PrecisionPlan("bf16" if bf16 else "fp16", "CUDA default: " + ("bf16 supported" if bf16 else "no bf16, fp16"))
-        return PrecisionPlan(requested, "requested")  # type: ignore[arg-type]
+        return PrecisionPlan(requested, "requested")
     if device.type != "cpu":
-        if requested in (None, AUTO):
+        if requested is None or requested == AUTO:
             return PrecisionPlan("fp32", f"default on {device.type}")
         if requested == "int8":
             raise ValueError(f"dtype 'int8' is a CPU option; not available on {device.type}")
-        return PrecisionPlan(requested, "requested")  # type: ignore[arg-type]
+        return PrecisionPlan(requested, "requested")
     cpu = features or cpu_features()
     if requested is None:
         return PrecisionPlan("fp32", "CPU default: exact fp32")
