@@ -106,7 +106,7 @@ def read_layout(directory: Path) -> SparseEncoderLayout:
     kinds = {_short(m.get("type")) for m in modules}
     if not kinds & {"SpladePooling", *_ROUTER_TYPES}:
         return _dense_sentence_transformer_base(directory, modules)
-    query: StaticQueryLayout | None = None
+    query = None
     if kinds & _ROUTER_TYPES:
         if len(modules) != 1:
             raise CheckpointError(f"{directory}: a Router must be the only module in modules.json")

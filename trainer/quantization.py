@@ -108,7 +108,7 @@ class Int8Projection:
             raise ValueError(f"vocabulary tile {start}+{rows} is not one of the packed slices {PACKED_SLICE_ROWS}")
         stop = min(self._vocab, start + rows)
         tokens = slice(first_doc * length, (first_doc + docs) * length)
-        logits = torch.ops.onednn.qlinear_pointwise(
+        logits: torch.Tensor = torch.ops.onednn.qlinear_pointwise(
             prepared.values[tokens], 1.0, prepared.zero_point, self._packed[rows][start // rows],
             self.scales[start:stop], self._zero_points[start:stop], None,
             1.0, 0, torch.float32, "none", [], "",

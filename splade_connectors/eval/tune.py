@@ -99,7 +99,7 @@ def default_settings(data: EncodedDataset, apply_to: ApplyTo = "documents", rule
             values = sorted({_two_digits(float(np.quantile(weights, q))) for q in _ABS_VALUE_QUANTILES} - {0.0}) if weights.size else []
         else:
             values = _GRID[rule]
-        settings.extend(TuneSetting.of(Pruning(rule=rule, value=v), apply_to) for v in values)  # type: ignore[arg-type]
+        settings.extend(TuneSetting.of(Pruning(rule=rule, value=v), apply_to) for v in values)
     return settings
 
 

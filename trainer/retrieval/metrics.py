@@ -45,7 +45,8 @@ def required_depth() -> int:
 
 
 def _dcg(gains: Sequence[float], k: int) -> float:
-    return sum(gains[i] / np.log2(i + 2) for i in range(min(len(gains), k)))
+    dcg: float = sum(gains[i] / np.log2(i + 2) for i in range(min(len(gains), k)))
+    return dcg
 
 
 def sorted_hits(hits: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
