@@ -132,8 +132,12 @@ def run(args: argparse.Namespace) -> int:
         settings = default_settings(data, args.apply_to, *([rules] if rules else []))
     logger.info("measuring %d settings on %s (sizes: %s)", len(settings), dataset.name, ", ".join(names) or "none")
     with _store_factories(args, names) as factories, progress_bar(len(settings) + 1, "tune", unit="setting", enabled=show) as bar:
-        report = tune(data, settings, stores=factories, max_loss=args.max_loss, apply_to=args.apply_to,
-                      progress=lambda label: (bar.set_postfix_str(label), bar.update(1)))
+
+        def advance(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        report = tune(data, settings, stores=factories, max_loss=args.max_loss, apply_to=args.apply_to, progress=advance)
     write_all(report, args.output_dir)
     if args.json:
         print_json(report.to_dict())

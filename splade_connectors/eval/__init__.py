@@ -6,9 +6,9 @@ BEIR reading, the exact ranking and the metrics live in the core (`trainer.retri
 the trainer's evaluation hook; they are re-exported here.
 """
 
+from splade_connectors.errors import DatasetError
 from splade_connectors.eval.datasets import (
     NANOBEIR_NAMES,
-    DatasetError,
     HubUnavailableError,
     RetrievalDataset,
     load_beir_folder,

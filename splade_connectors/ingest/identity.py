@@ -113,7 +113,7 @@ def encoding_identity(encoder: Any, *, with_title: bool) -> EncodingIdentity:
 
 def _precision_name(encoder: Any) -> str | None:
     """fp32 / bf16 / fp16 / int8: the encoder's precision plan, else its torch dtype by the same name."""
-    plan = getattr(encoder, "precision", None)  # int8 runs with an fp32 dtype: only the plan tells
+    plan: Any = getattr(encoder, "precision", None)  # int8 runs with an fp32 dtype: only the plan tells
     if getattr(plan, "precision", None):
         return str(plan.precision)
     dtype = getattr(encoder, "dtype", None)

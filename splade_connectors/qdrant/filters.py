@@ -130,12 +130,12 @@ def _edge_match(match: Any) -> Any:
             # boolean); numpy's bool reaches its boolean variant.
             import numpy as np
 
-            return qe.MatchValue(np.bool_(match.value))
+            return qe.MatchValue(np.bool_(match.value))  # type: ignore[arg-type]  # numpy's bool on purpose, see above
         return qe.MatchValue(match.value)
     if isinstance(match, models.MatchAny):
-        return qe.MatchAny(list(match.any))
+        return qe.MatchAny(match.any.copy())
     if isinstance(match, models.MatchExcept):
-        return qe.MatchExcept(list(match.except_))
+        return qe.MatchExcept(match.except_.copy())
     if isinstance(match, models.MatchText):
         return qe.MatchText(match.text)
     if isinstance(match, models.MatchPhrase):
