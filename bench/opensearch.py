@@ -100,7 +100,7 @@ def encoded(name: str, docs: list[dict[str, Any]], queries: list[str]) -> tuple[
     key = f"{name}-{len(docs)}d-{len(queries)}q-{model_key}.pkl"
     path = cache_dir() / key
     if path.exists():
-        return pickle.loads(path.read_bytes())  # type: ignore[no-any-return]
+        return pickle.loads(path.read_bytes())
     from trainer.encoder import SpladeEncoder
 
     encoder = SpladeEncoder.from_pretrained(model_dir, device="cpu")

@@ -231,7 +231,7 @@ class ReplayEncoder:
 
     def encode_documents(self, texts: Sequence[str], **_: object) -> list[SparseVector]:
         self.stats = self._stats(texts=len(texts))
-        return [self.synth.vector(int(_TEXT_NUMBER.search(t).group(1))) for t in texts]  # type: ignore[union-attr]
+        return [self.synth.vector(int(_TEXT_NUMBER.search(t).group(1))) for t in texts]
 
 
 # ---------------------------------------------------------------- measurements
@@ -274,7 +274,7 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
         store = QdrantStore(server_config(args, collection, upload_parallel=args.parallel)).open()
         records = ({"_id": doc_id(i), "text": doc_text(i)} for i in range(args.points))
         # one pipeline batch = `parallel` requests of `batch` points each, sent concurrently (as upload_points' workers do)
-        report = ingest(records, ReplayEncoder(synth), store, IngestConfig(batch_size=args.batch * args.parallel))  # type: ignore[arg-type]
+        report = ingest(records, ReplayEncoder(synth), store, IngestConfig(batch_size=args.batch * args.parallel))
         stored = store.count()
         store.close()
         seconds = time.perf_counter() - started

@@ -90,7 +90,7 @@ def run_st(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: st
 
     clock = _StepClock()
 
-    class Clock(TrainerCallback):  # type: ignore[misc]
+    class Clock(TrainerCallback):
         def on_train_begin(self, *a: Any, **k: Any) -> None:
             clock.tick()
 

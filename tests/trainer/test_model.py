@@ -75,7 +75,7 @@ def test_fast_path_equals_definition_for_every_pooling(
 ) -> None:
     model = SpladeModel.from_pretrained(
         trained_model_dir,
-        pooling=PoolingConfig(pooling_strategy=pooling_strategy, activation_function=activation_function),  # type: ignore[arg-type]
+        pooling=PoolingConfig(pooling_strategy=pooling_strategy, activation_function=activation_function),
     )
     _assert_matches_reference(model, TEXTS + ["long " * 90 + "text"])
 

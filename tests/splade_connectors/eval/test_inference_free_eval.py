@@ -23,7 +23,7 @@ SLICE = 400
 
 
 def test_eval_equals_sentence_transformers_evaluator(
-    scifact_dir: Path, trained_model_dir: Path, splade_model, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    scifact_dir: Path, trained_model_dir: Path, splade_model, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
 

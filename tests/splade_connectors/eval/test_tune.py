@@ -28,7 +28,7 @@ SETTINGS = "top_k=16,top_k=64,top_k=128,max_ratio=0.2,alpha_mass=0.9,abs_value=0
 
 
 @pytest.fixture(scope="module")
-def report(scifact_eval_data: EncodedDataset):  # type: ignore[no-untyped-def]
+def report(scifact_eval_data: EncodedDataset):
     return tune(scifact_eval_data, parse_settings(SETTINGS), max_loss=0.005)
 
 
@@ -44,7 +44,7 @@ def _small(data: EncodedDataset, documents: int = 150) -> EncodedDataset:
     )
 
 
-def test_baseline_first_and_changes_relative_to_it(report) -> None:  # type: ignore[no-untyped-def]
+def test_baseline_first_and_changes_relative_to_it(report) -> None:
     base = report.baseline
     assert base.setting == BASELINE and base.ndcg_change == 0.0 and base.recall_change == 0.0
     assert [r.setting for r in report.rows[1:]] == SETTINGS.split(",")
@@ -55,7 +55,7 @@ def test_baseline_first_and_changes_relative_to_it(report) -> None:  # type: ign
         assert row.query_active_dims == base.query_active_dims  # documents only were pruned
 
 
-def test_rows_are_what_eval_measures_on_the_pruned_vectors(report, scifact_eval_data: EncodedDataset) -> None:  # type: ignore[no-untyped-def]
+def test_rows_are_what_eval_measures_on_the_pruned_vectors(report, scifact_eval_data: EncodedDataset) -> None:
     rule = Pruning(rule="max_ratio", value=0.2)
     pruned = replace(scifact_eval_data, doc_vectors=prune_all(scifact_eval_data.doc_vectors, rule))
     expected = evaluate_encoded([pruned], [ExactBackend()]).results["scifact-1k"]["exact"]
@@ -66,7 +66,7 @@ def test_rows_are_what_eval_measures_on_the_pruned_vectors(report, scifact_eval_
     assert report.row("top_k=16").corpus_active_dims <= 16 < report.baseline.corpus_active_dims
 
 
-def test_recommendation_is_the_smallest_setting_within_the_loss(report) -> None:  # type: ignore[no-untyped-def]
+def test_recommendation_is_the_smallest_setting_within_the_loss(report) -> None:
     within = [r for r in report.rows[1:] if r.within_budget]
     assert within and report.recommended == min(within, key=lambda r: r.corpus_active_dims).setting
     assert not report.row("top_k=16").within_budget  # 16 terms per abstract cost far more than 0.5%
@@ -126,7 +126,7 @@ def test_index_sizes_from_an_embedded_qdrant_on_disk(scifact_eval_data: EncodedD
 
 
 @pytest.mark.live
-def test_index_sizes_from_opensearch(scifact_eval_data: EncodedDataset, opensearch_store) -> None:  # type: ignore[no-untyped-def]
+def test_index_sizes_from_opensearch(scifact_eval_data: EncodedDataset, opensearch_store) -> None:
     data = _small(scifact_eval_data)
     stores = {"opensearch": store_factory("opensearch", {
         "url": opensearch_store.url, "username": opensearch_store.username, "password": opensearch_store.password,

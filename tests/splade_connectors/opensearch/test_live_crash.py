@@ -101,7 +101,7 @@ def test_kill_restart_resume(
     try:
         killer = KillAfterBatches(_store(server, vocabulary), server, KILL_AFTER)
         with pytest.raises(IngestError):
-            ingest(corpus, cached_encoder, killer, config)  # type: ignore[arg-type]
+            ingest(corpus, cached_encoder, killer, config)
         assert killer.killed
     finally:
         server.stop()  # the JVM is already gone: this removes the run dir, not our data dir

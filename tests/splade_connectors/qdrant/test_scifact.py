@@ -92,7 +92,7 @@ def test_explain_terms_are_the_vectors_weights(scifact_store: QdrantStore, scifa
         assert sum(contributions) == pytest.approx(hit.score, rel=1e-4)
     top3 = explain_ids(scifact_store, query, [h.id for h in hits], vocab, limit=3)
     assert set(top3) == {h.id for h in hits} and all(len(v) <= 3 for v in top3.values())
-    assert top3[hits[0].id] == hits[0].terms[:3]  # type: ignore[index]
+    assert top3[hits[0].id] == hits[0].terms[:3]
 
 
 def test_reingest_keeps_count_and_updates_payload(

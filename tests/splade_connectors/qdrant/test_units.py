@@ -98,12 +98,12 @@ def test_client_errors_map_to_transient_or_permanent(error: BaseException, expec
 def test_build_filter_dict() -> None:
     built = build_filter({"topic": "cooking", "doc_id": ["a", "b"], "reading_minutes": 2, "metadata.x": True})
     assert built is not None and built.must is not None
-    by_key = {c.key: c.match for c in built.must}  # type: ignore[union-attr]
+    by_key = {c.key: c.match for c in built.must}
     assert by_key["metadata.topic"] == models.MatchValue(value="cooking")
     assert by_key["doc_id"] == models.MatchAny(any=["a", "b"])
     # document ids are strings: a number given for doc_id matches the string id
-    assert build_filter({"doc_id": 4983}).must[0].match == models.MatchValue(value="4983")  # type: ignore[union-attr,index]
-    assert build_filter({"doc_id": [1, "b"]}).must[0].match == models.MatchAny(any=["1", "b"])  # type: ignore[union-attr,index]
+    assert build_filter({"doc_id": 4983}).must[0].match == models.MatchValue(value="4983")
+    assert build_filter({"doc_id": [1, "b"]}).must[0].match == models.MatchAny(any=["1", "b"])
     assert by_key["metadata.reading_minutes"] == models.MatchValue(value=2)
     assert by_key["metadata.x"] == models.MatchValue(value=True)
 
@@ -117,13 +117,13 @@ def test_build_filter_passthrough_and_errors() -> None:
     with pytest.raises(ValueError):
         build_filter({"topic": []})
     with pytest.raises(TypeError):
-        build_filter("topic=x")  # type: ignore[arg-type]
+        build_filter("topic=x")
 
 
 def test_rrf_k_is_explicit() -> None:
     query = fusion_query("rrf")
     assert isinstance(query, models.RrfQuery) and query.rrf.k == 61  # Qdrant counts positions from 0
-    assert fusion_query("rrf", 2).rrf.k == 3  # type: ignore[union-attr]
+    assert fusion_query("rrf", 2).rrf.k == 3
     assert isinstance(fusion_query("dbsf"), models.FusionQuery)
     with pytest.raises(ValueError):
         fusion_query("rrf", 0)
