@@ -194,13 +194,13 @@ def ingest_helper(
     before = set(client.indices.get_alias(index="sparse_index_*").keys())
     outcome = "ok"
     started = time.perf_counter()
-    opensearchpy.OpenSearch = _Redirected
+    opensearchpy.OpenSearch = _Redirected  # type: ignore[misc,assignment]  # patched for the helper's client, restored below
     try:
         semantic_search_opensearch(query_dec[:1], corpus_dec, top_k=10, output_index=True)
     except Exception as exc:  # noqa: BLE001 - expected on a server without neural-search
         outcome = f"failed: {type(exc).__name__}: {str(exc)[:160]}"
     finally:
-        opensearchpy.OpenSearch = original
+        opensearchpy.OpenSearch = original  # type: ignore[misc]  # restores the class patched above
     seconds = time.perf_counter() - started
     (index,) = set(client.indices.get_alias(index="sparse_index_*").keys()) - before
     return client, index, seconds, outcome

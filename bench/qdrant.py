@@ -329,7 +329,7 @@ def _latency(search_one: Any, search_many: Any, queries: list[SparseVector], rou
             started = time.perf_counter()
             search_many(chunk)
             batches.append(time.perf_counter() - started)
-    out = {"single": percentiles(singles), f"batch_of_{batch}": percentiles(batches) if batches else None}
+    out: dict[str, Any] = {"single": percentiles(singles), f"batch_of_{batch}": percentiles(batches) if batches else None}
     if batches:
         out["batched_queries_per_s"] = round(batch * len(batches) / sum(batches), 1)
     return out

@@ -29,7 +29,7 @@ def test_values_and_gradients_equal_the_naive_computation(length: int) -> None:
         hidden.grad = weight.grad = None
         out = activate(fn(hidden, mask, weight) + bias, "relu")
         (out * upstream).sum().backward()
-        return out.detach(), hidden.grad.clone(), weight.grad.clone()
+        return out.detach(), hidden.grad.clone(), weight.grad.clone()  # type: ignore[attr-defined]  # backward() just set them
 
     fast, naive = loss(max_over_tokens), loss(_naive)
     for a, b in zip(fast, naive):

@@ -131,7 +131,7 @@ def test_whole_float_indices_are_accepted() -> None:
 
 def test_from_pairs_refuses_fractional_and_string_indices() -> None:
     with pytest.raises(SparseVectorError, match="integers"):
-        SparseVector.from_pairs([(1.5, 1.0)])
+        SparseVector.from_pairs([(1.5, 1.0)])  # type: ignore[list-item]  # the wrong type is the point
     with pytest.raises(SparseVectorError, match="strings"):
         SparseVector.from_pairs({"3": 1.0})
 

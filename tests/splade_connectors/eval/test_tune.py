@@ -91,9 +91,9 @@ def test_default_grid(scifact_eval_data: EncodedDataset) -> None:
     rules = {s.rule for s in settings}
     assert rules == {"top_k", "max_ratio", "alpha_mass", "abs_value"}
     largest = max(v.nnz for v in scifact_eval_data.doc_vectors)
-    assert all(s.value < largest for s in settings if s.rule == "top_k")
+    assert all(s.value < largest for s in settings if s.rule == "top_k")  # type: ignore[operator]  # top_k settings have a value
     thresholds = [s.value for s in settings if s.rule == "abs_value"]
-    assert thresholds == sorted(thresholds) and len(thresholds) == 3 and all(t and t > 0 for t in thresholds)
+    assert thresholds == sorted(thresholds) and len(thresholds) == 3 and all(t and t > 0 for t in thresholds)  # type: ignore[type-var]  # abs_value settings have a value
     queries = default_settings(scifact_eval_data, "queries", ["top_k"])
     assert all(s.queries is not None and s.documents is None for s in queries)
     with pytest.raises(ConfigError, match="unknown pruning rules"):
@@ -115,7 +115,7 @@ def test_index_sizes_from_an_embedded_qdrant_on_disk(scifact_eval_data: EncodedD
     result = tune(data, parse_settings("top_k=8,max_ratio=0.3"), stores=stores, max_loss=1.0 - 1e-9)
     sizes = [r.index_bytes["qdrant"] for r in result.rows]
     assert all(isinstance(s, int) and s > 0 for s in sizes)
-    assert sizes[1] < sizes[0] and sizes[2] < sizes[0]  # pruned documents take less room
+    assert sizes[1] < sizes[0] and sizes[2] < sizes[0]  # type: ignore[operator]  # pruned documents take less room (sizes checked int above)
     assert result.recommended == "top_k=8"  # with any loss allowed, the smallest index wins
     assert not list((tmp_path / "qdrant" / "collection").glob("*"))  # every collection was dropped
     written = write_all(result, tmp_path / "out")

@@ -29,7 +29,7 @@ StoreFactory = Callable[..., SparseStore]
 def qdrant_url(qdrant_server_store: LiveStore) -> str:
     """The real Qdrant server of the session (QDRANT_URL, testcontainers or the native binary)."""
     warnings.filterwarnings("ignore", message=".*incompatible with server version.*")
-    return qdrant_server_store.url
+    return qdrant_server_store.url  # type: ignore[return-value]  # a server store always has a URL
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +146,8 @@ class CountingEncoder:
     """The real encoder, remembering which texts it was asked to encode."""
 
     def __init__(self, encoder: SpladeEncoder) -> None:
-        self.inner, self.texts = encoder, []  # type: list[str]
+        self.inner = encoder
+        self.texts: list[str] = []
         self.model, self.options, self.dtype = encoder.model, encoder.options, encoder.dtype
 
     @property

@@ -372,8 +372,8 @@ def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.M
     args = parser.parse_args(["--store", "opensearch", "--opensearch-url", "https://os:9200",
                               "--opensearch-user", "admin", "--no-verify-certs", "--index", "docs"])
     config = store_config_from_args(args)
-    assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs
-    assert config.password is not None and config.password.get_secret_value() == "env-s3cret"
+    assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs  # type: ignore[attr-defined]  # an OpenSearchConfig behind the base type
+    assert config.password is not None and config.password.get_secret_value() == "env-s3cret"  # type: ignore[attr-defined]  # an OpenSearchConfig behind the base type
     assert "env-s3cret" not in repr(config) + config.describe()
 
 

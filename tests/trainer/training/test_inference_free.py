@@ -95,10 +95,10 @@ def test_frozen_query_weights_stay_and_the_result_is_a_router(tmp_path: Path, ti
     st = pytest.importorskip("sentence_transformers.sparse_encoder")
     model = _inference_free(tiny_model_factory, frozen=True)
     before = model.query_static.weight.detach().clone()
-    mlm_before = model.mlm.get_input_embeddings().weight.detach().clone()
+    mlm_before = model.mlm.get_input_embeddings().weight.detach().clone()  # type: ignore[operator]  # a transformers model, typed as nn.Module
     final = Trainer(model, _examples(), _config(tmp_path, "frozen")).train()
     assert torch.equal(model.query_static.weight.detach(), before)
-    assert not torch.equal(model.mlm.get_input_embeddings().weight.detach(), mlm_before)
+    assert not torch.equal(model.mlm.get_input_embeddings().weight.detach(), mlm_before)  # type: ignore[operator]  # as above
     reloaded = SpladeModel.from_pretrained(final)
     assert reloaded.is_inference_free and reloaded.query_static.frozen
     reference = st.SparseEncoder(str(final), device="cpu")
