@@ -184,7 +184,7 @@ def ingest_helper(
 
     original = opensearchpy.OpenSearch
 
-    class _Redirected(original):  # type: ignore[misc,valid-type]
+    class _Redirected(original):  # type: ignore[misc,valid-type]  # subclassing the class held in a variable
         """The helper's hard-coded localhost:9200 client, pointed at the benchmark server."""
 
         def __init__(self, hosts: Any = None, **kwargs: Any) -> None:

@@ -43,8 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from splade_connectors.live.qdrant_server import QdrantServer, cache_root  # noqa: E402
-from trainer.sparse import SparseVector  # noqa: E402
+from splade_connectors.live.qdrant_server import QdrantServer, cache_root  # noqa: E402 - after the sys.path insert
+from trainer.sparse import SparseVector  # noqa: E402 - after the sys.path insert
 
 logger = logging.getLogger("bench.qdrant")
 

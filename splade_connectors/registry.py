@@ -43,7 +43,7 @@ def _adapter(kind: str) -> tuple[Any, str, str]:
 
 def config_class(kind: str) -> type[StoreConfigBase]:
     module, config_name, _ = _adapter(kind)
-    return getattr(module, config_name)  # type: ignore[no-any-return]
+    return getattr(module, config_name)  # type: ignore[no-any-return]  # looked up by name in the adapter module
 
 
 def store_config(kind: str, **options: Any) -> StoreConfigBase:
@@ -58,7 +58,7 @@ def store_config(kind: str, **options: Any) -> StoreConfigBase:
 def build_store(config: StoreConfigBase, *, vocabulary: Sequence[str] | None = None, **adapter_options: Any) -> SparseStore:
     """The store for a config, not yet opened (no I/O). `vocabulary` names OpenSearch features."""
     module, _, store_name = _adapter(config.kind)
-    return getattr(module, store_name)(config, vocabulary=vocabulary, **adapter_options)  # type: ignore[no-any-return]
+    return getattr(module, store_name)(config, vocabulary=vocabulary, **adapter_options)  # type: ignore[no-any-return]  # looked up by name in the adapter module
 
 
 def open_store(

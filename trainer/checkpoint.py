@@ -83,7 +83,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, (dict, list)):
         raise CheckpointError(f"{path} is not a JSON object")
-    return data  # type: ignore[return-value]
+    return data  # type: ignore[return-value]  # a list (modules.json) too; callers check the shape
 
 
 def read_layout(directory: Path) -> SparseEncoderLayout:

@@ -149,7 +149,7 @@ class SpladeEncoder:
         query_options: EncodeOptions | None = None,
         **model_kwargs: object,
     ) -> SpladeEncoder:
-        model = SpladeModel.from_pretrained(name_or_path, **model_kwargs)  # type: ignore[arg-type]
+        model = SpladeModel.from_pretrained(name_or_path, **model_kwargs)  # type: ignore[arg-type]  # model_kwargs holds from_pretrained keywords only
         return cls(model, device=device, dtype=dtype, options=options, query_options=query_options)
 
     # ---- public API ---------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ class SpladeEncoder:
         live = [i for i, t in enumerate(prepared) if t is not None]
         if not live:
             return results
-        texts: list[str] = [prepared[i] for i in live]  # type: ignore[misc]
+        texts: list[str] = [prepared[i] for i in live]  # type: ignore[misc]  # live holds the indices of non-empty texts
         if role == "query" and self.model.query_static is not None:
             vectors = self._encode_static_queries(texts, offset, live, options)
         else:

@@ -74,7 +74,7 @@ class _MaxOverTokens(torch.autograd.Function):
 
 def max_over_tokens(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Differentiable (batch, vocab) max over real tokens of hidden @ weight.T (no bias)."""
-    return _MaxOverTokens.apply(hidden, mask.bool(), weight)  # type: ignore[no-any-return]
+    return _MaxOverTokens.apply(hidden, mask.bool(), weight)  # type: ignore[no-any-return]  # autograd.Function.apply returns Any
 
 
 # ---- inference ------------------------------------------------------------------------------------------

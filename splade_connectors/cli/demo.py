@@ -28,7 +28,7 @@ DEMO_QUERIES: dict[str, str] = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("demo", help="offline demo: sample corpus -> embedded Qdrant -> search", description=__doc__)
     parser.add_argument("--query", "-q", action="append", default=None, help="your own query (repeatable)")
     parser.add_argument("--top-k", type=positive_int, default=3)

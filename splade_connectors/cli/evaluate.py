@@ -20,7 +20,7 @@ from splade_connectors.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "eval", help="evaluate a model on NanoBEIR / BEIR through exact search, Qdrant and OpenSearch",
         description=(

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 STORE_CHOICES = ("qdrant", "opensearch")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("tune", help="sweep pruning settings: quality against index size, with a recommendation",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("dataset (one)")

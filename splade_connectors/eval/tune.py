@@ -314,7 +314,7 @@ def write_chart(report: TuneReport, path: str | Path) -> Path:
         axes_specs = [("mean query terms", lambda r: r.query_active_dims)]
     else:
         axes_specs = [
-            (f"{name} index size (MB)", lambda r, n=name: None if r.index_bytes.get(n) is None else r.index_bytes[n] / 1e6)  # type: ignore[misc]
+            (f"{name} index size (MB)", lambda r, n=name: None if r.index_bytes.get(n) is None else r.index_bytes[n] / 1e6)  # type: ignore[misc]  # n=name binds the loop value; mypy cannot type lambda defaults
             for name in report.stores if any(r.index_bytes.get(name) is not None for r in report.rows)
         ] or [("mean document terms", lambda r: r.corpus_active_dims)]
     fig, axes = plt.subplots(1, len(axes_specs), figsize=(6 * len(axes_specs), 4.5), squeeze=False)

@@ -88,7 +88,7 @@ def encoding_identity(encoder: Any, *, with_title: bool) -> EncodingIdentity:
     """
     own = getattr(encoder, "encoding_identity", None)
     if callable(own):
-        return own(with_title=with_title)  # type: ignore[no-any-return]
+        return own(with_title=with_title)  # type: ignore[no-any-return]  # the encoder's own encoding_identity()
     model = getattr(encoder, "model", None)
     options = getattr(encoder, "options", None)
     if model is None or not hasattr(model, "state_dict"):

@@ -65,7 +65,7 @@ def build_filter(spec: Mapping[str, Any] | models.Filter | None) -> models.Filte
     if spec is None or isinstance(spec, models.Filter):
         return spec
     if type(spec).__module__.startswith("qdrant_edge"):
-        return spec  # type: ignore[return-value] # an embedded-engine filter: the edge engine takes it as is
+        return spec  # type: ignore[return-value]  # an embedded-engine filter: the edge engine takes it as is
     if not isinstance(spec, Mapping):
         raise TypeError(f"filter must be a dict or qdrant_client.models.Filter, got {type(spec).__name__}")
     if not spec:

@@ -110,7 +110,7 @@ def _identity_and_vocabulary(encoder: EncoderSpec, dtype: str, with_title: bool)
     """Load the model once on the driver's CPU: the actors' encoding identity, and the vocabulary stores need."""
     local = encoder.load(device="cpu", dtype=dtype)
     identity = encoding_identity(local, with_title=with_title)
-    vocabulary = local.model.id_to_token()  # type: ignore[attr-defined]
+    vocabulary = local.model.id_to_token()  # type: ignore[attr-defined]  # EncoderSpec.load gives a SpladeEncoder
     return identity, vocabulary
 
 

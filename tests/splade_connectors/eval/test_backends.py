@@ -77,7 +77,7 @@ def test_qdrant_equals_exact(qdrant_report: tuple[EvaluationReport, StoreBackend
 
 def test_qdrant_collections_are_dropped(qdrant_report: tuple[EvaluationReport, StoreBackend, object]) -> None:
     _, backend, client = qdrant_report
-    names = {c.name for c in client.get_collections().collections}  # type: ignore[attr-defined]
+    names = {c.name for c in client.get_collections().collections}  # type: ignore[attr-defined]  # the QdrantClient behind the backend
     assert backend.created and not names & set(backend.created)
 
 
@@ -93,9 +93,9 @@ def test_keep_leaves_the_collection(qdrant_store, scifact_eval_data: EncodedData
     backend, client = _qdrant_backend(qdrant_store, keep=True)
     evaluate_encoded([data], [backend])
     try:
-        assert client.count(backend.created[0]).count == 50  # type: ignore[attr-defined]
+        assert client.count(backend.created[0]).count == 50  # type: ignore[attr-defined]  # the QdrantClient behind the backend
     finally:
-        client.delete_collection(backend.created[0])  # type: ignore[attr-defined]
+        client.delete_collection(backend.created[0])  # type: ignore[attr-defined]  # the QdrantClient behind the backend
 
 
 @pytest.mark.live

@@ -17,7 +17,7 @@ from trainer.sparse import SparseVector
 
 opensearchpy = pytest.importorskip("opensearchpy")
 
-from splade_connectors.opensearch import OpenSearchConfig, OpenSearchStore  # noqa: E402
+from splade_connectors.opensearch import OpenSearchConfig, OpenSearchStore  # noqa: E402 - after the importorskip above
 
 
 @pytest.fixture(scope="session")
