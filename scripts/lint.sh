@@ -5,7 +5,8 @@
 # bumping a tool never rebuilds the project's venv. mypy runs against the project's venv (--python-executable)
 # so it sees torch, pydantic, transformers... as installed for the tests.
 # Uses $SPLADE_CONNECTORS_VENV when it is set (already sourced), otherwise sources scripts/env.sh.
-# Extra arguments go to ruff, e.g. `bash scripts/lint.sh --fix`.
+# `bash scripts/lint.sh` runs both and fails if either fails; `bash scripts/lint.sh ruff --fix` or
+# `bash scripts/lint.sh mypy` runs one, with the remaining arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +34,19 @@ if [ ! -f "$LINT_VENV/.complete" ]; then
   ) || { echo "[lint] building the lint venv failed" >&2; exit 1; }
 fi
 
+only="${1:-}"
+case "$only" in
+  ruff|mypy) shift ;;
+  "") ;;
+  *) echo "usage: bash scripts/lint.sh [ruff|mypy [ARGS...]]" >&2; exit 2 ;;
+esac
 status=0
-echo "[lint] ruff check" >&2
-"$LINT_VENV/bin/ruff" check "$@" . || status=1
-echo "[lint] mypy" >&2
-"$LINT_VENV/bin/mypy" --python-executable "$SPLADE_CONNECTORS_VENV/bin/python" || status=1
+if [ "$only" != mypy ]; then
+  echo "[lint] ruff check" >&2
+  "$LINT_VENV/bin/ruff" check "$@" . || status=1
+fi
+if [ "$only" != ruff ]; then
+  echo "[lint] mypy" >&2
+  "$LINT_VENV/bin/mypy" --python-executable "$SPLADE_CONNECTORS_VENV/bin/python" "$@" || status=1
+fi
 exit $status
