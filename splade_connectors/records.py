@@ -17,6 +17,12 @@ _ID_NAMESPACE = uuid.UUID("6f1c7f3e-2d7b-5a1e-9c59-5f2b1d8a9e30")
 # Payload field holding `Document.content_hash` (see `splade_connectors.ingest.identity`).
 CONTENT_HASH_FIELD = "content_hash"
 
+# The payload layout every store writes (`Document.payload`): these fields at top level, the
+# document's own metadata under `metadata`. `splade_connectors.filters` reads filter keys against it.
+DOC_ID_FIELD = "doc_id"
+METADATA_FIELD = "metadata"
+TOP_LEVEL_FIELDS = frozenset({DOC_ID_FIELD, "text", "title", CONTENT_HASH_FIELD})
+
 
 def point_id(doc_id: str) -> str:
     """Deterministic store id (UUID5 string) of a document id: re-ingesting overwrites, never duplicates."""
@@ -44,11 +50,11 @@ class Document(BaseModel):
         return document_text(self.title if with_title else None, self.text)
 
     def payload(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"doc_id": self.id, "text": self.text}
+        data: dict[str, Any] = {DOC_ID_FIELD: self.id, "text": self.text}
         if self.title is not None:
             data["title"] = self.title
         if self.metadata:
-            data["metadata"] = dict(self.metadata)
+            data[METADATA_FIELD] = dict(self.metadata)
         if self.content_hash is not None:
             data[CONTENT_HASH_FIELD] = self.content_hash
         return data

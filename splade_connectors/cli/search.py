@@ -10,7 +10,9 @@ Filters (`--filter`, repeat to AND; `a|b` matches any of the values):
   as SciFact's `4983` are strings while a `year` metadata field may be an integer, so
   `--filter doc_id=4983` and `--filter year=2020` both find what they name, on every store.
 - `FIELD:str=VALUE`, `FIELD:int=VALUE`, `FIELD:bool=VALUE` match that type only.
-`doc_id` addresses the document id, other fields the document's metadata.
+FIELD means what a filter key means on every store (`splade_connectors.filters`): `doc_id` the
+document id, `title` the title (whole, exactly), any other field the document's metadata (a dotted
+FIELD such as `source.name` a nested metadata field).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--query", "-q", action="append", required=True, help="query text (repeatable)")
     parser.add_argument("--top-k", type=positive_int, default=10)
     parser.add_argument("--filter", action="append", default=[], metavar="FIELD[:TYPE]=VALUE",
-                        help="exact match on a metadata field (or doc_id); repeat to AND; VALUE a|b matches any; "
+                        help="exact match on a metadata field (or doc_id, title); repeat to AND; VALUE a|b matches any; "
                              "TYPE str, int or bool (default: the string, or the number/boolean it reads as)")
     parser.add_argument("--score-threshold", type=finite_float, default=None)
     parser.add_argument("--explain", action="store_true", help="show the top shared terms of each hit")

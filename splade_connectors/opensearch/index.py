@@ -13,6 +13,14 @@ logger = logging.getLogger(__name__)
 
 META_KEY = "splade_connectors"
 
+# Strings longer than this are not indexed for exact matching (Lucene caps a term at 32,766 bytes).
+EXACT_MAX_CHARS = 4096
+
+# Where a top-level record field's exact value is indexed, for filters (`splade_connectors.filters`):
+# `title` is analysed text for BM25 with a keyword sub-field; `content_hash` is mapped dynamically
+# (text with the default `keyword` sub-field). `text` is analysed only: filters never match it whole.
+EXACT_FIELDS = {"doc_id": "doc_id", "title": "title.exact", "content_hash": "content_hash.keyword"}
+
 
 def index_mappings(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, Any]:
     """rank_features for SPLADE terms, BM25 `text`/`title`, keyword `doc_id`, free `metadata` object."""
@@ -24,7 +32,7 @@ def index_mappings(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, A
                 "metadata_strings": {
                     "path_match": "metadata.*",
                     "match_mapping_type": "string",
-                    "mapping": {"type": "keyword", "ignore_above": 4096},
+                    "mapping": {"type": "keyword", "ignore_above": EXACT_MAX_CHARS},
                 }
             }
         ],
@@ -32,7 +40,7 @@ def index_mappings(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, A
             config.sparse_field: {"type": "rank_features"},
             "doc_id": {"type": "keyword"},
             "text": {"type": "text"},
-            "title": {"type": "text"},
+            "title": {"type": "text", "fields": {"exact": {"type": "keyword", "ignore_above": EXACT_MAX_CHARS}}},
             "metadata": {"type": "object", "dynamic": True},
         },
     }
@@ -62,6 +70,11 @@ def check_mapping(existing: dict[str, Any], config: OpenSearchConfig, codec: Fea
         want_type, have_type = spec["type"], have.get("type", "object" if "properties" in have else None)
         if want_type != have_type:
             problems.append(f"field {field!r} is {have_type!r}, expected {want_type!r}")
+    if "title" in props and "exact" not in props["title"].get("fields", {}):
+        logger.warning(
+            "%s was created without the title.exact field: a filter on title matches no document until the index is re-created",
+            config.describe(),
+        )
     meta = existing.get("_meta", {}).get(META_KEY)
     if meta is None:
         problems.append("no splade_connectors _meta (index was not created by this adapter)")

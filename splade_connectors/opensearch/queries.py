@@ -16,8 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from splade_connectors.errors import StoreError
+from splade_connectors.errors import ConfigError, StoreError
+from splade_connectors.filters import field_matches
 from splade_connectors.opensearch.features import FeatureCodec, compact_weights
+from splade_connectors.opensearch.index import EXACT_FIELDS
 from splade_connectors.opensearch.two_phase import TwoPhase
 from trainer.sparse import SparseVector
 
@@ -44,25 +46,29 @@ class NativeFilter:
 def filter_clauses(filter: Any) -> list[dict[str, Any]]:
     """Filter -> list of clauses for `bool.filter`.
 
-    Simple dict: `{"doc_id": "x"}` or `{"doc_id": [..]}` match document ids; any other key is a
-    metadata field (`{"year": 2020}`, `{"source": ["a", "b"]}`, `{"metadata.source": "a"}`): term/terms.
-    `NativeFilter` (or a list of clause dicts): passed through unchanged.
+    Simple dict: its meaning is the contract's (`splade_connectors.filters.field_matches`); each
+    match becomes a `term` (one value) or `terms` (any of several) clause on the field that indexes
+    its exact value: `doc_id`, a record field's keyword field (`title` -> `title.exact`), or the
+    metadata path (`metadata.year`; metadata strings are mapped as keywords).
+    `NativeFilter` (or a list of clause dicts): passed through unchanged. Anything else is a `ConfigError`.
     """
     if filter is None:
         return []
     if isinstance(filter, NativeFilter):
         return [dict(c) for c in filter.clauses]
     if isinstance(filter, list):
+        if not all(isinstance(c, Mapping) for c in filter):
+            raise ConfigError("a filter given as a list must hold OpenSearch query clauses (dicts)")
         return [dict(c) for c in filter]
     if not isinstance(filter, Mapping):
-        raise TypeError(f"filter must be a dict, a NativeFilter or a list of clauses, got {type(filter).__name__}")
+        raise ConfigError(f"filter must be a dict, a NativeFilter or a list of clauses, got {type(filter).__name__}")
     clauses: list[dict[str, Any]] = []
-    for key, value in filter.items():
-        field = "doc_id" if key in ("doc_id", "id") else key if key.startswith("metadata.") else f"metadata.{key}"
-        if isinstance(value, (list, tuple, set, frozenset)):
-            clauses.append({"terms": {field: list(value)}})
+    for match in field_matches(filter):
+        field = EXACT_FIELDS[match.path] if match.kind != "metadata" else match.path
+        if len(match.values) == 1:
+            clauses.append({"term": {field: match.values[0]}})
         else:
-            clauses.append({"term": {field: value}})
+            clauses.append({"terms": {field: list(match.values)}})
     return clauses
 
 

@@ -23,6 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from qdrant_client import QdrantClient
 
 from splade_connectors.errors import mask_url
+from splade_connectors.filters import payload_path
 from splade_connectors.store import StoreConfigBase
 
 logger = logging.getLogger(__name__)
@@ -31,15 +32,6 @@ DenseDistance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 SparseDatatype = Literal["float32", "float16", "uint8"]
 PayloadIndexType = Literal["keyword", "integer", "float", "bool", "text", "datetime", "uuid"]
 Backend = Literal["server", "edge", "local"]
-
-# Top-level payload keys a document carries (records.Document.payload); anything else is under `metadata.`.
-TOP_LEVEL_FIELDS = frozenset({"doc_id", "title", "text"})
-
-
-def payload_key(field: str) -> str:
-    """The payload path of a user-facing field name: `topic` -> `metadata.topic`; `doc_id`, dotted paths as is."""
-    return field if field in TOP_LEVEL_FIELDS or "." in field else f"metadata.{field}"
-
 
 class QdrantConfig(StoreConfigBase):
     """A Qdrant collection for SPLADE vectors (named sparse vector, optional named dense vector)."""
@@ -77,8 +69,7 @@ class QdrantConfig(StoreConfigBase):
     @classmethod
     def _index_fields(cls, value: dict[str, PayloadIndexType]) -> dict[str, PayloadIndexType]:
         for field in value:
-            if not field or field.startswith(".") or field.endswith("."):
-                raise ValueError(f"payload index field {field!r} is not a valid field name")
+            payload_path(field)  # a ConfigError (a ValueError) for a name that is no field
         return value
 
     @model_validator(mode="after")
@@ -131,8 +122,12 @@ class QdrantConfig(StoreConfigBase):
 
     # ---- what ------------------------------------------------------------------------------------------
     def index_fields(self) -> dict[str, PayloadIndexType]:
-        """Payload paths to index at creation: `doc_id` (keyword) plus the configured fields."""
-        return {"doc_id": "keyword", **{payload_key(f): t for f, t in self.payload_indexes.items()}}
+        """Payload paths to index at creation: `doc_id` (keyword) plus the configured fields.
+
+        Field names mean what they mean in a filter (`splade_connectors.filters.payload_path`):
+        `topic` -> `metadata.topic`, `source.name` -> `metadata.source.name`, `title` as is.
+        """
+        return {"doc_id": "keyword", **{payload_path(f)[1]: t for f, t in self.payload_indexes.items()}}
 
 
 def connect(config: QdrantConfig) -> QdrantClient:

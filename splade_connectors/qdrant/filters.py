@@ -1,12 +1,13 @@
-"""Filters: the store-neutral filter dict as a Qdrant `Filter`, and that filter for the embedded engine.
+"""Filters: the contract's field matches as a Qdrant `Filter`, and that filter for the embedded engine.
 
-`{"topic": "biology"}` matches `metadata.topic == "biology"`; `{"topic": ["a", "b"]}` matches any
-of the values (of any mix of str, int and bool: Qdrant compares types strictly, so `["2020", 2020]`
-matches the string or the integer); `doc_id` (and keys already containing a dot, e.g. `metadata.year`)
-address the payload directly. Conditions are ANDed. Document ids are strings, so a `doc_id` value is
-matched as a string (`{"doc_id": 4983}` finds the document "4983"). A qdrant-client `models.Filter` is
-passed through unchanged; `to_edge_filter` converts one for the embedded engine (qdrant-edge has its own
-classes of the same shape), so users write one filter type for every engine.
+What a filter dict means (which key is the document id, a record field, a metadata path) is decided
+once for every store by `splade_connectors.filters.field_matches`; this module only translates each
+match into a condition on its payload path. Qdrant compares types strictly and `MatchAny` takes one
+type, so a match of mixed types (the CLI's `["2020", 2020]`) becomes one condition per type, any of
+which may match; booleans are matched one `MatchValue` each. Conditions are ANDed. A qdrant-client
+`models.Filter` (or a qdrant-edge filter) is passed through unchanged; `to_edge_filter` converts one
+for the embedded engine (qdrant-edge has its own classes of the same shape), so users write one
+filter type for every engine.
 """
 
 from __future__ import annotations
@@ -17,60 +18,37 @@ from typing import Any
 from qdrant_client import models
 
 from splade_connectors.errors import ConfigError
-from splade_connectors.qdrant.config import payload_key
+from splade_connectors.filters import FieldMatch, Scalar, field_matches
 
 
-def _condition(field: str, value: Any) -> models.FieldCondition | models.Filter:
-    key = payload_key(field)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        values = list(value)
-        if not values:
-            raise ConfigError(f"filter on {field!r} has an empty list of values")
-        # Qdrant matches types strictly and MatchAny takes one type: a mixed list (e.g. the CLI's
-        # ["4983", 4983]) becomes one condition per type, any of which may match.
-        if key == "doc_id":
-            values = list(dict.fromkeys(_as_id(v) for v in values))
-        by_type: dict[type, list[Any]] = {}
-        for item in values:
-            by_type.setdefault(_match_type(field, item), []).append(item)
-        conditions: list[models.FieldCondition] = []
-        for kind, items in by_type.items():
-            if kind is bool:
-                conditions += [models.FieldCondition(key=key, match=models.MatchValue(value=v)) for v in dict.fromkeys(items)]
-            else:
-                conditions.append(models.FieldCondition(key=key, match=models.MatchAny(any=items)))
-        return conditions[0] if len(conditions) == 1 else models.Filter(should=list(conditions))
-    if key == "doc_id":
-        value = _as_id(value)
-    _match_type(field, value)
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def _match_type(field: str, value: Any) -> type:
-    for kind in (bool, str, int):  # bool first: it is an int too
-        if isinstance(value, kind):
-            return kind
-    raise ConfigError(
-        f"filter on {field!r}: exact match needs a str, int or bool (or a list of them), got {type(value).__name__}"
-    )
-
-
-def _as_id(value: Any) -> Any:
-    """Document ids are stored as strings: an integer id in a filter means that string."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+def _condition(match: FieldMatch) -> models.FieldCondition | models.Filter:
+    if len(match.values) == 1:
+        return models.FieldCondition(key=match.path, match=models.MatchValue(value=match.values[0]))
+    by_type: dict[type, list[Scalar]] = {}
+    for value in match.values:
+        by_type.setdefault(type(value), []).append(value)
+    conditions: list[models.FieldCondition] = []
+    for kind, values in by_type.items():
+        if kind is bool:
+            conditions += [models.FieldCondition(key=match.path, match=models.MatchValue(value=v)) for v in values]
+        else:
+            conditions.append(models.FieldCondition(key=match.path, match=models.MatchAny(any=values)))  # type: ignore[arg-type]
+    return conditions[0] if len(conditions) == 1 else models.Filter(should=list(conditions))
 
 
 def build_filter(spec: Mapping[str, Any] | models.Filter | None) -> models.Filter | None:
-    """A Qdrant filter from a {field: value | [values]} dict, a native Filter, or None."""
+    """A Qdrant filter from a {field: value | [values]} dict, a native Filter, or None.
+
+    Anything else, and an invalid dict (see `field_matches`), is a `ConfigError`.
+    """
     if spec is None or isinstance(spec, models.Filter):
         return spec
     if type(spec).__module__.startswith("qdrant_edge"):
         return spec  # type: ignore[return-value]  # an embedded-engine filter: the edge engine takes it as is
     if not isinstance(spec, Mapping):
-        raise TypeError(f"filter must be a dict or qdrant_client.models.Filter, got {type(spec).__name__}")
-    if not spec:
-        return None
-    return models.Filter(must=[_condition(str(field), value) for field, value in spec.items()])
+        raise ConfigError(f"filter must be a dict or qdrant_client.models.Filter, got {type(spec).__name__}")
+    matches = field_matches(spec)
+    return models.Filter(must=[_condition(m) for m in matches]) if matches else None
 
 
 # ---- qdrant-client models -> qdrant-edge --------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from splade_connectors.errors import NotFoundError, StoreError
+from splade_connectors.errors import ConfigError, NotFoundError, StoreError
 from splade_connectors.records import Document, EncodedDocument
 from splade_connectors.registry import build_store, open_store, store_config
 from splade_connectors.store import HybridQuery, SparseStore
@@ -123,6 +123,60 @@ def test_search_and_filters_and_hybrid_share_one_signature(store: SparseStore) -
     assert [h.id for h in by_id] == ["doc-4"]
     (fused,) = store.hybrid_search_batch([HybridQuery(sparse=query)], top_k=3, fusion="rrf", rrf_k=60)
     assert fused[0].id == "doc-3" and fused[0].score == pytest.approx(1 / 61)
+
+
+def _filter_docs() -> list[EncodedDocument]:
+    """Six documents whose title, metadata (flat, nested, typed) and a metadata `id` tell every kind of key apart."""
+    return [
+        EncodedDocument(
+            document=Document(
+                id=f"doc-{i}", text=f"text number {i}", title=f"Title {i}: Bone Density",
+                metadata={
+                    "group": f"g{i % 2}", "year": 2020 if i < 3 else 2019, "open": i % 3 == 0,
+                    "source": {"name": "pubmed" if i in (1, 2, 4) else "arxiv"},
+                    **({"id": "doc-0"} if i == 5 else {}),  # a metadata field named `id`, pointing elsewhere
+                },
+            ),
+            sparse=SparseVector.from_pairs({2000 + i: 1.0, 3000: 0.5 + i / 10}),
+        )
+        for i in range(6)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("filter", "expected"),
+    [
+        ({"doc_id": "doc-4"}, ["doc-4"]),
+        ({"doc_id": ["doc-1", "doc-2", "nope"]}, ["doc-1", "doc-2"]),
+        ({"title": "Title 3: Bone Density"}, ["doc-3"]),  # the whole title, exactly (not one of its words)
+        ({"title": "bone"}, []),
+        ({"group": "g0"}, ["doc-0", "doc-2", "doc-4"]),
+        ({"metadata.group": "g0"}, ["doc-0", "doc-2", "doc-4"]),
+        ({"id": "doc-0"}, ["doc-5"]),  # `id` is a metadata field, not the document id
+        ({"year": 2019, "open": True}, ["doc-3"]),
+        ({"year": ["2020", 2020], "open": ["false", False]}, ["doc-1", "doc-2"]),  # what `--filter year=2020` gives
+        ({"source.name": "pubmed"}, ["doc-1", "doc-2", "doc-4"]),
+        ({"metadata.source.name": "pubmed", "group": "g1"}, ["doc-1"]),
+    ],
+)
+def test_a_filter_means_the_same_on_every_store(store: SparseStore, filter: dict[str, Any], expected: list[str]) -> None:
+    _load(store, _filter_docs())
+    query = SparseVector.from_pairs({3000: 1.0})
+    (hits,) = store.search_batch([query], top_k=10, filter=filter)
+    assert sorted(h.id for h in hits) == expected
+    (fused,) = store.hybrid_search_batch([HybridQuery(sparse=query)], top_k=10, filter=filter)
+    assert sorted(h.id for h in fused) == expected
+
+
+def test_a_bad_filter_is_a_config_error_on_every_store(store: SparseStore) -> None:
+    _load(store, _filter_docs()[:2])
+    query = SparseVector.from_pairs({3000: 1.0})
+    bad_filters: list[Any] = ["group=g0", {"year": 1.5}, {"year": None}, {"tags": []}, {"": "x"}, {"text": "whole"}, {"title.x": "y"}]
+    for bad in bad_filters:
+        with pytest.raises(ConfigError):
+            store.search_batch([query], top_k=3, filter=bad)
+        with pytest.raises(ConfigError):
+            store.hybrid_search_batch([HybridQuery(sparse=query)], top_k=3, filter=bad)
 
 
 def test_describe_names_the_store_without_secrets(kind: str, request: pytest.FixtureRequest) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splade_connectors.errors import RejectedDocumentsError
+from splade_connectors.errors import ConfigError, RejectedDocumentsError
 from splade_connectors.fusion import linear_fuse, rrf_fuse
 from splade_connectors.opensearch import (
     FeatureCodec,
@@ -93,8 +93,44 @@ def test_filters() -> None:
     native = {"range": {"metadata.year": {"gte": 2000}}}
     assert filter_clauses(NativeFilter.of(native)) == [native]
     assert filter_clauses([native]) == [native]
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="got str"):  # the project's error, not a bare TypeError
         filter_clauses("year:2000")
+    with pytest.raises(ConfigError):
+        filter_clauses(["year:2000"])
+
+
+def test_filters_translate_the_contracts_meaning() -> None:
+    """`title` is the record's title (its exact keyword field), `id` a metadata field like any other key."""
+    assert filter_clauses({"title": "Bone density", "id": "7", "source.name": ["a", "b"], "doc_id": 4983}) == [
+        {"term": {"title.exact": "Bone density"}},
+        {"term": {"metadata.id": "7"}},
+        {"terms": {"metadata.source.name": ["a", "b"]}},
+        {"term": {"doc_id": "4983"}},
+    ]
+    assert filter_clauses({"year": ["2020", 2020], "open": True}) == [
+        {"terms": {"metadata.year": ["2020", 2020]}}, {"term": {"metadata.open": True}},
+    ]
+    for bad in ({"text": "x"}, {"title.x": "x"}, {"": 1}, {"year": 1.5}, {"year": None}, {"tags": []}):
+        with pytest.raises(ConfigError):
+            filter_clauses(bad)
+
+
+def test_every_filterable_record_field_has_an_exact_field(vocabulary: list[str]) -> None:
+    from splade_connectors.opensearch.index import EXACT_FIELDS
+    from splade_connectors.records import TOP_LEVEL_FIELDS
+
+    assert set(EXACT_FIELDS) == TOP_LEVEL_FIELDS - {"text"}
+    properties = index_mappings(OpenSearchConfig(index="unit"), FeatureCodec(vocabulary))["properties"]
+    assert properties["title"]["fields"]["exact"]["type"] == "keyword" and properties["doc_id"]["type"] == "keyword"
+
+
+def test_an_index_without_the_exact_title_says_so(vocabulary: list[str], caplog: pytest.LogCaptureFixture) -> None:
+    config, codec = OpenSearchConfig(index="unit"), FeatureCodec(vocabulary)
+    older = index_mappings(config, codec)
+    older["properties"]["title"] = {"type": "text"}
+    with caplog.at_level(logging.WARNING):
+        check_mapping(older, config, codec)  # still usable: only filters on title are affected
+    assert "title.exact" in caplog.text
 
 
 def test_clause_budget_prunes_to_largest_or_raises(caplog: pytest.LogCaptureFixture) -> None:

@@ -23,7 +23,7 @@ from trainer.sparse import to_csr
 
 pytestmark = pytest.mark.live
 
-# nDCG@10 on SciFact through the store minus exact scoring, per sparse index datatype (measured: see README)
+# nDCG@10 on SciFact through the store minus exact scoring, per sparse index datatype (measured: bench/README.md)
 NDCG_BOUND = {"float32": 1e-9, "float16": 0.005, "uint8": 0.03}
 
 

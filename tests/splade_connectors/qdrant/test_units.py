@@ -7,7 +7,7 @@ import pytest
 from qdrant_client import models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from splade_connectors.errors import AuthenticationError, StoreLockedError
+from splade_connectors.errors import AuthenticationError, ConfigError, StoreLockedError
 from splade_connectors.qdrant import QdrantConfig, build_filter
 from splade_connectors.qdrant.errors import translate
 from splade_connectors.qdrant.hybrid import fusion_query
@@ -116,8 +116,50 @@ def test_build_filter_passthrough_and_errors() -> None:
         build_filter({"score": 1.5})
     with pytest.raises(ValueError):
         build_filter({"topic": []})
-    with pytest.raises(TypeError):
-        build_filter("topic=x")
+    with pytest.raises(ConfigError, match="got str"):  # the project's error, not a bare TypeError
+        build_filter("topic=x")  # type: ignore[arg-type]
+
+
+def test_build_filter_translates_every_kind_of_key() -> None:
+    """The contract decides what a key is; the adapter puts each match on its payload path."""
+    built = build_filter({"title": "Bone density", "source.name": "pubmed", "id": "7"})
+    assert built is not None and built.must is not None
+    assert [(c.key, c.match) for c in built.must] == [  # type: ignore[union-attr]
+        ("title", models.MatchValue(value="Bone density")),
+        ("metadata.source.name", models.MatchValue(value="pubmed")),
+        ("metadata.id", models.MatchValue(value="7")),  # `id` is a metadata field, not the document id
+    ]
+    mixed = build_filter({"year": ["2020", 2020, True]})
+    assert mixed is not None and mixed.must is not None
+    (any_of,) = mixed.must
+    assert isinstance(any_of, models.Filter) and any_of.should is not None
+    assert [c.match for c in any_of.should] == [  # type: ignore[union-attr]
+        models.MatchAny(any=["2020"]), models.MatchAny(any=[2020]), models.MatchValue(value=True),
+    ]
+    for bad in ({"text": "x"}, {"title.x": "x"}, {"": 1}, {"year": 1.5}):
+        with pytest.raises(ConfigError):
+            build_filter(bad)
+
+
+def test_boolean_filters_stay_boolean_on_the_embedded_engine() -> None:
+    """qdrant-edge reads a Python bool as the integer 1 (matching no stored boolean): the translation keeps a boolean."""
+    from splade_connectors.qdrant.filters import to_edge_filter
+
+    for spec in ({"open": True}, {"open": [False, "false"]}):
+        edge = to_edge_filter(build_filter(spec))
+        conditions = edge.must if not isinstance(edge.must[0], type(edge)) else edge.must[0].should
+        values = [c.match.value for c in conditions]
+        assert any(v is True or v is False for v in values) and not any(type(v) is int for v in values)
+
+
+def test_payload_index_names_mean_what_filter_keys_mean() -> None:
+    config = QdrantConfig(payload_indexes={"source.name": "keyword", "title": "text", "text": "text"})
+    assert config.index_fields() == {
+        "doc_id": "keyword", "metadata.source.name": "keyword", "title": "text", "text": "text",
+    }
+    for bad in ("", ".a", "a.", "metadata", "title.x"):
+        with pytest.raises(ValueError, match="field name"):
+            QdrantConfig(payload_indexes={bad: "keyword"})
 
 
 def test_rrf_k_is_explicit() -> None:
