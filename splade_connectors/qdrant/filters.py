@@ -32,7 +32,7 @@ def _condition(match: FieldMatch) -> models.FieldCondition | models.Filter:
         if kind is bool:
             conditions += [models.FieldCondition(key=match.path, match=models.MatchValue(value=v)) for v in values]
         else:
-            conditions.append(models.FieldCondition(key=match.path, match=models.MatchAny(any=values)))  # type: ignore[arg-type]
+            conditions.append(models.FieldCondition(key=match.path, match=models.MatchAny(any=values)))
     return conditions[0] if len(conditions) == 1 else models.Filter(should=list(conditions))
 
 

@@ -110,6 +110,7 @@ def test_filters_translate_the_contracts_meaning() -> None:
     assert filter_clauses({"year": ["2020", 2020], "open": True}) == [
         {"terms": {"metadata.year": ["2020", 2020]}}, {"term": {"metadata.open": True}},
     ]
+    bad: dict[str, Any]
     for bad in ({"text": "x"}, {"title.x": "x"}, {"": 1}, {"year": 1.5}, {"year": None}, {"tags": []}):
         with pytest.raises(ConfigError):
             filter_clauses(bad)

@@ -117,14 +117,14 @@ def test_build_filter_passthrough_and_errors() -> None:
     with pytest.raises(ValueError):
         build_filter({"topic": []})
     with pytest.raises(ConfigError, match="got str"):  # the project's error, not a bare TypeError
-        build_filter("topic=x")  # type: ignore[arg-type]
+        build_filter("topic=x")
 
 
 def test_build_filter_translates_every_kind_of_key() -> None:
     """The contract decides what a key is; the adapter puts each match on its payload path."""
     built = build_filter({"title": "Bone density", "source.name": "pubmed", "id": "7"})
     assert built is not None and built.must is not None
-    assert [(c.key, c.match) for c in built.must] == [  # type: ignore[union-attr]
+    assert [(c.key, c.match) for c in built.must] == [
         ("title", models.MatchValue(value="Bone density")),
         ("metadata.source.name", models.MatchValue(value="pubmed")),
         ("metadata.id", models.MatchValue(value="7")),  # `id` is a metadata field, not the document id
@@ -133,7 +133,7 @@ def test_build_filter_translates_every_kind_of_key() -> None:
     assert mixed is not None and mixed.must is not None
     (any_of,) = mixed.must
     assert isinstance(any_of, models.Filter) and any_of.should is not None
-    assert [c.match for c in any_of.should] == [  # type: ignore[union-attr]
+    assert [c.match for c in any_of.should] == [
         models.MatchAny(any=["2020"]), models.MatchAny(any=[2020]), models.MatchValue(value=True),
     ]
     for bad in ({"text": "x"}, {"title.x": "x"}, {"": 1}, {"year": 1.5}):
