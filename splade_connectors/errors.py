@@ -13,8 +13,9 @@
     │   ├── ConfigMismatchError              it exists but is configured differently
     │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
     │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
-    └── IngestError                          an ingestion stopped (earlier batches are stored)
-        └── ResumeError                      a checkpoint is unreadable or belongs to another run or store
+    ├── IngestError                          an ingestion stopped (earlier batches are stored)
+    │   └── ResumeError                      a checkpoint is unreadable or belongs to another run or store
+    └── ServerError                          a local server (`splade_connectors.live`) cannot be fetched, started or stopped
 
 Each adapter maps its client library's exceptions into this hierarchy in one place (its `errors.py`),
 so callers never see qdrant-client, qdrant-edge or opensearch-py exceptions. Messages name the store
@@ -39,6 +40,7 @@ __all__ = [
     "NotFoundError",
     "RejectedDocumentsError",
     "ResumeError",
+    "ServerError",
     "SpladeError",
     "StoreError",
     "StoreLockedError",
@@ -109,6 +111,13 @@ class IngestError(SpladeError):
 
 class ResumeError(IngestError):
     """A checkpoint cannot be used: unreadable, from another source/store/model, or the store lost data."""
+
+
+class ServerError(SpladeError):
+    """A local server of `splade_connectors.live` (native OpenSearch, Qdrant binary) cannot be fetched, started or stopped.
+
+    The message says what failed (a download, no JDK, a port clash, the server's own log tail on a crash).
+    """
 
 
 # userinfo runs to the last "@" before the path (a password may itself contain "@", ":" or "#")

@@ -12,10 +12,9 @@ what the store has beside it: BM25 on the text (OpenSearch) or a dense vector (Q
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from splade_connectors.encoding import QueryEncoder
 from splade_connectors.errors import ConfigError
 from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
@@ -39,7 +38,7 @@ class HybridOptions(BaseModel):
 
 def search(
     store: SparseStore,
-    encoder: Any,
+    encoder: QueryEncoder,
     queries: Sequence[str],
     *,
     top_k: int = 10,

@@ -41,8 +41,9 @@ from typing import Literal
 
 import pytest
 
+from splade_connectors.errors import ServerError
 from splade_connectors.live.opensearch_native import DEFAULT_VERSION, NativeOpenSearch
-from splade_connectors.live.qdrant_server import QdrantBinaryNotFound, QdrantServer, ensure_binary, find_binary_source
+from splade_connectors.live.qdrant_server import QdrantServer, ensure_binary, find_binary_source
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ def native_qdrant_binary() -> str:
         raise StoreUnavailable("native Qdrant disabled by SPLADE_CONNECTORS_NATIVE_QDRANT=0")
     try:
         return str(ensure_binary(find_binary_source()))
-    except (QdrantBinaryNotFound, OSError) as exc:
+    except (ServerError, OSError) as exc:
         raise StoreUnavailable(f"no native Qdrant binary: {exc}") from exc
 
 

@@ -38,10 +38,12 @@ from tokenizers import Tokenizer
 
 from trainer.chunking import max_merge, window_overlap
 from trainer.errors import ConfigError, SpladeError
+from trainer.identity import EncoderIdentity, encoder_identity
 from trainer.model import SpladeModel, resolve_device
 from trainer.pooling import VocabProjection
 from trainer.precision import PrecisionPlan, build_projection, resolve_precision
 from trainer.pruning import Pruning
+from trainer.quantization import quantize_linears
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -122,12 +124,19 @@ class SpladeEncoder:
         query_options: EncodeOptions | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.precision: PrecisionPlan = resolve_precision(self.device, dtype)
+        plan = resolve_precision(self.device, dtype)
+        if plan.measure:
+            from trainer.probe import fastest_precision
+
+            plan = fastest_precision(model, self.device)
+        self.precision: PrecisionPlan = plan
         self.dtype = self.precision.dtype
         decoder = model.output_embeddings
         bias = getattr(decoder, "bias", None)
         fp32_bias = None if bias is None else bias.detach().to(device=self.device, dtype=torch.float32, copy=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        if plan.int8_body:  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
+            quantize_linears(self.model.mlm, skip=self.model.output_embeddings)
         self._projection = build_projection(self.model.output_embeddings.weight, fp32_bias, self.precision)
         logger.info("encoding on %s in %s (%s)", self.device, self.precision.precision, self.precision.reason)
         self.options = options or EncodeOptions()
@@ -157,6 +166,10 @@ class SpladeEncoder:
     def projection(self) -> VocabProjection:
         """The vocabulary projection this encoder pools with (dense in the model's dtype, or int8)."""
         return self._projection
+
+    def identity(self) -> EncoderIdentity:
+        """What this encoder's document vectors are made from (`trainer.identity`): equal identities, equal vectors."""
+        return encoder_identity(self.model, self.options, self.precision.precision)
 
     def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
         return self.encode(texts, role="query", **overrides)

@@ -1,106 +1,57 @@
-"""Which numeric precision an encoder runs in, and what this CPU can multiply fast.
+"""Which numeric precision (route) an encoder runs in.
 
-The SPLADE hot path is one dense product, tokens x hidden @ hidden x 30,522 (the vocabulary projection).
-CPUs with AMX or AVX-512 BF16 run it several times faster in bf16 than in fp32; CPUs without them
-emulate bf16 in software and run it many times *slower* (measured here: 13x slower on an AVX2-only EPYC).
-int8 dot products are fast with VNNI/AMX-INT8; without VNNI the 8-bit activations must be reduced to
-7 bits to avoid saturating the 16-bit intermediate sums of AVX2's `vpmaddubsw`.
+The SPLADE hot path is the transformer body plus one dense product, tokens x hidden @ hidden x 30,522 (the
+vocabulary projection). At the shipped model's size (2 x 128) the projection is most of the work; at DistilBERT
+and BERT-base sizes (6-12 x 768) the body is. Which precision is fastest depends on the CPU in ways its flags do not
+predict (`trainer.cpu`), so `"auto"` measures (`trainer.probe`).
 
 `resolve_precision(device, dtype)` turns the user's `dtype` into a `PrecisionPlan`:
 
 - `None` (the default): exact fp32 on CPU; bf16 on CUDA where supported, else fp16.
-- `"auto"`: the fastest precision whose retrieval quality was measured equal to fp32 (see the README's
-  "Encoding" section): bf16 on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), fp32 on other CPUs;
-  the `None` choice on CUDA.
-- `"fp32"`, `"bf16"`, `"fp16"`, `"int8"` (CPU only: int8 vocabulary projection, fp32 body) or a `torch.dtype`.
+- `"auto"`: on CPU, the fastest of the routes whose retrieval quality cost is documented as negligible
+  (`AUTO_CANDIDATES`), measured on the model's own shapes at load (`trainer.probe`, cached per CPU, torch version,
+  thread count and architecture); never slower than fp32 in that measurement. The `None` choice on CUDA.
+- `"fp32"`, `"bf16"`, `"fp16"` or a `torch.dtype`: the model in that dtype (bf16/fp16 emulated on CPUs without
+  native support: slow, with a warning).
+- `"int8"` (CPU): int8 vocabulary projection, fp32 body (`trainer.quantization.Int8Projection`).
+- `"int8-full"` (CPU): the body's Linear layers in int8 too (`trainer.quantization.Int8Linear`): the fastest route
+  at real model sizes; its quality cost is measured in docs/encoding.md.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, Literal
 
 import torch
 
+from trainer.cpu import CpuFeatures, cpu_features
+from trainer.errors import ConfigError
 from trainer.pooling import DenseProjection, VocabProjection
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "fp16", "int8", "fp64"]
+Precision = Literal["fp32", "bf16", "fp16", "int8", "int8-full", "fp64"]
 
 PRECISION_NAMES: dict[str, Precision] = {
     "fp32": "fp32", "float32": "fp32", "float": "fp32",
     "bf16": "bf16", "bfloat16": "bf16",
     "fp16": "fp16", "float16": "fp16", "half": "fp16",
     "int8": "int8", "qint8": "int8",
+    "int8-full": "int8-full", "int8_full": "int8-full",
     "fp64": "fp64", "float64": "fp64", "double": "fp64",
 }
 AUTO: Final = "auto"
+CHOICES = ("fp32", "bf16", "fp16", "int8", "int8-full", "auto")  # what users pass (`--dtype`)
+CPU_ONLY: frozenset[Precision] = frozenset({"int8", "int8-full"})
+# Routes "auto" may pick on CPU: their quality cost was measured negligible (docs/encoding.md, "Precision routes":
+# nDCG@10 and recall@100 on SciFact within 0.5% of fp32). bf16 only where the CPU multiplies bf16 natively.
+AUTO_CANDIDATES: tuple[Precision, ...] = ("fp32", "int8", "int8-full", "bf16")
 _DTYPES: dict[Precision, torch.dtype] = {
-    "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32, "fp64": torch.float64,
+    "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32,
+    "int8-full": torch.float32, "fp64": torch.float64,
 }
-
-
-@dataclass(frozen=True)
-class CpuFeatures:
-    """The instruction-set extensions that matter for low-precision matrix products."""
-
-    flags: frozenset[str]
-
-    @classmethod
-    def from_flags(cls, flags: str | list[str] | set[str] | frozenset[str]) -> CpuFeatures:
-        names = flags.split() if isinstance(flags, str) else flags
-        return cls(frozenset(name.strip().lower() for name in names))
-
-    @property
-    def amx_bf16(self) -> bool:
-        return "amx_bf16" in self.flags
-
-    @property
-    def amx_int8(self) -> bool:
-        return "amx_int8" in self.flags
-
-    @property
-    def amx_fp16(self) -> bool:
-        return "amx_fp16" in self.flags
-
-    @property
-    def avx512_bf16(self) -> bool:
-        return "avx512_bf16" in self.flags
-
-    @property
-    def native_bf16(self) -> bool:
-        """bf16 products run in hardware (AMX tiles or AVX-512 BF16 dot products)."""
-        return self.amx_bf16 or self.avx512_bf16
-
-    @property
-    def vnni(self) -> bool:
-        """8-bit dot products accumulate in 32 bits without saturation (VNNI or AMX-INT8)."""
-        return self.amx_int8 or "avx512_vnni" in self.flags or "avx_vnni" in self.flags
-
-    def describe(self) -> str:
-        shown = [f for f in ("amx_bf16", "amx_int8", "amx_fp16", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2") if f in self.flags]
-        return ", ".join(shown) if shown else "none of avx2/avx512/amx"
-
-
-@functools.cache
-def cpu_features() -> CpuFeatures:
-    """This machine's CPU features (Linux: /proc/cpuinfo; elsewhere: torch's vectorisation level only)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                return CpuFeatures.from_flags(line.partition(":")[2])
-    capability = torch.backends.cpu.get_cpu_capability().lower()  # "avx2", "avx512", "default", ...
-    flags = {"avx2"} if capability.startswith("avx") else set()
-    if capability == "avx512":
-        flags.add("avx512f")
-    logger.debug("no /proc/cpuinfo on %s; CPU features from torch: %s", platform.system(), capability)
-    return CpuFeatures.from_flags(flags)
 
 
 @dataclass(frozen=True)
@@ -110,6 +61,8 @@ class PrecisionPlan:
     precision: Precision
     reason: str
     native: bool = True  # False: bf16/fp16 on a CPU without hardware support (projection on fp32 kernels)
+    measure: bool = False  # True: "auto" on CPU, to be replaced by the fastest measured route (`trainer.probe`)
+    timings: tuple[tuple[str, float], ...] = ()  # "auto": seconds per candidate route in the probe
 
     @property
     def dtype(self) -> torch.dtype:
@@ -118,21 +71,26 @@ class PrecisionPlan:
 
     @property
     def int8_projection(self) -> bool:
-        return self.precision == "int8"
+        return self.precision in ("int8", "int8-full")
+
+    @property
+    def int8_body(self) -> bool:
+        """The transformer body's Linear layers run in int8 too."""
+        return self.precision == "int8-full"
 
 
 def parse_precision(dtype: str | torch.dtype) -> Precision | Literal["auto"]:
     """A precision name or torch dtype -> its canonical name; a clear error for anything else."""
     if isinstance(dtype, torch.dtype):
         for name, value in _DTYPES.items():
-            if value == dtype and name != "int8":
+            if value == dtype and name not in CPU_ONLY:
                 return name
-        raise ValueError(f"unsupported dtype {dtype}; use one of fp32, bf16, fp16, int8, auto (or float64)")
+        raise ConfigError(f"unsupported dtype {dtype}; use one of {', '.join(CHOICES)} (or float64)")
     key = str(dtype).strip().lower()
     if key == AUTO:
         return AUTO
     if key not in PRECISION_NAMES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16, int8, auto")
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(CHOICES)}")
     return PRECISION_NAMES[key]
 
 
@@ -142,8 +100,8 @@ def resolve_precision(
     """The precision to encode in on `device` for the requested `dtype` (see the module docstring)."""
     requested = None if dtype is None else parse_precision(dtype)
     if device.type == "cuda":
-        if requested == "int8":
-            raise ValueError("dtype 'int8' is a CPU option (int8 vocabulary projection); on CUDA use bf16 or fp16")
+        if requested in CPU_ONLY:
+            raise ConfigError(f"dtype {requested!r} is a CPU option (int8 kernels); on CUDA use bf16 or fp16")
         if requested is None or requested == AUTO:
             bf16 = torch.cuda.is_bf16_supported()
             return PrecisionPlan("bf16" if bf16 else "fp16", "CUDA default: " + ("bf16 supported" if bf16 else "no bf16, fp16"))
@@ -151,16 +109,14 @@ def resolve_precision(
     if device.type != "cpu":
         if requested is None or requested == AUTO:
             return PrecisionPlan("fp32", f"default on {device.type}")
-        if requested == "int8":
-            raise ValueError(f"dtype 'int8' is a CPU option; not available on {device.type}")
+        if requested in CPU_ONLY:
+            raise ConfigError(f"dtype {requested!r} is a CPU option; not available on {device.type}")
         return PrecisionPlan(requested, "requested")
     cpu = features or cpu_features()
     if requested is None:
         return PrecisionPlan("fp32", "CPU default: exact fp32")
     if requested == AUTO:
-        if cpu.native_bf16:
-            return PrecisionPlan("bf16", f"auto: native bf16 on this CPU ({cpu.describe()})")
-        return PrecisionPlan("fp32", f"auto: no native bf16 on this CPU ({cpu.describe()})")
+        return PrecisionPlan("fp32", f"auto: fp32 until the candidates are measured ({cpu.describe()})", measure=True)
     if (requested == "bf16" and not cpu.native_bf16) or (requested == "fp16" and not cpu.amx_fp16):
         logger.warning(
             "dtype %s on a CPU without %s (%s): the transformer runs on slow emulated kernels and the vocabulary "
@@ -177,7 +133,17 @@ def build_projection(weight: torch.Tensor, bias: torch.Tensor | None, plan: Prec
     `bias` should be the fp32 bias taken before the model was cast: it is added after the max, in fp32.
     """
     if plan.int8_projection:
-        from trainer.quantization import Int8Projection
+        from trainer.quantization import Int8Projection  # imported when used: needs oneDNN int8 kernels
 
         return Int8Projection(weight, bias)
     return DenseProjection(weight, bias, fp32_kernels=not plan.native)
+
+
+def auto_candidates(features: CpuFeatures | None = None) -> list[Precision]:
+    """The routes "auto" measures on this CPU: `AUTO_CANDIDATES`, bf16 only with native bf16 (emulated bf16 is
+    always slower than fp32), int8 routes only where PyTorch has the kernels."""
+    from trainer.quantization import dynamic_int8_available, int8_available
+
+    cpu = features or cpu_features()
+    available = {"fp32": True, "bf16": cpu.native_bf16, "int8": int8_available(), "int8-full": int8_available() and dynamic_int8_available()}
+    return [name for name in AUTO_CANDIDATES if available.get(name, False)]

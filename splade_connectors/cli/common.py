@@ -22,10 +22,11 @@ from tqdm import tqdm
 
 from splade_connectors.errors import ConfigError, config_error
 from trainer.encoder import EncodeOptions, SpladeEncoder
+from trainer.precision import CHOICES as PRECISION_CHOICES
 from trainer.pruning import PRUNE_RULES, Pruning
 
 SHIPPED_PREFIX = "shipped:"
-DTYPES = ("fp32", "bf16", "fp16", "int8", "auto")
+DTYPES = PRECISION_CHOICES
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -88,7 +89,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="make the model inference-free: queries get these token weights (OpenSearch idf.json)")
     model.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: CUDA when present)")
     model.add_argument("--dtype", default=None, choices=DTYPES,
-                       help="fp32, bf16, fp16, int8 (CPU) or auto (bf16 on CPUs with AMX/AVX512-BF16); default: bf16 on CUDA, fp32 on CPU")
+                       help="fp32, bf16, fp16, int8 (CPU: int8 vocabulary projection), int8-full (CPU: int8 body too) or auto "
+                            "(CPU: the fastest route measured on this machine among those of negligible quality cost); "
+                            "default: bf16 on CUDA, fp32 on CPU")
     model.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
     model.add_argument("--max-length", type=int_at_least(2), default=None, help="max tokens per text (default: the model's)")
     model.add_argument("--chunk-tokens", type=int_at_least(3), default=None, metavar="N",

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from splade_connectors.encoding import SparseEncoder
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.records import EncodedDocument
-from trainer.encoder import SpladeEncoder
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _encode_chunked(
 
 
 def encode_dataset(
-    encoder: SpladeEncoder,
+    encoder: SparseEncoder,
     dataset: RetrievalDataset,
     *,
     chunk: int = 1024,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from splade_connectors.encoding import SparseEncoder
 from splade_connectors.eval.backends import Backend, Ranking, build_backends
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.eval.encoding import EncodedDataset, Progress, encode_dataset
@@ -88,7 +89,7 @@ def _delta(metrics: Metrics, reference: Metrics) -> Metrics:
 
 
 def evaluate(
-    encoder: SpladeEncoder,
+    encoder: SparseEncoder,
     datasets: Sequence[RetrievalDataset],
     backends: Sequence[str | Backend] = ("exact", "qdrant", "opensearch"),
     *,

@@ -5,7 +5,8 @@
   imported only when called).
 Both validate with the same rules, isolate records the encoder or the store refuses, store a
 content hash per document (`skip_unchanged`), can delete documents gone from the source
-(`delete_missing`), and return one `IngestReport`.
+(`delete_missing`), and return one `IngestReport`. The encoder is any `DocumentEncoder`
+(`splade_connectors.encoding`); skip-unchanged, checkpoints and delete-missing need its `identity()`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.errors import IngestError, InputError, ResumeError
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import EncodingIdentity, content_hash, encoding_identity
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DenseEncoder",
+    "DocumentEncoder",
     "EncodingIdentity",
     "FieldMap",
     "IngestConfig",
@@ -60,7 +63,7 @@ __all__ = [
 
 def ingest(
     documents: Iterable[Mapping[str, Any] | Document],
-    encoder: Any,
+    encoder: DocumentEncoder,
     store: SparseStore,
     config: IngestConfig | None = None,
     *,
@@ -74,7 +77,7 @@ def ingest(
 
 def ingest_file(
     path: str | Path,
-    encoder: Any,
+    encoder: DocumentEncoder,
     store: SparseStore,
     config: IngestConfig | None = None,
     *,

@@ -23,7 +23,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
-from splade_connectors.errors import ResumeError
+from splade_connectors.errors import ConfigError, ResumeError
 from splade_connectors.ingest.identity import EncodingIdentity
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore
@@ -43,7 +43,7 @@ class RunIdentity(BaseModel):
     store_kind: str
     store: str
     collection: str
-    encoding: EncodingIdentity
+    encoding: EncodingIdentity | None  # None: an encoder without identity(), which never keeps a checkpoint
 
 
 class CheckpointState(BaseModel):
@@ -112,6 +112,8 @@ class CheckpointFile:
     def save(self, state: CheckpointState) -> None:
         if self.path is None:
             return
+        if state.run.encoding is None:  # run_identity refuses such a run before it starts
+            raise ConfigError(f"checkpoint {self.path} needs an encoder with identity(); nothing can be resumed without it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         tmp.write_text(state.model_dump_json(), encoding="utf-8")
@@ -134,7 +136,10 @@ def check_belongs(state: CheckpointState, run: RunIdentity, path: Path) -> bool:
         raise ResumeError(
             f"checkpoint {path} belongs to collection/index {saved.collection!r}, not {run.collection!r}; {hint}"
         )
-    changed = saved.encoding.differences(run.encoding)
+    if saved.encoding is None or run.encoding is None:
+        changed = ["encoder identity"]
+    else:
+        changed = saved.encoding.differences(run.encoding)
     if changed:
         raise ResumeError(
             f"checkpoint {path} was written with another model or encoding options (differs in: {', '.join(changed)}); {hint}"

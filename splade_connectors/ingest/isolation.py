@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
+from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.errors import RejectedDocumentsError
 from splade_connectors.records import EncodedDocument
 from trainer.sparse import SparseVector
@@ -47,7 +46,7 @@ def _reason(error: BaseException) -> str:
     return f"the encoder refused it: {problem if isinstance(problem, str) else one_line(error)}"
 
 
-def encode_isolating(encoder: Any, texts: Sequence[str]) -> EncodeOutcome:
+def encode_isolating(encoder: DocumentEncoder, texts: Sequence[str]) -> EncodeOutcome:
     """Encode `texts` as documents; texts the encoder refuses are isolated by bisection."""
     outcome = EncodeOutcome(vectors=[None] * len(texts))
 

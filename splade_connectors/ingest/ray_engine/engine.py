@@ -23,14 +23,12 @@ from pathlib import Path
 from splade_connectors.errors import ConfigError, IngestError, InputError, SpladeError, StoreError
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import EncodingIdentity, encoding_identity
-from splade_connectors.ingest.incremental import SourceIdSet, delete_missing
 from splade_connectors.ingest.ray_engine.options import EncoderSpec, RayOptions
 from splade_connectors.ingest.report import IngestReport
+from splade_connectors.ingest.session import IngestSession, stopped
 from splade_connectors.ingest.sources import beir_corpus_path, open_source
-from splade_connectors.ingest.validate import to_document
-from splade_connectors.records import Document
 from splade_connectors.registry import open_store
-from splade_connectors.store import SparseStore, StoreConfigBase
+from splade_connectors.store import StoreConfigBase
 
 logger = logging.getLogger(__name__)
 
@@ -70,21 +68,13 @@ def _ingest(
     config: IngestConfig,
     options: RayOptions,
 ) -> IngestReport:
-    """Run the pipeline between `begin_ingest` and `finish_ingest`, then the input checks and delete-missing."""
+    """The Ray Data pipeline as the load of an ingestion session; delete-missing reads the source's ids on the driver."""
     with open_store(store, vocabulary=vocabulary, create=True) as target:
-        target.begin_ingest()
-        try:
-            report = _run_pipeline(corpus, encoder, store, vocabulary, identity, config, options)
-            _check_input(report, corpus)
-            if config.delete_missing:
-                config.retry.call(target.finish_ingest, what=f"refresh of {target.describe()}")
-                report.deleted = _delete_missing(target, corpus, config)
-        except BaseException:
-            _finish_after_failure(target)
-            raise
-        config.retry.call(target.finish_ingest, what=f"finish_ingest on {target.describe()}")
-        report.stored = config.retry.call(target.count, what=f"count on {target.describe()}")
-    return report
+        session = IngestSession(target, config, source_name=str(corpus), engine="ray")
+        return session.run(
+            lambda: _run_pipeline(corpus, encoder, store, vocabulary, identity, config, options, session.report),
+            reread=lambda: open_source(corpus),
+        )
 
 
 def _resolve_gpus(options: RayOptions) -> RayOptions:
@@ -110,7 +100,7 @@ def _identity_and_vocabulary(encoder: EncoderSpec, dtype: str, with_title: bool)
     """Load the model once on the driver's CPU: the actors' encoding identity, and the vocabulary stores need."""
     local = encoder.load(device="cpu", dtype=dtype)
     identity = encoding_identity(local, with_title=with_title)
-    vocabulary = local.model.id_to_token()  # type: ignore[attr-defined]  # EncoderSpec.load gives a SpladeEncoder
+    vocabulary = local.model.id_to_token()
     return identity, vocabulary
 
 
@@ -140,7 +130,9 @@ def _run_pipeline(
     identity: EncodingIdentity,
     config: IngestConfig,
     options: RayOptions,
-) -> IngestReport:
+    report: IngestReport,
+) -> int:
+    """Run the pipeline, add what its write tasks did to `report`; returns the input records read."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -191,7 +183,8 @@ def _run_pipeline(
             raise _project_error(exc) from exc
     finally:
         context.enable_progress_bars, context.raise_original_map_exception = saved
-    return sink.report()
+    sink.add_to(report)
+    return report.records
 
 
 def _project_error(error: BaseException) -> SpladeError:
@@ -205,36 +198,8 @@ def _project_error(error: BaseException) -> SpladeError:
             if isinstance(current, (IngestError, InputError, ConfigError)):
                 return type(current)(message)
             if isinstance(current, StoreError):
-                return IngestError(f"ingestion stopped: {message}")
+                return stopped(message)
             return IngestError(message)
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
     text = " ".join(str(error).split())
     return IngestError(f"the Ray job failed: {type(error).__name__}: {text[:500]}")
-
-
-def _check_input(report: IngestReport, corpus: Path) -> None:
-    if report.records == 0:
-        raise InputError(f"{corpus} has no records")
-    if report.accepted + report.unchanged == 0:
-        first = f" (first: {report.invalid[0].describe()})" if report.invalid else ""
-        raise InputError(
-            f"{corpus} has no valid record: all {report.invalid_count} of {report.records} records were refused{first}"
-        )
-
-
-def _delete_missing(store: SparseStore, corpus: Path, config: IngestConfig) -> int:
-    """The source's ids (one streaming pass on the driver, kept on disk), then the stored ids not among them."""
-    with SourceIdSet() as ids:
-        for raw in open_source(corpus):
-            result = to_document(raw, config.fields)
-            doc_id = result.id if isinstance(result, Document) else result.doc_id
-            if doc_id is not None:
-                ids.add(doc_id)
-        return delete_missing(store, ids, config.retry)
-
-
-def _finish_after_failure(store: SparseStore) -> None:
-    try:
-        store.finish_ingest()
-    except Exception as exc:  # noqa: BLE001 - the store may be the thing that failed
-        logger.warning("could not finish ingestion on %s after the failure: %s", store.describe(), exc)

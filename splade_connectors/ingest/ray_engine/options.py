@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from splade_connectors.encoding import SparseEncoder
 from trainer.encoder import EncodeOptions
 
 SHIPPED_PREFIX = "shipped:"
@@ -39,7 +40,7 @@ class EncoderSpec(BaseModel):
             return self.dtype
         return "bf16" if self.actor_device(gpus_per_encoder).startswith("cuda") else "fp32"
 
-    def load(self, *, device: str, dtype: str) -> object:
+    def load(self, *, device: str, dtype: str) -> SparseEncoder:
         from trainer.encoder import SpladeEncoder
 
         return SpladeEncoder.from_pretrained(self.model_path(), device=device, dtype=dtype, options=self.options)

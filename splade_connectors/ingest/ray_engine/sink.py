@@ -5,7 +5,7 @@ batches of `IngestConfig.batch_size` with `SparseStore.upsert` under the same re
 same isolation of refused documents as the single-process engine, and returns a tally. Point ids
 are deterministic, so a retried or re-executed task overwrites what it wrote, never duplicates it;
 a tally is only counted for the attempt that succeeded. `on_write_complete` (on the driver) adds
-the tallies into one `IngestReport`.
+the tallies into the session's `IngestReport`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.isolation import write_isolating
 from splade_connectors.ingest.ray_engine.stages import ENCODE, INVALID, UNCHANGED, document_from_row
 from splade_connectors.ingest.report import IngestReport
+from splade_connectors.ingest.session import fail_on
 from splade_connectors.ingest.validate import InvalidRecord
 from splade_connectors.records import EncodedDocument
 from splade_connectors.registry import build_store
@@ -114,8 +115,7 @@ class StoreDatasink(Datasink[dict[str, Any]]):
             doc_id = item.document.id
             if doc_id in refused:
                 record = InvalidRecord(position=position, doc_id=doc_id, reason=f"the store refused it: {refused[doc_id]}")
-                if self.config.on_invalid == "fail":
-                    raise IngestError(f"invalid input, {record.describe()}")
+                fail_on(record, self.config)
                 tally.add_invalid(position, doc_id, record.reason)
                 continue
             tally.counts["accepted"] += 1
@@ -124,10 +124,9 @@ class StoreDatasink(Datasink[dict[str, Any]]):
     def on_write_complete(self, write_result: Any) -> None:
         self.tallies = list(write_result.write_returns)
 
-    def report(self) -> IngestReport:
-        """The tallies of every write task as one report (invalid records sorted by position, capped)."""
-        keep = self.config.max_invalid_kept
-        report = IngestReport(engine="ray", max_invalid_kept=keep)
+    def add_to(self, report: IngestReport) -> None:
+        """Add the tallies of every write task to `report` (invalid records sorted by position, capped)."""
+        keep = report.max_invalid_kept
         for tally in self.tallies:
             for name in ("records", "accepted", "new", "updated", "unchanged", "truncated", "chunked", "batches"):
                 setattr(report, name, getattr(report, name) + int(tally[name]))
@@ -135,4 +134,3 @@ class StoreDatasink(Datasink[dict[str, Any]]):
             report.invalid_count += int(tally["invalid"])
             kept = report.invalid + [InvalidRecord(**item) for item in tally["invalid_kept"]]
             report.invalid = sorted(kept, key=lambda r: r.position)[:keep]
-        return report

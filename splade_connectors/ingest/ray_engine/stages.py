@@ -2,7 +2,7 @@
 
 Both are callable classes run by Ray Data actor pools (state: a store connection, a loaded model)
 on pyarrow batches. They use the same functions as the single-process engine (`parse_jsonl_line`,
-`to_document`, `content_hash`, `classify`, `encode_isolating`), so records are judged the same way.
+`to_document`, `with_content_hash`, `stored_statuses`, `fail_on`, `encode_isolating`), so records are judged the same way.
 
 Records travel in *groups*: one row per run of `group` input positions ([k * group, (k+1) * group)),
 with one list per field. The encoder encodes one group per call, which is the list of texts the
@@ -24,10 +24,10 @@ import pyarrow as pa
 
 from splade_connectors.errors import IngestError
 from splade_connectors.ingest.config import IngestConfig
-from splade_connectors.ingest.identity import EncodingIdentity, content_hash, encoding_identity
-from splade_connectors.ingest.incremental import classify
+from splade_connectors.ingest.identity import EncodingIdentity, encoding_identity
 from splade_connectors.ingest.isolation import encode_isolating
 from splade_connectors.ingest.ray_engine.options import EncoderSpec
+from splade_connectors.ingest.session import fail_on, stored_statuses, with_content_hash
 from splade_connectors.ingest.sources import parse_jsonl_line
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document
@@ -55,12 +55,6 @@ ENCODED_SCHEMA = pa.schema([
     ("truncated", pa.list_(pa.bool_())),
     ("chunked", pa.list_(pa.bool_())),
 ])
-
-
-def fail_on(record: InvalidRecord, config: IngestConfig) -> None:
-    """Under `on_invalid="fail"`, the first refused record stops the job."""
-    if config.on_invalid == "fail":
-        raise IngestError(f"invalid input, {record.describe()}")
 
 
 class _Group:
@@ -102,13 +96,10 @@ class PrepareBatches:
                 group.add(position, result.doc_id, INVALID, result.reason)
                 continue
             group.ids.add(result.id)
-            document = result.model_copy(update={"content_hash": content_hash(result, self.identity_key)})
+            document = with_content_hash(result, self.identity_key)
             valid.append((group, group.add(position, document.id, ENCODE), document))
         if valid:
-            statuses = classify(
-                self.store, [d.id for _, _, d in valid], [d.content_hash or "" for _, _, d in valid],
-                skip_unchanged=config.skip_unchanged, retry=config.retry,
-            )
+            statuses = stored_statuses(self.store, [d for _, _, d in valid], config)
             for (group, row, document), status in zip(valid, statuses):
                 group.fields["existed"][row] = status != "new"
                 if status == "unchanged":

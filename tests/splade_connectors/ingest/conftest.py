@@ -21,6 +21,7 @@ from splade_connectors.registry import build_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
 from tests.live_stores import LiveStore
 from trainer.encoder import SpladeEncoder
+from trainer.identity import EncoderIdentity
 
 StoreFactory = Callable[..., SparseStore]
 
@@ -148,15 +149,18 @@ class CountingEncoder:
     def __init__(self, encoder: SpladeEncoder) -> None:
         self.inner = encoder
         self.texts: list[str] = []
-        self.model, self.options, self.dtype = encoder.model, encoder.options, encoder.dtype
+        self.model = encoder.model
 
     @property
     def stats(self) -> Any:
         return self.inner.stats
 
-    def encode_documents(self, texts: list[str]) -> Any:
+    def identity(self) -> EncoderIdentity:
+        return self.inner.identity()
+
+    def encode_documents(self, texts: list[str], **overrides: object) -> Any:
         self.texts.extend(texts)
-        return self.inner.encode_documents(texts)
+        return self.inner.encode_documents(texts, **overrides)
 
 
 _RAY_MARKERS = ("raylet", "gcs_server", "/ray/_private/", "/ray/dashboard/", "/ray/autoscaler/", "default_worker.py")

@@ -21,6 +21,7 @@ from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.records import EncodedDocument
 from tests.live_stores import LiveStore, record_qdrant_backend
 from trainer.encoder import EncodeStats, SpladeEncoder
+from trainer.identity import EncoderIdentity
 from trainer.retrieval.beir import read_beir_folder
 from trainer.sparse import SparseVector, from_csr, to_csr
 
@@ -123,6 +124,11 @@ class ReplayEncoder:
     def encode_queries(self, texts: Sequence[str], **_: object) -> list[SparseVector]:
         assert self.fallback is not None
         return self.fallback.encode_queries(list(texts))
+
+    def identity(self) -> EncoderIdentity:
+        """The fallback's: the replayed vectors are the ones it made."""
+        assert self.fallback is not None
+        return self.fallback.identity()
 
 
 class FaultyStore:

@@ -20,6 +20,7 @@ import numpy as np
 from splade_connectors.ingest import IngestConfig, ingest_file
 from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from trainer.encoder import EncodeStats
+from trainer.identity import EncoderIdentity
 from trainer.sparse import SparseVector
 
 
@@ -32,6 +33,10 @@ class HashEncoder:
     def encode_documents(self, texts: Sequence[str], **_: object) -> list[SparseVector]:
         self.stats = EncodeStats(texts=len(texts))
         return [self.vector(t) for t in texts]
+
+    def identity(self) -> EncoderIdentity:
+        """Fixed: the vectors depend on the text only (what makes a checkpointed run resumable)."""
+        return EncoderIdentity(model="test-hash-encoder:v1")
 
     @staticmethod
     def vector(text: str) -> SparseVector:

@@ -1,0 +1,101 @@
+"""What an encoder's document vectors are made from: the model's fingerprint and every option that changes them.
+
+- `model_fingerprint(model)`: a fingerprint of a loaded `SpladeModel`: its architecture settings,
+  tokenizer, pooling, and a strided sample of every weight tensor rounded to bfloat16 (so the same
+  checkpoint gives the same fingerprint in fp32 and in bf16, on CPU and GPU, from any path).
+- `EncoderIdentity`: the fingerprint plus the precision the encoder runs in and the document
+  encoding options (effective max length, top-k, min weight, pruning rule, chunking windows).
+  Two encoders with equal identities give the same document vectors; any change of model, weights,
+  tokenizer, pooling, precision or option changes it. Frozen (hashable) and JSON-serialisable, so
+  the ingestion layer can store it in checkpoints and hash it into every stored point.
+- `encoder_identity(model, options, precision)`: builds it; `SpladeEncoder.identity()` calls it.
+
+Query options do not enter: they never change a stored vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from trainer.encoder import EncodeOptions
+    from trainer.model import SpladeModel
+
+_WEIGHT_SAMPLES = 4096
+# model.config entries that say where or how a checkpoint was saved, not what it computes
+_CONFIG_NOISE = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "_attn_implementation_autoset"}
+
+
+class EncoderIdentity(BaseModel):
+    """Everything that decides a document's vector besides its text (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    max_length: int | None = None
+    top_k: int | None = None
+    min_weight: float = 0.0
+    prune: str | None = None
+    chunk_tokens: int | None = None
+    chunk_stride: int | None = None
+    dtype: str | None = None
+
+    def key(self) -> str:
+        """A canonical string of all fields (what hashes and checkpoints record)."""
+        return json.dumps(self.model_dump(), sort_keys=True)
+
+    def differences(self, other: EncoderIdentity) -> list[str]:
+        """Names of the fields that differ ("model", "max_length", ...)."""
+        mine, theirs = self.model_dump(), other.model_dump()
+        return [name for name in mine if mine[name] != theirs.get(name)]
+
+
+def model_fingerprint(model: SpladeModel) -> str:
+    """`ARCHITECTURE:HEX` fingerprint of a `SpladeModel` (see the module docstring); cheap: samples the weights."""
+    import torch  # here, so the identity type itself is importable without torch
+
+    digest = hashlib.sha256()
+    mlm = model.mlm
+    config = getattr(mlm, "config", None)
+    settings: dict[str, Any] = {
+        "architecture": type(mlm).__name__,
+        "config": {k: v for k, v in (config.to_dict() if config is not None else {}).items() if k not in _CONFIG_NOISE},
+        "pooling": model.pooling.model_dump(),
+        "max_seq_length": model.max_seq_length,
+        "do_lower_case": model.do_lower_case,
+        "prompts": model.prompts,
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    backend = getattr(model.tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // _WEIGHT_SAMPLES)
+            sample = flat[::step][:_WEIGHT_SAMPLES].to(device="cpu", dtype=torch.bfloat16)
+            digest.update(f"{name}|{tuple(tensor.shape)}|".encode())
+            digest.update(sample.view(torch.int16).numpy().tobytes())
+    return f"{settings['architecture']}:{digest.hexdigest()[:24]}"
+
+
+def encoder_identity(model: SpladeModel, options: EncodeOptions, precision: str) -> EncoderIdentity:
+    """The identity of the document vectors `model` gives under `options` in `precision` (fp32, bf16, fp16, int8)."""
+    limit = int(model.max_seq_length) or None
+    requested = options.max_length
+    max_length = min(requested, limit) if requested and limit else (requested or limit)
+    prune = options.prune
+    return EncoderIdentity(
+        model=model_fingerprint(model),
+        max_length=max_length,
+        top_k=options.top_k,
+        min_weight=float(options.min_weight),
+        prune=f"{prune.rule}={prune.value:g}" if prune is not None else None,
+        chunk_tokens=options.chunk_tokens,
+        chunk_stride=options.chunk_stride,
+        dtype=str(precision),
+    )
