@@ -17,7 +17,6 @@ from splade_connectors.encoding import SparseEncoder
 from splade_connectors.eval.backends import Backend, Ranking, build_backends
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.eval.encoding import EncodedDataset, Progress, encode_dataset
-from trainer.encoder import SpladeEncoder
 from trainer.retrieval.metrics import (
     GRADED_NDCG_AT_K,
     Metrics,

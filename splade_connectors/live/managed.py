@@ -145,10 +145,10 @@ class ManagedServer(ABC):
     def _is_ready(self) -> bool:
         """True once the server answers requests."""
 
-    def _on_ready(self) -> None:
+    def _on_ready(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called once the server answers (read or check its version)."""
 
-    def _forget_run(self) -> None:
+    def _forget_run(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called by `stop` after the run folder is deleted (forget what lived in it)."""
 
     def _details(self) -> list[str]:
