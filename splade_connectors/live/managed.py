@@ -234,7 +234,7 @@ class ManagedServer(ABC):
             with log_path.open("ab") as out:
                 self._proc = subprocess.Popen(
                     launch.argv, cwd=self.run_dir, env=launch.env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=launch.preexec,  # noqa: PLW1509
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=launch.preexec,  # noqa: PLW1509 - the launches' preexec only ties the child to its parent (one prctl call)
                 )
         except OSError as exc:  # not executable, no such file
             raise ServerError(f"cannot start {self.kind}: {exc}") from exc
