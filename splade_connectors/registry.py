@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -56,9 +56,16 @@ def store_config(kind: str, **options: Any) -> StoreConfigBase:
 
 
 def build_store(config: StoreConfigBase, *, vocabulary: Sequence[str] | None = None, **adapter_options: Any) -> SparseStore:
-    """The store for a config, not yet opened (no I/O). `vocabulary` names OpenSearch features."""
+    """The store for a config, not yet opened (no I/O).
+
+    `vocabulary` (the model's tokens) goes to the stores that name features by token (OpenSearch,
+    `StoreBase.takes_vocabulary`); the others do not need it.
+    """
     module, _, store_name = _adapter(config.kind)
-    return getattr(module, store_name)(config, vocabulary=vocabulary, **adapter_options)  # type: ignore[no-any-return]  # looked up by name in the adapter module
+    store_class = getattr(module, store_name)  # a `StoreBase` subclass; its constructor adds its own options
+    if store_class.takes_vocabulary:
+        adapter_options["vocabulary"] = vocabulary
+    return cast(SparseStore, store_class(config, **adapter_options))
 
 
 def open_store(

@@ -19,7 +19,7 @@ from splade_connectors.encoding import QueryEncoder
 from splade_connectors.errors import ConfigError
 from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
-from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, SparseStore
+from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, SparseStore, require_top_k
 from trainer.sparse import SparseVector
 
 DenseQueryEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
@@ -53,8 +53,7 @@ def search(
     """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query."""
     if isinstance(queries, str):
         raise ConfigError("queries must be a list of texts; wrap a single query in a list")
-    if top_k < 1:
-        raise ConfigError(f"top_k must be >= 1, got {top_k}")
+    require_top_k(top_k)  # before encoding: the store would refuse it after the work
     queries = list(queries)
     vectors = encoder.encode_queries(queries)
     if hybrid is None:

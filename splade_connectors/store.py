@@ -8,14 +8,17 @@ client library's exceptions in one place. `describe()` names the store for messa
 (kind, location, collection) and never contains a secret; `identity()` is the same without
 presentation, for checkpoints.
 
-`StoreBase` gives adapters the shared behaviour (context management, the open check).
+`StoreBase` owns what derives from the config (name, describe, identity), the open/close
+bookkeeping and context management; an adapter supplies only `_connect` and `_disconnect`.
+Search arguments are validated by the rules here (`require_top_k`, `require_batch_size`,
+`hybrid_depth`), so every store refuses the same values with the same message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -164,7 +167,7 @@ class SparseStore(Protocol):
 
 
 class StoreConfigBase(BaseModel):
-    """What every store config has: its kind, the collection/index it names, and its secrets."""
+    """What every store config has: its kind, where it lives, the collection/index it names, and its secrets."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -174,8 +177,12 @@ class StoreConfigBase(BaseModel):
     def collection_name(self) -> str:  # pragma: no cover - every adapter overrides
         raise NotImplementedError
 
-    def with_collection(self, name: str) -> Any:  # pragma: no cover - every adapter overrides
+    def with_collection(self, name: str) -> Self:  # pragma: no cover - every adapter overrides
         """The same config for another collection/index."""
+        raise NotImplementedError
+
+    def location(self) -> str:  # pragma: no cover - every adapter overrides
+        """Where the collection lives (server URLs, folder or in-memory), without secrets."""
         raise NotImplementedError
 
     def describe(self) -> str:  # pragma: no cover - every adapter overrides
@@ -187,22 +194,60 @@ class StoreConfigBase(BaseModel):
         return []
 
 
-class StoreBase:
-    """Shared behaviour of the adapters: context management and the check that the store is open."""
+ConfigT = TypeVar("ConfigT", bound=StoreConfigBase)
+
+
+class StoreBase(Generic[ConfigT]):
+    """What every adapter shares: everything derived from its config, the open/close bookkeeping, context management.
+
+    An adapter implements `_connect` (connect, then create or require the collection) and
+    `_disconnect` (release what `_connect` took); `open` and `close` call them once per open state.
+    Adapters whose documents name features by token (`takes_vocabulary`) accept a `vocabulary`.
+    """
 
     kind: ClassVar[str] = "store"
-    _opened: bool = False
+    takes_vocabulary: ClassVar[bool] = False
 
-    def open(self, *, create: bool = True) -> Any:  # pragma: no cover - every adapter overrides
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+        self.created = False  # whether the last `open()` created the collection/index
+        self._opened = False
+
+    @property
+    def name(self) -> str:
+        """Collection or index name."""
+        return self.config.collection_name
+
+    def describe(self) -> str:
+        """Kind, location and collection for messages (no secrets)."""
+        return self.config.describe()
+
+    def identity(self) -> str:
+        """A stable identifier of kind, location and collection (no secrets), recorded in checkpoints."""
+        return f"{self.kind}|{self.config.location()}|{self.name}"
+
+    def open(self, *, create: bool = True) -> Self:
+        """Connect; create the collection (`create`) or require that it exists. Returns self; a no-op when open."""
+        if self._opened:
+            return self
+        self.created = self._connect(create=create)
+        self._opened = True
+        return self
+
+    def close(self) -> None:
+        """Release connections (and an embedded store's folder lock). Idempotent."""
+        self._opened = False
+        self._disconnect()
+
+    def _connect(self, *, create: bool) -> bool:  # pragma: no cover - every adapter overrides
+        """Connect and create or require the collection; True when it was created. Releases what it took on failure."""
         raise NotImplementedError
 
-    def close(self) -> None:  # pragma: no cover - every adapter overrides
+    def _disconnect(self) -> None:  # pragma: no cover - every adapter overrides
+        """Release what `_connect` took (safe to call when nothing was taken)."""
         raise NotImplementedError
 
-    def describe(self) -> str:  # pragma: no cover - every adapter overrides
-        raise NotImplementedError
-
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         if not self._opened:
             self.open()
         return self
@@ -218,11 +263,28 @@ class StoreBase:
         return f"<{type(self).__name__} {self.describe()}{'' if self._opened else ' (closed)'}>"
 
 
-def default_candidates(top_k: int, candidates: int | None) -> int:
-    """Depth of each list fused by hybrid search."""
+# ---- search arguments: one rule each, applied by every store (and by `search()` before encoding) ----------
+def require_top_k(top_k: int) -> int:
+    """`top_k`, refused unless >= 1."""
+    if top_k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
+    return top_k
+
+
+def require_batch_size(batch_size: int) -> int:
+    """A page size (`iter_doc_ids`), refused unless >= 1."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    return batch_size
+
+
+def hybrid_depth(top_k: int, *, candidates: int | None, rrf_k: int) -> int:
+    """The depth of each list hybrid search fuses (default max(50, 5 x top_k)), after checking every hybrid argument."""
+    require_top_k(top_k)
+    if rrf_k < 1:
+        raise ConfigError(f"rrf_k must be >= 1, got {rrf_k}")
     if candidates is not None:
         if candidates < top_k:
             raise ConfigError(f"candidates ({candidates}) must be >= top_k ({top_k})")
         return candidates
     return max(50, 5 * top_k)
-

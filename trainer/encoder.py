@@ -38,7 +38,7 @@ from tokenizers import Tokenizer
 
 from trainer.chunking import max_merge, window_overlap
 from trainer.errors import ConfigError, SpladeError
-from trainer.identity import EncoderIdentity, encoder_identity
+from trainer.identity import EncoderIdentity, encoder_identity, model_fingerprint
 from trainer.model import SpladeModel, resolve_device
 from trainer.pooling import VocabProjection
 from trainer.precision import PrecisionPlan, build_projection, resolve_precision
@@ -135,7 +135,9 @@ class SpladeEncoder:
         bias = getattr(decoder, "bias", None)
         fp32_bias = None if bias is None else bias.detach().to(device=self.device, dtype=torch.float32, copy=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        if plan.int8_body:  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
+        self._fingerprint: str | None = None  # None: taken from the model at each identity() call
+        if plan.int8_body:
+            self._fingerprint = model_fingerprint(self.model)  # before int8 layers replace the weights it samples  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
             quantize_linears(self.model.mlm, skip=self.model.output_embeddings)
         self._projection = build_projection(self.model.output_embeddings.weight, fp32_bias, self.precision)
         logger.info("encoding on %s in %s (%s)", self.device, self.precision.precision, self.precision.reason)
@@ -169,7 +171,7 @@ class SpladeEncoder:
 
     def identity(self) -> EncoderIdentity:
         """What this encoder's document vectors are made from (`trainer.identity`): equal identities, equal vectors."""
-        return encoder_identity(self.model, self.options, self.precision.precision)
+        return encoder_identity(self.model, self.options, self.precision.precision, fingerprint=self._fingerprint)
 
     def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
         return self.encode(texts, role="query", **overrides)

@@ -83,14 +83,15 @@ def model_fingerprint(model: SpladeModel) -> str:
     return f"{settings['architecture']}:{digest.hexdigest()[:24]}"
 
 
-def encoder_identity(model: SpladeModel, options: EncodeOptions, precision: str) -> EncoderIdentity:
-    """The identity of the document vectors `model` gives under `options` in `precision` (fp32, bf16, fp16, int8)."""
+def encoder_identity(model: SpladeModel, options: EncodeOptions, precision: str, *, fingerprint: str | None = None) -> EncoderIdentity:
+    """The identity of the document vectors `model` gives under `options` in `precision` (fp32, bf16, fp16, int8,
+    int8-full); `fingerprint`: the model's, taken before its layers were quantised (int8 layers hold no weights)."""
     limit = int(model.max_seq_length) or None
     requested = options.max_length
     max_length = min(requested, limit) if requested and limit else (requested or limit)
     prune = options.prune
     return EncoderIdentity(
-        model=model_fingerprint(model),
+        model=fingerprint or model_fingerprint(model),
         max_length=max_length,
         top_k=options.top_k,
         min_weight=float(options.min_weight),

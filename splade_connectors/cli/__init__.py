@@ -1,5 +1,9 @@
 """The `splade-connectors` command line: one module per command, registered here.
 
+Commands share options and output through their own modules, never through each other: `values`
+(option value types), `model` (model and encoding options), `datasets` (eval/tune datasets),
+`stores` (store options), `output` (JSON, tables, reports, progress bars).
+
 Errors are reported in one place, `main`, one way: a single `error: ...` line on stderr and exit
 code 2 for anything the user can act on (a bad option value, unusable input, a store that is
 unreachable, refuses the credentials or lacks the collection: every `SpladeError`, and file-system
@@ -11,27 +15,29 @@ that line and in every log record the command writes.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from types import ModuleType
 from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
+from splade_connectors.cli import demo, evaluate, ingest, opensearch_server, qdrant_server, search, train, tune
 from splade_connectors.errors import SpladeError, redact
 
-# command name -> module under splade_connectors.cli with `register(subparsers)`; each module adds
-# its parser and sets `func` (args -> exit code). Modules are imported lazily only for their command.
-COMMANDS: dict[str, str] = {
-    "demo": "demo",
-    "ingest": "ingest",
-    "search": "search",
-    "eval": "evaluate",
-    "tune": "tune",
-    "train": "train",
-    "opensearch-server": "opensearch_server",
-    "qdrant-server": "qdrant_server",
+# command name -> its module, whose `register(subparsers)` adds the command's parser and sets `func`
+# (args -> exit code). Imported here, all of them: a module that fails to import fails the CLI. Command
+# modules import heavy libraries (torch, store clients) only when they run, so this stays cheap.
+COMMANDS: dict[str, ModuleType] = {
+    "demo": demo,
+    "ingest": ingest,
+    "search": search,
+    "eval": evaluate,
+    "tune": tune,
+    "train": train,
+    "opensearch-server": opensearch_server,
+    "qdrant-server": qdrant_server,
 }
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -46,29 +52,22 @@ class CliParser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR)
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = CliParser(prog="splade-connectors", description="SPLADE sparse retrieval into Qdrant and OpenSearch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, library warnings and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
-        if only is not None and name != only:
-            sub.add_parser(name, help=f"(run `splade-connectors {name} -h`)")
-            continue
-        try:
-            module = importlib.import_module(f"splade_connectors.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("splade_connectors.cli"):
-                continue  # command not built yet
-            raise
+    for name, module in COMMANDS.items():
+        before = set(sub.choices)
         module.register(sub)
+        if set(sub.choices) - before != {name}:
+            raise RuntimeError(f"{module.__name__}.register() must add the {name!r} command")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
     try:
-        parser = build_parser(only=command if command in COMMANDS else None)  # imports the command (torch, ...)
+        parser = build_parser()
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a parsing error already reported (2)
         return int(exit_.code or 0)

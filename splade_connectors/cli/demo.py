@@ -11,9 +11,9 @@ import argparse
 import time
 from pathlib import Path
 
-from splade_connectors.cli.common import add_model_options, load_encoder, positive_int, print_json
-from splade_connectors.cli.ingest import report_to_json
-from splade_connectors.cli.search import format_results, results_to_json
+from splade_connectors.cli.model import add_model_options, load_encoder
+from splade_connectors.cli.output import format_results, ingest_report_to_json, print_json, results_to_json
+from splade_connectors.cli.values import positive_int
 from splade_connectors.ingest import ingest_file
 from splade_connectors.registry import open_store, store_config
 from splade_connectors.samples import SAMPLE_CORPUS
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({
             "store": "qdrant (embedded, in-memory)", "collection": "demo", "corpus": str(args.corpus),
-            "ingest": report_to_json(report), "seconds": round(seconds, 2),
+            "ingest": ingest_report_to_json(report), "seconds": round(seconds, 2),
             "results": results_to_json(queries, results),
         })
         return 0

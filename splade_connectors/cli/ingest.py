@@ -12,25 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
-from splade_connectors.cli.common import (
-    add_model_options,
-    encode_options,
-    load_encoder,
-    positive_float,
-    positive_int,
-    print_json,
-    progress_bar,
-)
+from splade_connectors.cli.model import add_model_options, encode_options, load_encoder
+from splade_connectors.cli.output import ingest_report_to_json, print_ingest_report, print_json, progress_bar
 from splade_connectors.cli.stores import add_store_options, open_store_from_args, store_config_from_args
+from splade_connectors.cli.values import positive_float, positive_int
 from splade_connectors.errors import ConfigError, IngestError, config_error
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file
 from splade_connectors.ingest.sources import beir_corpus_path
-
-_SHOWN_INVALID = 10
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,10 +60,6 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-def report_to_json(report: IngestReport) -> dict[str, Any]:
-    return {**report.summary(), "invalid_examples": [r.describe() for r in report.invalid[:_SHOWN_INVALID]]}
-
-
 def _ingest_config(args: argparse.Namespace) -> IngestConfig:
     try:
         return IngestConfig(
@@ -89,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     config = _ingest_config(args)
     report, where = _run_ray(args, corpus, config) if args.engine == "ray" else _run_single(args, corpus, config)
     if args.json:
-        print_json({"store": args.store, "collection": args.index or args.collection, "input": str(corpus), **report_to_json(report)})
+        print_json({"store": args.store, "collection": args.index or args.collection, "input": str(corpus), **ingest_report_to_json(report)})
     else:
-        _print_report(report, where)
+        print_ingest_report(report, where)
     return 0
 
 
@@ -130,21 +117,3 @@ def _run_ray(args: argparse.Namespace, corpus: Path, config: IngestConfig) -> tu
     report = ingest_file_ray(corpus, spec, target, config, options)
     return report, target.describe()
 
-
-def _print_report(report: IngestReport, where: str) -> None:
-    changes = f"{report.new} new, {report.updated} updated, {report.unchanged} unchanged"
-    if report.deleted:
-        changes += f", {report.deleted} deleted"
-    print(
-        f"{where}: {report.accepted} documents ingested in {report.seconds:.1f}s "
-        f"({report.docs_per_second:.1f} docs/s; {changes}), {report.stored} stored"
-        + (f", {report.skipped_by_resume} records skipped by resume" if report.skipped_by_resume else "")
-        + (f", {report.truncated} truncated" if report.truncated else "")
-        + (f", {report.chunked} encoded in windows" if report.chunked else "")
-    )
-    if report.invalid_count:
-        print(f"{report.invalid_count} invalid records skipped:")
-        for record in report.invalid[:_SHOWN_INVALID]:
-            print(f"  {record.describe()}")
-        if report.invalid_count > _SHOWN_INVALID:
-            print(f"  ... and {report.invalid_count - _SHOWN_INVALID} more")

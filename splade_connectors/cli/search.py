@@ -2,7 +2,7 @@
 
 With `--explain` each hit lists its top shared terms (decoded token, query weight x document weight).
 The query path itself (encode, search, explain) is the library's `splade_connectors.search.search`;
-this module parses options and formats hits (table and JSON, reused by `demo`).
+this module parses options; hits are printed by `cli.output` (table and JSON, as `demo` prints them).
 
 Filters (`--filter`, repeat to AND; `a|b` matches any of the values):
 - `FIELD=VALUE` matches the value as a string, and also as a number or boolean when the value
@@ -22,10 +22,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from splade_connectors.cli.common import add_model_options, finite_float, load_encoder, positive_int, print_json
+from splade_connectors.cli.model import add_model_options, load_encoder
+from splade_connectors.cli.output import format_results, print_json, results_to_json
 from splade_connectors.cli.stores import add_store_options, open_store_from_args, store_config_from_args
+from splade_connectors.cli.values import finite_float, positive_int
 from splade_connectors.errors import ConfigError
-from splade_connectors.records import Hit
 from splade_connectors.search import search
 
 _FILTER = re.compile(r"^(?P<field>[^=:]+)(?::(?P<type>[^=]*))?=(?P<value>.*)$", re.DOTALL)
@@ -85,42 +86,6 @@ def parse_filters(specs: Sequence[str]) -> dict[str, Any] | None:
         values = [v for text in match.group("value").split("|") for v in _typed(spec, kind, text)]
         out[field] = values if len(values) > 1 else values[0]
     return out or None
-
-
-def hit_to_json(rank: int, hit: Hit) -> dict[str, Any]:
-    data: dict[str, Any] = {"rank": rank, "id": hit.id, "score": round(hit.score, 6), "title": hit.payload.get("title")}
-    if hit.payload.get("metadata"):
-        data["metadata"] = hit.payload["metadata"]
-    if hit.terms is not None:
-        data["terms"] = [
-            {"token": t.token, "query_weight": round(t.query_weight, 4), "document_weight": round(t.document_weight, 4),
-             "contribution": round(t.contribution, 4)}
-            for t in hit.terms
-        ]
-    return data
-
-
-def results_to_json(queries: Sequence[str], results: Sequence[Sequence[Hit]]) -> list[dict[str, Any]]:
-    return [{"query": q, "hits": [hit_to_json(r, h) for r, h in enumerate(hits, 1)]} for q, hits in zip(queries, results)]
-
-
-def _excerpt(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def format_results(query: str, hits: Sequence[Hit], width: int = 48) -> str:
-    """A plain-text table of one query's hits (rank, score, id, title, top terms)."""
-    lines = [f'query: "{query}"']
-    if not hits:
-        return "\n".join([*lines, "  (no hits)"])
-    id_width = max(4, *(len(h.id) for h in hits))
-    lines.append(f"  {'#':>2}  {'score':>8}  {'id':<{id_width}}  {'title / text':<{width}}  top terms")
-    for rank, hit in enumerate(hits, 1):
-        title = _excerpt(str(hit.payload.get("title") or hit.payload.get("text") or ""), width)
-        terms = ", ".join(f"{t.token}({t.contribution:.1f})" for t in hit.terms or [])
-        lines.append(f"  {rank:>2}  {hit.score:>8.3f}  {hit.id:<{id_width}}  {title:<{width}}  {terms}")
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,9 +1,9 @@
-"""Store options shared by `ingest`, `search` and `eval`, and opening the chosen store.
+"""Store options shared by `ingest`, `search`, `eval` and `tune`, and opening the chosen store.
 
 Each store has its option group (`add_qdrant_options`, `add_opensearch_options`) and turns the
 parsed options into its config's fields (`qdrant_options`, `opensearch_options`); `ingest` and
-`search` add both groups plus `--store`/`--collection` (`add_store_options`), `eval` adds the two
-groups for its backends. The store itself is built by the registry (`splade_connectors.registry`),
+`search` add both groups plus `--store`/`--collection` (`add_store_options`), `eval` and `tune` add
+the two groups for the throwaway collections they create. The store itself is built by the registry (`splade_connectors.registry`),
 as everywhere else. Bad values are refused while parsing or by the config (one `ConfigError` line).
 
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from splade_connectors.cli.common import positive_int
+from splade_connectors.cli.values import positive_int
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
-from trainer.encoder import SpladeEncoder
+
+if TYPE_CHECKING:
+    from trainer.encoder import SpladeEncoder
 
 DEFAULT_QDRANT_PATH = "./qdrant_data"
 DEFAULT_OPENSEARCH_URL = "http://localhost:9200"

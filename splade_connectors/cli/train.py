@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from splade_connectors.cli.common import positive_int
+from splade_connectors.cli.values import positive_int
 
 
 def register(subparsers: Any) -> None:

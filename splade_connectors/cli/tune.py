@@ -12,34 +12,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from splade_connectors.cli.common import add_model_options, load_encoder, print_json, progress_bar
+from splade_connectors.cli.datasets import add_dataset_options, load_datasets
+from splade_connectors.cli.model import add_model_options, load_encoder
+from splade_connectors.cli.output import print_json, progress_bar
+from splade_connectors.cli.stores import add_opensearch_options, add_qdrant_options, opensearch_options, opensearch_url, qdrant_options
 from splade_connectors.errors import ConfigError
+from splade_connectors.registry import STORE_KINDS
 
 logger = logging.getLogger(__name__)
-
-STORE_CHOICES = ("qdrant", "opensearch")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("tune", help="sweep pruning settings: quality against index size, with a recommendation",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_argument_group("dataset (one)")
-    source.add_argument("--datasets", default=None, help="a NanoBEIR name (scifact, nfcorpus, ...) or folder")
-    source.add_argument("--beir-dir", action="append", default=[], metavar="PATH", help="a local BEIR folder")
-    source.add_argument("--split", default="test", help="qrels split of BEIR folders (default: test)")
-    source.add_argument("--nanobeir-id", default="sentence-transformers/NanoBEIR-en", help="Hub dataset id")
-    titles = source.add_mutually_exclusive_group()
-    titles.add_argument("--with-title", dest="with_title", action="store_const", const=True, default=None,
-                        help="prepend titles (default: yes for BEIR folders, no for NanoBEIR)")
-    titles.add_argument("--no-title", dest="with_title", action="store_const", const=False)
-    source.add_argument("--relevance-threshold", default="1", metavar="N", help="lowest grade counted as relevant")
-    source.add_argument("--max-docs", type=int, default=None, help="tune on a slice: judged docs + filler up to N")
+    add_dataset_options(parser, several=False)
 
     sweep = parser.add_argument_group("sweep")
     sweep.add_argument("--settings", default=None, metavar="RULE=VALUE,...",
@@ -53,15 +44,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stores = parser.add_argument_group("index size")
     stores.add_argument("--stores", default="qdrant",
                         help="stores that measure the index size: qdrant, opensearch, both comma-separated, or none")
-    stores.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="Qdrant server (default: embedded, on disk in a temp folder)")
-    stores.add_argument("--qdrant-path", default=None, help="embedded Qdrant folder (default: a temp folder, removed afterwards)")
-    stores.add_argument("--qdrant-api-key-env", default="QDRANT_API_KEY", metavar="VAR", help="environment variable holding the API key")
-    stores.add_argument("--opensearch-url", default=os.environ.get("OPENSEARCH_URL"), help="OpenSearch server URL")
     stores.add_argument("--opensearch-native", action="store_true",
                         help="start a throwaway native OpenSearch for the run (needs a JDK; see opensearch-server)")
-    stores.add_argument("--opensearch-user", default=os.environ.get("OPENSEARCH_USERNAME"), help="basic-auth user")
-    stores.add_argument("--opensearch-password", default=None, help="basic-auth password (prefer $OPENSEARCH_PASSWORD)")
-    stores.add_argument("--no-verify-certs", action="store_true", help="do not verify TLS certificates")
+    add_qdrant_options(parser, path_default="default: a temporary folder, removed afterwards")
+    add_opensearch_options(parser)
 
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", type=Path, default=Path("tune-results"), help="where tune.json/.md/.png go (default: ./tune-results)")
@@ -73,9 +59,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _store_names(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip() and s.strip() != "none"]
-    unknown = [n for n in names if n not in STORE_CHOICES]
+    unknown = [n for n in names if n not in STORE_KINDS]
     if unknown:
-        raise ConfigError(f"--stores: unknown store {unknown[0]!r}; choose from {', '.join(STORE_CHOICES)} or none")
+        raise ConfigError(f"--stores: unknown store {unknown[0]!r}; choose from {', '.join(STORE_KINDS)} or none")
     return names
 
 
@@ -87,37 +73,30 @@ def _store_factories(args: argparse.Namespace, names: list[str]) -> Iterator[dic
     factories: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         if "qdrant" in names:
-            options: dict[str, Any] = {"url": args.qdrant_url}
-            if args.qdrant_url:
-                options["api_key"] = os.environ.get(args.qdrant_api_key_env) or None
-            else:  # embedded on disk: the only embedded mode with a size on disk
-                options["path"] = args.qdrant_path or stack.enter_context(tempfile.TemporaryDirectory(prefix="splade-tune-qdrant-"))
-            factories["qdrant"] = store_factory("qdrant", options)
+            qdrant = qdrant_options(args, default_path=None)
+            if qdrant["url"] is None and qdrant["path"] is None:  # embedded on disk: the only embedded mode with a size on disk
+                qdrant["path"] = stack.enter_context(tempfile.TemporaryDirectory(prefix="splade-tune-qdrant-"))
+            factories["qdrant"] = store_factory("qdrant", qdrant)
         if "opensearch" in names:
-            url = args.opensearch_url
+            url = opensearch_url(args)
             if args.opensearch_native:
                 from splade_connectors.live.opensearch_native import NativeOpenSearch
 
                 url = stack.enter_context(NativeOpenSearch()).url
             if not url:
                 raise ConfigError("the opensearch store needs --opensearch-url (or $OPENSEARCH_URL) or --opensearch-native")
-            factories["opensearch"] = store_factory("opensearch", {
-                "url": url, "username": args.opensearch_user,
-                "password": args.opensearch_password or os.environ.get("OPENSEARCH_PASSWORD") or None,
-                "verify_certs": not args.no_verify_certs,
-            })
+            factories["opensearch"] = store_factory("opensearch", {**opensearch_options(args), "hosts": [url]})
         yield factories
 
 
 def run(args: argparse.Namespace) -> int:
-    from splade_connectors.cli.evaluate import _datasets
     from splade_connectors.eval.encoding import encode_dataset
     from splade_connectors.eval.tune import default_settings, markdown_table, parse_settings, tune, write_all
 
     if not 0 <= args.max_loss < 1:
         raise ConfigError(f"--max-loss must be in [0, 1) (relative nDCG@10 loss), got {args.max_loss}")
     names = _store_names(args.stores)
-    datasets = _datasets(args)
+    datasets = load_datasets(args)
     if len(datasets) != 1:
         raise ConfigError(f"tune measures one dataset at a time; got {len(datasets)}")
     dataset = datasets[0]

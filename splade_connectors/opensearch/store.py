@@ -26,11 +26,12 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Final, Literal
 
 from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
 from splade_connectors.explain import overlapping_terms
@@ -58,7 +59,16 @@ from splade_connectors.opensearch.queries import (
 )
 from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.records import EncodedDocument, Hit, point_id
-from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, StoreBase, default_candidates
+from splade_connectors.store import (
+    DEFAULT_RRF_K,
+    Filter,
+    Fusion,
+    HybridQuery,
+    StoreBase,
+    hybrid_depth,
+    require_batch_size,
+    require_top_k,
+)
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -72,7 +82,16 @@ DEFAULT_THREADS = 2  # write/search threads assumed when the cluster does not sa
 MAX_BULK_WRITERS = 8
 _MGET_CHUNK = 500
 SERIALISE_SLICE = 64  # documents written per vectorised pass (requests leave between passes)
-_UNSET: Any = object()
+
+
+class _Default(enum.Enum):
+    """The type of `CONFIGURED`: an argument left out, so the config's value applies (None means something else)."""
+
+    CONFIGURED = "configured"
+
+
+CONFIGURED: Final = _Default.CONFIGURED
+Configured = Literal[_Default.CONFIGURED]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -80,10 +99,11 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-class OpenSearchStore(StoreBase):
+class OpenSearchStore(StoreBase[OpenSearchConfig]):
     """SPLADE documents in one OpenSearch index; exact or two-phase dot-product search via `rank_feature` clauses."""
 
     kind = "opensearch"
+    takes_vocabulary = True  # `rank_features` keys are the tokens themselves (see `features.py`)
 
     def __init__(
         self,
@@ -94,7 +114,7 @@ class OpenSearchStore(StoreBase):
         on_too_many_terms: TooManyTerms = "prune",
         filter_clause_reserve: int = 32,
     ) -> None:
-        self.config = config
+        super().__init__(config)
         self.codec = FeatureCodec(vocabulary)
         self.vocabulary: Sequence[str] = self.codec.vocabulary or []
         self._client = client
@@ -107,13 +127,8 @@ class OpenSearchStore(StoreBase):
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._sources = SourceEncoder(self.codec, config.sparse_field)
-        self.created = False
 
     # ---- lifecycle ----------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.config.index
-
     @property
     def sparse_field(self) -> str:
         return self.config.sparse_field
@@ -124,30 +139,19 @@ class OpenSearchStore(StoreBase):
             self._require_open()
         return self._client
 
-    def describe(self) -> str:
-        return self.config.describe()
-
-    def identity(self) -> str:
-        return f"opensearch|{self.config.location()}|{self.config.index}"
-
-    def open(self, *, create: bool = True) -> OpenSearchStore:
+    def _connect(self, *, create: bool) -> bool:
         """Connect, then create the index (`create`) or require it; check an existing index's mapping."""
-        if self._opened:
-            return self
         if self._client is None:
             self._client = connect(self.config)
         try:
             with mapped_errors(self.describe(), "open"):
-                self.created = ensure_index(self._client, self.config, self.codec, create=create)
+                return ensure_index(self._client, self.config, self.codec, create=create)
         except BaseException:
             self._close_client()
             raise
-        self._opened = True
-        return self
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         """Stop the writer threads and close the client's connections (when this store made the client)."""
-        self._opened = False
         with self._executor_lock:
             executor, self._executor = self._executor, None
         if executor is not None:
@@ -317,11 +321,11 @@ class OpenSearchStore(StoreBase):
         reserve = self.filter_clause_reserve if filters else 0
         return max(1, self.max_clauses() - reserve)
 
-    def _two_phase(self, two_phase: Any) -> TwoPhase | None:
-        return self.config.two_phase if two_phase is _UNSET else coerce_two_phase(two_phase)
+    def _two_phase(self, two_phase: TwoPhase | str | bool | None | Configured) -> TwoPhase | None:
+        return self.config.two_phase if two_phase is CONFIGURED else coerce_two_phase(two_phase)
 
-    def _fields(self, payload_fields: Any) -> Sequence[str] | None:
-        return self.config.payload_fields if payload_fields is _UNSET else payload_fields
+    def _fields(self, payload_fields: Sequence[str] | None | Configured) -> Sequence[str] | None:
+        return self.config.payload_fields if payload_fields is CONFIGURED else payload_fields
 
     def _multi_search(self) -> MultiSearch:
         threads = self.cluster_threads().get("search", DEFAULT_THREADS)
@@ -337,8 +341,8 @@ class OpenSearchStore(StoreBase):
         filter: Filter | None = None,
         score_threshold: float | None = None,
         with_terms: bool = False,
-        two_phase: TwoPhase | str | bool | None = _UNSET,
-        payload_fields: Sequence[str] | None = _UNSET,
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
+        payload_fields: Sequence[str] | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
         """SPLADE top-k per query vector (batched `_msearch`); empty queries get no hits.
 
@@ -350,8 +354,7 @@ class OpenSearchStore(StoreBase):
         `with_terms` fills `Hit.terms` from the stored document vectors.
         """
         self._require_open()
-        if top_k < 1:
-            raise ConfigError("top_k must be >= 1")
+        require_top_k(top_k)
         phased = self._two_phase(two_phase)
         fields = self._fields(payload_fields)
         filters = filter_clauses(filter)
@@ -384,10 +387,11 @@ class OpenSearchStore(StoreBase):
         filter: Filter | None = None,
         fields: Sequence[str] = ("text",),
         explain_vectors: Sequence[SparseVector] | None = None,
-        payload_fields: Sequence[str] | None = _UNSET,
+        payload_fields: Sequence[str] | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
         """BM25 top-k per query text; with `explain_vectors` (the SPLADE queries) hits carry `terms`."""
         self._require_open()
+        require_top_k(top_k)
         filters = filter_clauses(filter)
         source = source_spec(self._fields(payload_fields), self.sparse_field, explain_vectors is not None)
         bodies = [
@@ -411,8 +415,8 @@ class OpenSearchStore(StoreBase):
         candidates: int | None = None,
         filter: Filter | None = None,
         text_fields: Sequence[str] = ("text",),
-        two_phase: TwoPhase | str | bool | None = _UNSET,
-        payload_fields: Sequence[str] | None = _UNSET,
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
+        payload_fields: Sequence[str] | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
         """SPLADE (exact or two-phase, as `search_batch`) fused client-side with BM25 on `text_fields`.
 
@@ -421,7 +425,7 @@ class OpenSearchStore(StoreBase):
         self._require_open()
         if any(q.dense is not None for q in queries):
             raise ConfigError(f"{self.describe()} stores no dense vectors: hybrid search uses BM25 on the text")
-        depth = default_candidates(top_k, candidates)
+        depth = hybrid_depth(top_k, candidates=candidates, rrf_k=rrf_k)
         empty = SparseVector.empty()
         sparse = self.search_batch(
             [q.sparse or empty for q in queries], top_k=depth, filter=filter, two_phase=two_phase,
@@ -471,6 +475,7 @@ class OpenSearchStore(StoreBase):
     def iter_doc_ids(self, batch_size: int = 1000) -> Iterator[list[str]]:
         """Every document id (as of the last refresh), paged with `search_after` on the `doc_id` keyword."""
         self._require_open()
+        require_batch_size(batch_size)
         after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {

@@ -14,7 +14,7 @@ hits with score <= 0 on every engine, so results are the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,16 @@ from splade_connectors.qdrant.filters import build_filter
 from splade_connectors.qdrant.hybrid import MIN_SCORE, candidate_lists, fused_query
 from splade_connectors.records import EncodedDocument, Hit, point_id
 from splade_connectors.retry import RetryPolicy
-from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, StoreBase, default_candidates
+from splade_connectors.store import (
+    DEFAULT_RRF_K,
+    Filter,
+    Fusion,
+    HybridQuery,
+    StoreBase,
+    hybrid_depth,
+    require_batch_size,
+    require_top_k,
+)
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -62,7 +71,7 @@ def make_engine(config: QdrantConfig, client: QdrantClient | None = None) -> Eng
     return EdgeEngine(config)
 
 
-class QdrantStore(StoreBase):
+class QdrantStore(StoreBase[QdrantConfig]):
     """A SPLADE collection in Qdrant: created on `open()` when missing, refused when configured differently."""
 
     kind = "qdrant"
@@ -71,22 +80,15 @@ class QdrantStore(StoreBase):
         self,
         config: QdrantConfig | None = None,
         *,
-        vocabulary: Sequence[str] | None = None,
         client: QdrantClient | None = None,
         search_retry: RetryPolicy | None = None,
     ) -> None:
-        self.config = config or QdrantConfig()
-        self.vocabulary = vocabulary
+        super().__init__(config or QdrantConfig())
         self._given_client = client
         self._engine: Engine | None = None
         self._search_retry = search_retry or RetryPolicy(attempts=3, initial_wait=0.2, max_wait=5.0)
-        self.created = False
 
     # ---- lifecycle --------------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.config.collection
-
     @property
     def backend(self) -> str:
         """`server`, `edge` (the embedded engine) or `local` (qdrant-client local mode)."""
@@ -112,24 +114,14 @@ class QdrantStore(StoreBase):
             raise StoreError(f"{self.describe()} runs the embedded engine: it has no qdrant-client (use the store's methods)")
         return engine.client
 
-    def describe(self) -> str:
-        return self.config.describe()
-
-    def identity(self) -> str:
-        return f"qdrant|{self.config.location()}|{self.config.collection}"
-
-    def open(self, *, create: bool = True) -> QdrantStore:
-        if self._opened:
-            return self
+    def _connect(self, *, create: bool) -> bool:
         engine = make_engine(self.config, self._given_client)
-        self.created = engine.open(create=create)
+        created = engine.open(create=create)
         self._engine = engine
-        self._opened = True
-        return self
+        return created
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         """Close the engine (releases connections, or the embedded folder's lock)."""
-        self._opened = False
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
@@ -179,8 +171,7 @@ class QdrantStore(StoreBase):
         Hits with score <= 0 are dropped; `score_threshold` keeps hits with score >= it (inclusive).
         """
         engine = self.engine
-        if top_k < 1:
-            raise ConfigError("top_k must be >= 1")
+        require_top_k(top_k)
         native_filter = self._filter(filter)
         floor = max(score_threshold, MIN_SCORE) if score_threshold is not None else MIN_SCORE
         # local mode's threshold is exclusive: ask for a hair less and apply ">=" here, on every engine
@@ -198,6 +189,7 @@ class QdrantStore(StoreBase):
     def dense_search_batch(self, vectors: Sequence[Sequence[float]], *, top_k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
         """Top-k by the collection's dense vector (for comparing hybrid results with their dense list)."""
         engine = self.engine
+        require_top_k(top_k)
         config = self.config
         if config.dense_name is None:
             raise ConfigError(f"{self.describe()} has no dense vector configured")
@@ -220,7 +212,7 @@ class QdrantStore(StoreBase):
     ) -> list[list[Hit]]:
         """Sparse + dense lists fused inside Qdrant (RRF, DBSF) or here (linear); see `qdrant.hybrid`."""
         engine = self.engine
-        limit = default_candidates(top_k, candidates)
+        limit = hybrid_depth(top_k, candidates=candidates, rrf_k=rrf_k)
         native_filter = self._filter(filter)
         lists_per_query: list[list[NearestQuery]] = []
         for query in queries:
@@ -284,6 +276,7 @@ class QdrantStore(StoreBase):
     def iter_doc_ids(self, batch_size: int = 1000) -> Iterator[list[str]]:
         """Every stored document id, scrolled in batches."""
         engine = self.engine
+        require_batch_size(batch_size)
         offset: Any = None
         while True:
             records, offset = engine.scroll(batch_size, offset, payload=["doc_id"])
@@ -309,9 +302,3 @@ class QdrantStore(StoreBase):
             return f"dense vector has {len(item.dense)} dims, the collection expects {self.config.dense_size}"
         return None
 
-
-def payload_summary(payload: Mapping[str, Any], width: int = 80) -> str:
-    """A one-line title or text excerpt of a hit's payload (for tables)."""
-    text = str(payload.get("title") or payload.get("text") or "")
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

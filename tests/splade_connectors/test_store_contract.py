@@ -188,3 +188,18 @@ def test_describe_names_the_store_without_secrets(kind: str, request: pytest.Fix
         config = store_config("opensearch", hosts=["http://admin:s3cret-key@127.0.0.1:1"], index="described")
     text = build_store(config).describe() + repr(config) + str(config.model_dump())
     assert "described" in text and "s3cret-key" not in text
+
+
+def test_search_arguments_are_refused_the_same_way_by_every_store(store: SparseStore) -> None:
+    query = SparseVector.from_pairs({2003: 2.0})
+    refused = [
+        ("top_k must be >= 1, got 0", lambda: store.search_batch([query], top_k=0)),
+        ("top_k must be >= 1, got 0", lambda: store.hybrid_search_batch([HybridQuery(sparse=query)], top_k=0)),
+        ("rrf_k must be >= 1, got 0", lambda: store.hybrid_search_batch([HybridQuery(sparse=query)], rrf_k=0)),
+        (r"candidates \(3\) must be >= top_k \(5\)",
+         lambda: store.hybrid_search_batch([HybridQuery(sparse=query)], top_k=5, candidates=3)),
+        ("batch_size must be >= 1, got 0", lambda: next(store.iter_doc_ids(batch_size=0))),
+    ]
+    for message, call in refused:
+        with pytest.raises(ConfigError, match=message):
+            call()

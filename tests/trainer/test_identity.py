@@ -76,6 +76,17 @@ def test_precision_changes_the_dtype_not_the_model(own_model: SpladeModel, encod
     assert int8.differences(fp32) == ["dtype"] and bf16.differences(fp32) == ["dtype"]  # same weights, other precision
 
 
+def test_int8_full_keeps_the_fingerprint_of_the_weights_it_quantised(trained_model_dir: Path, encoder: SpladeEncoder) -> None:
+    """int8 layers hold packed weights, not parameters: the fingerprint is taken before they replace the Linears,
+    so it still covers the body's weights (a fine-tune that changed only them gives another identity)."""
+    full = SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", dtype="int8-full")
+    assert full.identity().dtype == "int8-full" and full.identity().differences(encoder.identity()) == ["dtype"]
+    tuned = SpladeModel.from_pretrained(trained_model_dir)
+    with torch.no_grad():
+        next(m for m in tuned.mlm.modules() if isinstance(m, torch.nn.Linear)).weight.mul_(1.01)
+    assert "model" in SpladeEncoder(tuned, device="cpu", dtype="int8-full").identity().differences(full.identity())
+
+
 def test_other_weights_or_model_settings_change_the_model_fingerprint(trained_model_dir: Path, encoder: SpladeEncoder) -> None:
     base = encoder.identity()
     tuned = fresh(trained_model_dir)

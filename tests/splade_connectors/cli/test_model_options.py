@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from splade_connectors.cli import build_parser, main
-from splade_connectors.cli.common import encode_options
+from splade_connectors.cli import main
+from splade_connectors.cli.model import encode_options
+from splade_connectors.cli import build_parser
 from trainer.model import SpladeModel
 from trainer.pruning import Pruning
 from trainer.static import SparseStaticEmbedding
@@ -25,7 +26,7 @@ COMMANDS = {
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_takes_the_same_model_options(command: str) -> None:
-    args = build_parser(only=command).parse_args([
+    args = build_parser().parse_args([
         command, *COMMANDS[command], "--chunk-tokens", "128", "--chunk-stride", "96", "--prune", "max_ratio=0.1",
         "--query-prune", "top_k=16", "--query-weights", "idf.json",
     ])
@@ -90,3 +91,10 @@ def test_query_weights_make_any_model_inference_free(tiny_beir: Path, trained_mo
     # each query is exactly its weighted tokens: 2 + 2 + 2 + 1 terms over 4 queries
     assert result["query_active_dims"] == pytest.approx(7 / 4)
     assert result["ndcg@10"] > 0.8
+
+
+def test_dtype_choices_are_the_cores_precision_routes() -> None:
+    from splade_connectors.cli.model import DTYPES
+    from trainer.precision import CHOICES
+
+    assert DTYPES == CHOICES

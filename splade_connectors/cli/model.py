@@ -1,81 +1,27 @@
-"""Options and helpers shared by CLI commands: option value types, model loading, output, progress bars.
+"""The model options every encoding command takes (ingest, search, demo, eval, tune), and loading the encoder.
 
-Option values are validated where they are parsed: the argparse types below reject a bad number
-with a one-line `error: argument --batch-size: ...` (exit 2) before any model or store is touched.
-Model options (`add_model_options`) are the same for ingest, search, eval and tune: the checkpoint
-(plain MLM, sentence-transformers SparseEncoder, inference-free Router or MLM + idf.json), device and
-dtype, window (`--max-length`), long documents (`--chunk-tokens/--chunk-stride`) and pruning at
-encode time (`--prune` for documents, `--query-prune` for queries, with OpenSearch's four rules).
+The checkpoint (plain MLM, sentence-transformers SparseEncoder, inference-free Router or MLM +
+idf.json), device and dtype, window (`--max-length`), long documents (`--chunk-tokens/--chunk-stride`)
+and pruning at encode time (`--prune` for documents, `--query-prune` for queries, with OpenSearch's
+four rules). torch is imported only when the encoder is loaded, so registering commands stays cheap.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from tqdm import tqdm
 
+from splade_connectors.cli.values import int_at_least, positive_int, pruning_argument
 from splade_connectors.errors import ConfigError, config_error
-from trainer.encoder import EncodeOptions, SpladeEncoder
-from trainer.precision import CHOICES as PRECISION_CHOICES
-from trainer.pruning import PRUNE_RULES, Pruning
+from trainer.pruning import PRUNE_RULES
+
+if TYPE_CHECKING:
+    from trainer.encoder import EncodeOptions, SpladeEncoder
 
 SHIPPED_PREFIX = "shipped:"
-DTYPES = PRECISION_CHOICES
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-positive_int = int_at_least(1)
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """An argparse type: a finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def pruning_argument(text: str) -> Pruning:
-    """argparse type for `RULE=VALUE` pruning options."""
-    try:
-        return Pruning.parse(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+DTYPES = ("fp32", "bf16", "fp16", "int8", "int8-full", "auto")  # trainer.precision.CHOICES, without importing torch
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +81,8 @@ def _check_device(device: str | None) -> None:
 
 def encode_options(args: argparse.Namespace) -> tuple[EncodeOptions, EncodeOptions]:
     """(document options, query options) from the model options; bad values are one `ConfigError`."""
+    from trainer.encoder import EncodeOptions
+
     common = {"batch_size": args.batch_size, "max_length": args.max_length, "top_k": args.top_k_terms}
     try:
         documents = EncodeOptions(
@@ -148,6 +96,8 @@ def encode_options(args: argparse.Namespace) -> tuple[EncodeOptions, EncodeOptio
 
 def load_encoder(args: argparse.Namespace) -> SpladeEncoder:
     """The SPLADE encoder the model options name; a bad model path, device or checkpoint is a one-line error."""
+    from trainer.encoder import SpladeEncoder
+
     _check_device(args.device)
     documents, queries = encode_options(args)
     extra: dict[str, Any] = {"query_weights": args.query_weights} if getattr(args, "query_weights", None) else {}
@@ -156,18 +106,3 @@ def load_encoder(args: argparse.Namespace) -> SpladeEncoder:
     )
     encoder.chunk_overlap(documents)  # a window too large for the model fails here, before any work
     return encoder
-
-
-def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
-
-
-@contextmanager
-def progress_bar(total: int | None, desc: str, unit: str = "doc", enabled: bool = True) -> Iterator[tqdm]:
-    """A tqdm bar on stderr (disabled when not a terminal unless forced)."""
-    bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
-    try:
-        yield bar
-    finally:
-        bar.close()
