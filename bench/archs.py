@@ -92,15 +92,15 @@ def _calibrate_bias(mlm: object, tokenizer: object) -> None:
             texts.append(json.loads(line)["text"])
             if len(texts) >= CALIBRATION_DOCS:
                 break
-    batch = tokenizer(texts, truncation=True, max_length=256, padding=True, return_tensors="pt")  # type: ignore[operator]
-    names = set(tokenizer.model_input_names)  # type: ignore[attr-defined]
+    batch = tokenizer(texts, truncation=True, max_length=256, padding=True, return_tensors="pt")  # type: ignore[operator]  # mlm and tokenizer are typed object here: a transformers model and tokenizer
+    names = set(tokenizer.model_input_names)  # type: ignore[attr-defined]  # mlm and tokenizer are typed object here: a transformers model and tokenizer
     with torch.inference_mode():
-        logits = mlm(**{k: v for k, v in batch.items() if k in names}).logits  # type: ignore[operator]
+        logits = mlm(**{k: v for k, v in batch.items() if k in names}).logits  # type: ignore[operator]  # mlm and tokenizer are typed object here: a transformers model and tokenizer
         logits = logits.masked_fill(~batch["attention_mask"].bool()[..., None], float("-inf"))
         pooled = logits.amax(dim=1)  # (docs, vocab) raw max, bias included
         vocab = pooled.shape[1]
         threshold = torch.quantile(pooled.flatten().float(), 1.0 - ACTIVE_TERMS / vocab).item()
-        bias = mlm.get_output_embeddings().bias  # type: ignore[attr-defined]
+        bias = mlm.get_output_embeddings().bias  # type: ignore[attr-defined]  # mlm and tokenizer are typed object here: a transformers model and tokenizer
         bias -= threshold  # a term is active where its max logit exceeds the threshold
 
 

@@ -137,7 +137,7 @@ def export_onnx(model_dir: Path, target: Path) -> Path:
     axes = {0: "batch", 1: "sequence"}
     torch.onnx.export(
         Logits(), tuple(dummy if n != "token_type_ids" else torch.zeros_like(dummy) for n in names), str(target / "model.onnx"),
-        input_names=list(names), output_names=["logits"], dynamic_axes={**{n: axes for n in names}, "logits": axes},
+        input_names=list(names), output_names=["logits"], dynamic_axes={**dict.fromkeys(names, axes), "logits": axes},
         opset_version=17, dynamo=False,
     )
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -188,7 +188,7 @@ def run_ours(engine: str, docs: list[str], args: argparse.Namespace, model_dir: 
     options = EncodeOptions(batch_size=args.batch_size, max_length=args.max_length)
     started = time.perf_counter()
     encoder = SpladeEncoder(SpladeModel.from_pretrained(model_dir), device="cpu", dtype=precision, options=options)
-    extra = {"route": encoder.precision.precision, "load_seconds": time.perf_counter() - started}
+    extra: dict[str, Any] = {"route": encoder.precision.precision, "load_seconds": time.perf_counter() - started}
     if encoder.precision.timings:
         extra["probe_ms"] = {name: round(seconds * 1000, 1) for name, seconds in encoder.precision.timings}
     model = encoder.model
@@ -225,7 +225,7 @@ def run_ours(engine: str, docs: list[str], args: argparse.Namespace, model_dir: 
 def resolve_model(args: argparse.Namespace) -> Path:
     if args.model is not None:
         return args.model
-    from archs import model_dir
+    from archs import model_dir  # type: ignore[import-not-found]  # bench/archs.py, on sys.path when run
 
     return model_dir(args.arch)
 
@@ -253,7 +253,7 @@ def child(args: argparse.Namespace) -> None:
 def run_engine(engine: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     """One engine in its own subprocess (sentence-transformers' optimized backends through bench/anchors.py)."""
     if engine.startswith(("st-onnx-", "st-openvino-")):
-        from anchors import run_anchor
+        from anchors import run_anchor  # type: ignore[import-not-found]  # bench/anchors.py, on sys.path when run
 
         _, backend, variant = engine.split("-", 2)
         with tempfile.TemporaryDirectory() as tmp:

@@ -116,7 +116,7 @@ def score(name: str, encoded: dict[str, Any], args: argparse.Namespace) -> dict[
 def parent(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from trainer.precision import cpu_features
+    from trainer.cpu import cpu_features
 
     results: dict[str, Any] = {"cpu": cpu_features().describe(), "load_average": os.getloadavg()[0], "runs": {}}
     encodings: dict[str, Any] = {}

@@ -43,8 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from splade_connectors.live.qdrant_server import QdrantServer, cache_root  # noqa: E402
-from trainer.sparse import SparseVector  # noqa: E402
+from splade_connectors.live.qdrant_server import QdrantServer, cache_root  # noqa: E402 - after the sys.path insert
+from trainer.sparse import SparseVector  # noqa: E402 - after the sys.path insert
 
 logger = logging.getLogger("bench.qdrant")
 
@@ -231,7 +231,7 @@ class ReplayEncoder:
 
     def encode_documents(self, texts: Sequence[str], **_: object) -> list[SparseVector]:
         self.stats = self._stats(texts=len(texts))
-        return [self.synth.vector(int(_TEXT_NUMBER.search(t).group(1))) for t in texts]  # type: ignore[union-attr]
+        return [self.synth.vector(int(_TEXT_NUMBER.search(t).group(1))) for t in texts]
 
 
 # ---------------------------------------------------------------- measurements
@@ -274,7 +274,7 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
         store = QdrantStore(server_config(args, collection, upload_parallel=args.parallel)).open()
         records = ({"_id": doc_id(i), "text": doc_text(i)} for i in range(args.points))
         # one pipeline batch = `parallel` requests of `batch` points each, sent concurrently (as upload_points' workers do)
-        report = ingest(records, ReplayEncoder(synth), store, IngestConfig(batch_size=args.batch * args.parallel))  # type: ignore[arg-type]
+        report = ingest(records, ReplayEncoder(synth), store, IngestConfig(batch_size=args.batch * args.parallel))
         stored = store.count()
         store.close()
         seconds = time.perf_counter() - started
@@ -329,7 +329,7 @@ def _latency(search_one: Any, search_many: Any, queries: list[SparseVector], rou
             started = time.perf_counter()
             search_many(chunk)
             batches.append(time.perf_counter() - started)
-    out = {"single": percentiles(singles), f"batch_of_{batch}": percentiles(batches) if batches else None}
+    out: dict[str, Any] = {"single": percentiles(singles), f"batch_of_{batch}": percentiles(batches) if batches else None}
     if batches:
         out["batched_queries_per_s"] = round(batch * len(batches) / sum(batches), 1)
     return out

@@ -101,8 +101,8 @@ def main() -> None:
         st_free = SparseEncoder(str(target), device="cpu")
         results["sentence-transformers MLM path"] = latency(lambda q: st_mlm.encode_query(q), queries)
         results["sentence-transformers inference-free"] = latency(lambda q: st_free.encode_query(q), queries)
-    mlm_p50 = results["splade-connectors MLM path"]["p50_ms"]  # type: ignore[index]
-    free_p50 = results["splade-connectors inference-free"]["p50_ms"]  # type: ignore[index]
+    mlm_p50 = results["splade-connectors MLM path"]["p50_ms"]
+    free_p50 = results["splade-connectors inference-free"]["p50_ms"]
     results["speedup_p50"] = round(mlm_p50 / free_p50, 1)
     results["model"] = str(target)
     print(json.dumps(results, indent=2))

@@ -43,7 +43,7 @@ def _adapter(kind: str) -> tuple[Any, str, str]:
 
 def config_class(kind: str) -> type[StoreConfigBase]:
     module, config_name, _ = _adapter(kind)
-    return getattr(module, config_name)  # type: ignore[no-any-return]
+    return getattr(module, config_name)  # type: ignore[no-any-return]  # looked up by name in the adapter module
 
 
 def store_config(kind: str, **options: Any) -> StoreConfigBase:

@@ -12,6 +12,7 @@ what the store has beside it: BM25 on the text (OpenSearch) or a dense vector (Q
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from splade_connectors.encoding import QueryEncoder

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from splade_connectors.errors import ConfigError, ConfigMismatchError, StoreError, TransientStoreError
 from splade_connectors.records import EncodedDocument, Hit
 from trainer.sparse import SparseVector
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11+; the project supports 3.10
 
 __all__ = [
     "ConfigMismatchError",

@@ -43,7 +43,7 @@ import pytest
 
 from splade_connectors.errors import ServerError
 from splade_connectors.live.opensearch_native import DEFAULT_VERSION, NativeOpenSearch
-from splade_connectors.live.qdrant_server import QdrantServer, ensure_binary, find_binary_source
+from splade_connectors.live.qdrant_server import QdrantBinaryNotFound, QdrantServer, ensure_binary, find_binary_source
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,25 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:  # pragma: no cover
-    from trainer.checkpoint import CheckpointError, PoolingConfig
-    from trainer.encoder import EncodeOptions, EncodeStats, EncodingInputError, SpladeEncoder
-    from trainer.model import SpladeModel
-    from trainer.pruning import Pruning
-    from trainer.static import SparseStaticEmbedding
-    from trainer.sparse import SparseVector, SparseVectorError, from_csr, from_torch, to_csr, to_torch_sparse
+if TYPE_CHECKING:  # pragma: no cover - `X as X`: explicit re-exports for type checkers
+    from trainer.checkpoint import CheckpointError as CheckpointError, PoolingConfig as PoolingConfig
+    from trainer.encoder import (
+        EncodeOptions as EncodeOptions,
+        EncodeStats as EncodeStats,
+        EncodingInputError as EncodingInputError,
+        SpladeEncoder as SpladeEncoder,
+    )
+    from trainer.model import SpladeModel as SpladeModel
+    from trainer.pruning import Pruning as Pruning
+    from trainer.sparse import (
+        SparseVector as SparseVector,
+        SparseVectorError as SparseVectorError,
+        from_csr as from_csr,
+        from_torch as from_torch,
+        to_csr as to_csr,
+        to_torch_sparse as to_torch_sparse,
+    )
+    from trainer.static import SparseStaticEmbedding as SparseStaticEmbedding
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from trainer.errors import SpladeError
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, (dict, list)):
         raise CheckpointError(f"{path} is not a JSON object")
-    return data  # type: ignore[return-value]
+    return data  # type: ignore[return-value]  # a list (modules.json) too; callers check the shape
 
 
 def read_layout(directory: Path) -> SparseEncoderLayout:
@@ -105,7 +106,7 @@ def read_layout(directory: Path) -> SparseEncoderLayout:
     kinds = {_short(m.get("type")) for m in modules}
     if not kinds & {"SpladePooling", *_ROUTER_TYPES}:
         return _dense_sentence_transformer_base(directory, modules)
-    query: StaticQueryLayout | None = None
+    query = None
     if kinds & _ROUTER_TYPES:
         if len(modules) != 1:
             raise CheckpointError(f"{directory}: a Router must be the only module in modules.json")

@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ class SpladeEncoder:
         query_options: EncodeOptions | None = None,
         **model_kwargs: object,
     ) -> SpladeEncoder:
-        model = SpladeModel.from_pretrained(name_or_path, **model_kwargs)  # type: ignore[arg-type]
+        model = SpladeModel.from_pretrained(name_or_path, **model_kwargs)  # type: ignore[arg-type]  # model_kwargs holds from_pretrained keywords only
         return cls(model, device=device, dtype=dtype, options=options, query_options=query_options)
 
     # ---- public API ---------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ class SpladeEncoder:
         live = [i for i, t in enumerate(prepared) if t is not None]
         if not live:
             return results
-        texts: list[str] = [prepared[i] for i in live]  # type: ignore[misc]
+        texts: list[str] = [prepared[i] for i in live]  # type: ignore[misc]  # live holds the indices of non-empty texts
         if role == "query" and self.model.query_static is not None:
             vectors = self._encode_static_queries(texts, offset, live, options)
         else:
@@ -338,7 +338,7 @@ class SpladeEncoder:
             token_types[row, : len(seq)] = torch.tensor(types, dtype=torch.long)
             attention[row, : len(seq)] = 1
         extra = {"token_type_ids": self._to_device(token_types)} if self._accepts_type_ids else {}
-        pooled = self.model.pooled_logits(self._to_device(input_ids), self._to_device(attention), projection=self._projection, **extra)
+        pooled = self.model.pooled_logits(self._to_device(input_ids), self._to_device(attention), projection=self._projection, **extra)  # type: ignore[arg-type]  # extra holds token_type_ids only
         return _to_sparse(pooled, options, self.model.vocab_size)
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -373,7 +373,7 @@ def _with_overrides(base: EncodeOptions, overrides: dict[str, object]) -> Encode
     try:
         return EncodeOptions.model_validate({**base.model_dump(), **overrides})
     except ValueError as exc:  # pydantic's ValidationError
-        errors = getattr(exc, "errors", lambda: [])()
+        errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
         raise ConfigError(f"invalid encoder option: {detail}") from None
 
@@ -395,8 +395,8 @@ def _finish(vector: SparseVector, options: EncodeOptions) -> SparseVector:
 def _to_sparse(pooled: torch.Tensor, options: EncodeOptions, dim: int) -> list[SparseVector]:
     """Turn a (batch, vocab) fp32 tensor into vectors, applying min_weight and top_k."""
     if options.top_k is not None and options.top_k < pooled.shape[1]:
-        values, indices = pooled.topk(options.top_k, dim=1)
-        pruned = torch.zeros_like(pooled).scatter_(1, indices, values)
+        top_values, indices = pooled.topk(options.top_k, dim=1)
+        pruned = torch.zeros_like(pooled).scatter_(1, indices, top_values)
         pooled = pruned
     pooled = pooled.cpu()
     rows, cols = torch.nonzero(pooled > options.min_weight, as_tuple=True)

@@ -18,8 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.pooling import DenseProjection, VocabProjection, max_over_tokens, pool_max, pool_sum
-from trainer.precision import resolve_precision
 from trainer.checkpoint import (
     ROUTER_QUERY_DIR,
     ROUTER_TRANSFORMER_DIR,
@@ -31,6 +29,8 @@ from trainer.checkpoint import (
     write_layout,
     write_router_layout,
 )
+from trainer.pooling import DenseProjection, VocabProjection, max_over_tokens, pool_max, pool_sum
+from trainer.precision import resolve_precision
 from trainer.static import SparseStaticEmbedding
 
 logger = logging.getLogger(__name__)
@@ -173,10 +173,14 @@ class SpladeModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         transformer_dir = directory / ROUTER_TRANSFORMER_DIR if self.query_static is not None else directory
-        self.mlm.save_pretrained(str(transformer_dir))
+        self.mlm.save_pretrained(str(transformer_dir))  # type: ignore[operator]  # a transformers model, typed as nn.Module
         self.tokenizer.save_pretrained(str(transformer_dir))
         versions = {"pytorch": torch.__version__, "transformers": transformers.__version__}
-        layout = dict(
+        if self.query_static is not None:
+            self.query_static.save(directory / ROUTER_QUERY_DIR)
+        write = write_router_layout if self.query_static is not None else write_layout
+        write(
+            directory,
             pooling=self.pooling,
             max_seq_length=self.max_seq_length,
             do_lower_case=self.do_lower_case,
@@ -184,11 +188,6 @@ class SpladeModel(nn.Module):
             vocab_size=self.vocab_size,
             versions=versions,
         )
-        if self.query_static is not None:
-            self.query_static.save(directory / ROUTER_QUERY_DIR)
-            write_router_layout(directory, **layout)  # type: ignore[arg-type]
-        else:
-            write_layout(directory, **layout)  # type: ignore[arg-type]
         return directory
 
     # ---- vocabulary ---------------------------------------------------------------------------------
@@ -211,8 +210,10 @@ class SpladeModel(nn.Module):
 
     # ---- forward paths ------------------------------------------------------------------------------
     @property
-    def output_embeddings(self) -> nn.Module:
-        return getattr(self._decoder_parent, self._decoder_attr)  # type: ignore[no-any-return]
+    def output_embeddings(self) -> nn.Linear:
+        """The vocabulary projection (an nn.Linear in transformers' MLM heads)."""
+        decoder: nn.Linear = getattr(self._decoder_parent, self._decoder_attr)
+        return decoder
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         """Differentiable SPLADE vectors (batch, vocab): pool(activation(logits)) over real tokens.
@@ -236,11 +237,12 @@ class SpladeModel(nn.Module):
         """Differentiable vectors of tokenised texts of a role: queries of an inference-free model use
         the token weights (features tokenised without special tokens), everything else `forward`."""
         if role == "query" and self.query_static is not None:
-            vectors = self.query_static(features["input_ids"], features["attention_mask"])
+            vectors: torch.Tensor = self.query_static(features["input_ids"], features["attention_mask"])
             if vectors.shape[1] < self.vocab_size:
                 vectors = torch.nn.functional.pad(vectors, (0, self.vocab_size - vectors.shape[1]))
             return vectors
-        return self(**features)
+        embedded: torch.Tensor = self(**features)
+        return embedded
 
     @contextlib.contextmanager
     def _headless(self) -> Iterator[nn.Module]:
@@ -255,7 +257,8 @@ class SpladeModel(nn.Module):
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         """Token states right before the vocabulary projection (batch, length, hidden)."""
         with self._headless():
-            return self.mlm(input_ids=input_ids, attention_mask=attention_mask, **extra).logits  # type: ignore[no-any-return]
+            hidden: torch.Tensor = self.mlm(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+            return hidden
 
     def inference_projection(self) -> DenseProjection:
         """The vocabulary projection in the model's current dtype, for `pooled_logits` (no weight copy)."""
@@ -290,7 +293,7 @@ class SpladeModel(nn.Module):
 
     # ---- internals ----------------------------------------------------------------------------------
     def _locate_output_embeddings(self) -> tuple[nn.Module, str]:
-        target = self.mlm.get_output_embeddings()  # type: ignore[operator]
+        target = self.mlm.get_output_embeddings()  # type: ignore[operator]  # a transformers model, typed as nn.Module
         if target is None:
             raise CheckpointError(f"{type(self.mlm).__name__} has no output (vocabulary) projection")
         for name, module in self.mlm.named_modules():

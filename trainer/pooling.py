@@ -42,7 +42,7 @@ class _MaxOverTokens(torch.autograd.Function):
     """max_t(hidden[b, t] · weight[v]) over real tokens, with a sparse backward through the winners."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         weight_c = weight.to(hidden.dtype)
         values, winners = [], []
         for row in range(hidden.shape[0]):
@@ -55,7 +55,7 @@ class _MaxOverTokens(torch.autograd.Function):
         return torch.stack(values)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None]:
         hidden, weight, winner = ctx.saved_tensors
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
@@ -74,7 +74,7 @@ class _MaxOverTokens(torch.autograd.Function):
 
 def max_over_tokens(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Differentiable (batch, vocab) max over real tokens of hidden @ weight.T (no bias)."""
-    return _MaxOverTokens.apply(hidden, mask.bool(), weight)  # type: ignore[no-any-return]
+    return _MaxOverTokens.apply(hidden, mask.bool(), weight)  # type: ignore[no-any-return]  # autograd.Function.apply returns Any
 
 
 # ---- inference ------------------------------------------------------------------------------------------

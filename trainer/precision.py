@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 
@@ -42,7 +42,7 @@ PRECISION_NAMES: dict[str, Precision] = {
     "int8-full": "int8-full", "int8_full": "int8-full",
     "fp64": "fp64", "float64": "fp64", "double": "fp64",
 }
-AUTO = "auto"
+AUTO: Final = "auto"
 CHOICES = ("fp32", "bf16", "fp16", "int8", "int8-full", "auto")  # what users pass (`--dtype`)
 CPU_ONLY: frozenset[Precision] = frozenset({"int8", "int8-full"})
 # Routes "auto" may pick on CPU: their quality cost was measured negligible (docs/encoding.md, "Precision routes":
@@ -102,16 +102,16 @@ def resolve_precision(
     if device.type == "cuda":
         if requested in CPU_ONLY:
             raise ConfigError(f"dtype {requested!r} is a CPU option (int8 kernels); on CUDA use bf16 or fp16")
-        if requested in (None, AUTO):
+        if requested is None or requested == AUTO:
             bf16 = torch.cuda.is_bf16_supported()
             return PrecisionPlan("bf16" if bf16 else "fp16", "CUDA default: " + ("bf16 supported" if bf16 else "no bf16, fp16"))
-        return PrecisionPlan(requested, "requested")  # type: ignore[arg-type]
+        return PrecisionPlan(requested, "requested")
     if device.type != "cpu":
-        if requested in (None, AUTO):
+        if requested is None or requested == AUTO:
             return PrecisionPlan("fp32", f"default on {device.type}")
         if requested in CPU_ONLY:
             raise ConfigError(f"dtype {requested!r} is a CPU option; not available on {device.type}")
-        return PrecisionPlan(requested, "requested")  # type: ignore[arg-type]
+        return PrecisionPlan(requested, "requested")
     cpu = features or cpu_features()
     if requested is None:
         return PrecisionPlan("fp32", "CPU default: exact fp32")

@@ -76,7 +76,7 @@ def fastest_precision(
         source = "measured"
         if use_cache:
             _write_cache(key, timings)
-    choice: Precision = min(names, key=lambda name: timings[name])  # type: ignore[arg-type]  # names are Precisions
+    choice: Precision = min(names, key=lambda name: timings[name])  # names are Precisions
     shown = ", ".join(f"{name} {timings[name] * 1000:.0f} ms" for name in names)
     reason = f"auto: fastest of the {source} routes on {cpu_model_name()} ({shown})"
     logger.info("precision %s chosen by measurement: %s", choice, shown)

@@ -62,7 +62,7 @@ class Pruning(BaseModel):
         except ValueError:
             raise ConfigError(f"pruning {text!r}: {value.strip()!r} is not a number") from None
         try:
-            return cls(rule=rule, value=number)  # type: ignore[arg-type]
+            return cls(rule=rule, value=number)
         except ValueError as exc:
             problem = exc.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(exc, "errors") else str(exc)
             raise ConfigError(f"pruning {text!r}: {problem}") from None
@@ -76,9 +76,9 @@ class Pruning(BaseModel):
         if values.size == 0:
             return np.zeros(0, dtype=bool)
         if self.rule == "abs_value":
-            return values >= self.value  # type: ignore[no-any-return]
+            return values >= self.value
         if self.rule == "max_ratio":
-            return values.astype(np.float64) / float(values.max()) >= self.value  # type: ignore[no-any-return]
+            return values.astype(np.float64) / float(values.max()) >= self.value
         # top_k and alpha_mass keep a prefix of the weights sorted in decreasing order (ties: input order)
         order = np.argsort(-values.astype(np.float64), kind="stable")
         if self.rule == "top_k":

@@ -122,7 +122,7 @@ class Int8Projection:
             raise ValueError(f"vocabulary tile {start}+{rows} is not one of the packed slices {PACKED_SLICE_ROWS}")
         stop = min(self._vocab, start + rows)
         tokens = slice(first_doc * length, (first_doc + docs) * length)
-        logits = torch.ops.onednn.qlinear_pointwise(
+        logits: torch.Tensor = torch.ops.onednn.qlinear_pointwise(
             prepared.values[tokens], 1.0, prepared.zero_point, self._packed[rows][start // rows],
             self.scales[start:stop], self._zero_points[start:stop], None,
             1.0, 0, torch.float32, "none", [], "",
@@ -188,7 +188,7 @@ class Int8Linear(nn.Module):
         flat = x.reshape(-1, self.in_features).to(torch.float32)
         token_scales = flat.abs().amax(dim=1, keepdim=True).clamp_min_(torch.finfo(torch.float32).tiny)
         out = torch.ops.quantized.linear_dynamic(flat / token_scales, self._packed, self.reduce_range)
-        out = out.mul_(token_scales) if self.bias is None else torch.addcmul(self.bias, out, token_scales)
+        out = out.mul_(token_scales) if self.bias is None else torch.addcmul(self.bias, out, token_scales)  # type: ignore[arg-type]  # bias is a registered buffer (a Tensor)
         return out.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from trainer.errors import SpladeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -222,7 +223,7 @@ def _batch_dim(vectors: Sequence[SparseVector], dim: int | None) -> int:
         return dim
     dims = {v.dim for v in vectors if v.dim is not None}
     if len(dims) == 1:
-        return dims.pop()  # type: ignore[return-value]
+        return dims.pop()
     return top + 1
 
 def to_csr(vectors: Sequence[SparseVector], dim: int | None = None) -> scipy.sparse.csr_matrix:

@@ -123,7 +123,7 @@ def _secrets_from_environment() -> list[str]:
 
 def secrets_of(args: argparse.Namespace) -> list[str]:
     """Secret values the options or environment hold, masked in every message and log line."""
-    values = _secrets_from_environment()
+    values: list[str | None] = list(_secrets_from_environment())
     values.append(getattr(args, "opensearch_password", None))
     api_key_env = getattr(args, "qdrant_api_key_env", None)
     if api_key_env:
@@ -156,9 +156,9 @@ def configure_logging(verbose: bool, secrets: Iterable[str]) -> None:
         handler.setFormatter(RedactingFormatter(LOG_FORMAT, secrets))
         root.addHandler(handler)
     else:
-        for handler in root.handlers:
-            if isinstance(handler.formatter, RedactingFormatter):
-                handler.formatter.secrets = list(secrets)
+        for existing in root.handlers:
+            if isinstance(existing.formatter, RedactingFormatter):
+                existing.formatter.secrets = list(secrets)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     for noisy in ("httpx", "httpcore", "urllib3", "transformers", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -28,7 +28,7 @@ DEMO_QUERIES: dict[str, str] = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("demo", help="offline demo: sample corpus -> embedded Qdrant -> search", description=__doc__)
     parser.add_argument("--query", "-q", action="append", default=None, help="your own query (repeatable)")
     parser.add_argument("--top-k", type=positive_int, default=3)
@@ -45,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args)
     with open_store(store_config("qdrant", collection="demo")) as store:
         report = ingest_file(args.corpus, encoder, store)
-        stored = store.count()
         results = search(store, encoder, queries, top_k=args.top_k, explain=True, explain_terms=args.terms)
     seconds = time.perf_counter() - started
     if args.json:

@@ -10,13 +10,19 @@ from typing import Any
 from splade_connectors.cli.datasets import add_dataset_options, load_datasets
 from splade_connectors.cli.model import add_model_options, load_encoder
 from splade_connectors.cli.output import print_json, progress_bar
-from splade_connectors.cli.stores import add_opensearch_options, add_qdrant_options, opensearch_options, opensearch_url, qdrant_options
+from splade_connectors.cli.stores import (
+    add_opensearch_options,
+    add_qdrant_options,
+    opensearch_options,
+    opensearch_url,
+    qdrant_options,
+)
 from splade_connectors.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "eval", help="evaluate a model on NanoBEIR / BEIR through exact search, Qdrant and OpenSearch",
         description=(

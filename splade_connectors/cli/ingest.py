@@ -24,7 +24,7 @@ from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, inges
 from splade_connectors.ingest.sources import beir_corpus_path
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("ingest", help="encode a JSONL/Parquet file or BEIR folder into a store", description=__doc__)
     parser.add_argument("--input", "-i", required=True, help="JSONL or Parquet file, or BEIR folder with corpus.jsonl")
     parser.add_argument("--id-field", default="_id")

@@ -34,7 +34,7 @@ _CANONICAL_INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _BOOLS = {"true": True, "false": False}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("search", help="search a store with text queries", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--query", "-q", action="append", required=True, help="query text (repeatable)")

@@ -20,14 +20,20 @@ from typing import Any
 from splade_connectors.cli.datasets import add_dataset_options, load_datasets
 from splade_connectors.cli.model import add_model_options, load_encoder
 from splade_connectors.cli.output import print_json, progress_bar
-from splade_connectors.cli.stores import add_opensearch_options, add_qdrant_options, opensearch_options, opensearch_url, qdrant_options
+from splade_connectors.cli.stores import (
+    add_opensearch_options,
+    add_qdrant_options,
+    opensearch_options,
+    opensearch_url,
+    qdrant_options,
+)
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS
 
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("tune", help="sweep pruning settings: quality against index size, with a recommendation",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_options(parser, several=False)
@@ -111,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
         settings = default_settings(data, args.apply_to, *([rules] if rules else []))
     logger.info("measuring %d settings on %s (sizes: %s)", len(settings), dataset.name, ", ".join(names) or "none")
     with _store_factories(args, names) as factories, progress_bar(len(settings) + 1, "tune", unit="setting", enabled=show) as bar:
-        report = tune(data, settings, stores=factories, max_loss=args.max_loss, apply_to=args.apply_to,
-                      progress=lambda label: (bar.set_postfix_str(label), bar.update(1)))
+
+        def advance(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        report = tune(data, settings, stores=factories, max_loss=args.max_loss, apply_to=args.apply_to, progress=advance)
     write_all(report, args.output_dir)
     if args.json:
         print_json(report.to_dict())

@@ -6,9 +6,9 @@ BEIR reading, the exact ranking and the metrics live in the core (`trainer.retri
 the trainer's evaluation hook; they are re-exported here.
 """
 
+from splade_connectors.errors import DatasetError
 from splade_connectors.eval.datasets import (
     NANOBEIR_NAMES,
-    DatasetError,
     HubUnavailableError,
     RetrievalDataset,
     load_beir_folder,
@@ -16,8 +16,8 @@ from splade_connectors.eval.datasets import (
     load_nanobeir_export,
     load_retrieval_dataset,
 )
-from trainer.retrieval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
 from splade_connectors.eval.runner import EvaluationReport, evaluate
+from trainer.retrieval.metrics import SparsityCounts, graded_ndcg, mean_over_datasets, retrieval_metrics
 
 __all__ = [
     "NANOBEIR_NAMES",

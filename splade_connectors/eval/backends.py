@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from splade_connectors.eval.encoding import EncodedDataset, Progress
 from splade_connectors.errors import ConfigError, StoreError
+from splade_connectors.eval.encoding import EncodedDataset, Progress
 from splade_connectors.registry import build_store, store_config
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore

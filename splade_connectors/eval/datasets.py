@@ -258,7 +258,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # lazy: comes with `datasets`
 
-        return pq.read_table(path).to_pylist()
+        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+        return rows
     if path.suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         return list(data) if isinstance(data, list) else [data]

@@ -62,7 +62,7 @@ def pad_ranking(ranking: Ranking, doc_ids_sorted: Sequence[str], top_k: int) -> 
         hits = [h for h in hits if h[1] > 0]
         if len(hits) < top_k:
             seen = {d for d, _ in hits}
-            fill = []
+            fill: list[tuple[str, float]] = []
             for doc_id in doc_ids_sorted:
                 if len(hits) + len(fill) >= top_k:
                     break

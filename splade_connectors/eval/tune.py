@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.eval.backends import ExactBackend, StoreFactory, collection_name
 from splade_connectors.eval.encoding import EncodedDataset
-from trainer.retrieval.metrics import SparsityCounts, required_depth
 from splade_connectors.eval.runner import pad_ranking, score_ranking
-from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.retry import RetryPolicy
 from trainer.pruning import PRUNE_RULES, Pruning, prune_all
+from trainer.retrieval.metrics import SparsityCounts, required_depth
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def default_settings(data: EncodedDataset, apply_to: ApplyTo = "documents", rule
             values = sorted({_two_digits(float(np.quantile(weights, q))) for q in _ABS_VALUE_QUANTILES} - {0.0}) if weights.size else []
         else:
             values = _GRID[rule]
-        settings.extend(TuneSetting.of(Pruning(rule=rule, value=v), apply_to) for v in values)  # type: ignore[arg-type]
+        settings.extend(TuneSetting.of(Pruning(rule=rule, value=v), apply_to) for v in values)
     return settings
 
 
@@ -314,7 +314,7 @@ def write_chart(report: TuneReport, path: str | Path) -> Path:
         axes_specs = [("mean query terms", lambda r: r.query_active_dims)]
     else:
         axes_specs = [
-            (f"{name} index size (MB)", lambda r, n=name: None if r.index_bytes.get(n) is None else r.index_bytes[n] / 1e6)  # type: ignore[misc]
+            (f"{name} index size (MB)", lambda r, n=name: None if r.index_bytes.get(n) is None else r.index_bytes[n] / 1e6)  # type: ignore[misc]  # n=name binds the loop value; mypy cannot type lambda defaults
             for name in report.stores if any(r.index_bytes.get(name) is not None for r in report.rows)
         ] or [("mean document terms", lambda r: r.corpus_active_dims)]
     fig, axes = plt.subplots(1, len(axes_specs), figsize=(6 * len(axes_specs), 4.5), squeeze=False)

@@ -19,7 +19,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
@@ -30,7 +30,7 @@ from splade_connectors.store import SparseStore
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION: Final = 2
 PROBE_SIZE = 8
 
 

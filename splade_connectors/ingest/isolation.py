@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
 from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.errors import RejectedDocumentsError
 from splade_connectors.records import EncodedDocument

@@ -145,10 +145,10 @@ class ManagedServer(ABC):
     def _is_ready(self) -> bool:
         """True once the server answers requests."""
 
-    def _on_ready(self) -> None:
+    def _on_ready(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called once the server answers (read or check its version)."""
 
-    def _forget_run(self) -> None:
+    def _forget_run(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called by `stop` after the run folder is deleted (forget what lived in it)."""
 
     def _details(self) -> list[str]:
@@ -234,7 +234,7 @@ class ManagedServer(ABC):
             with log_path.open("ab") as out:
                 self._proc = subprocess.Popen(
                     launch.argv, cwd=self.run_dir, env=launch.env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=launch.preexec,  # noqa: PLW1509
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=launch.preexec,  # noqa: PLW1509 - the launches' preexec only ties the child to its parent (one prctl call)
                 )
         except OSError as exc:  # not executable, no such file
             raise ServerError(f"cannot start {self.kind}: {exc}") from exc

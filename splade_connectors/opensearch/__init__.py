@@ -8,9 +8,9 @@ SPLADE), `errors` (opensearch-py errors -> project errors).
 """
 
 from splade_connectors.opensearch.config import OpenSearchConfig, connect
+from splade_connectors.opensearch.errors import translate
 from splade_connectors.opensearch.features import FeatureCodec, escape_token, unescape_name
 from splade_connectors.opensearch.queries import NativeFilter, TooManyTermsError
-from splade_connectors.opensearch.errors import translate
 from splade_connectors.opensearch.store import STORAGE_RELATIVE_ERROR, OpenSearchStore
 from splade_connectors.opensearch.two_phase import TwoPhase
 

@@ -222,7 +222,7 @@ class BulkSender:
             response = self.client.transport.perform_request(
                 "POST", f"/{self.index}/_bulk", params={"filter_path": BULK_FILTER_PATH}, body=body, headers=headers,
             )
-        return response  # type: ignore[no-any-return]
+        return response  # type: ignore[no-any-return]  # opensearch-py's transport returns Any
 
 
 def raise_for_outcome(outcome: BulkOutcome, total: int, where: str) -> None:

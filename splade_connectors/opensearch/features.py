@@ -83,7 +83,7 @@ class FeatureCodec:
         if indices.size and (int(indices[0]) < 0 or int(indices.max()) >= len(self._names)):
             bad = int(indices.max()) if int(indices.max()) >= len(self._names) else int(indices[0])
             raise FeatureNameError(f"token id {bad} is outside the vocabulary (size {len(self._names)})")
-        return self._name_array[indices].tolist()  # type: ignore[no-any-return]
+        return self._name_array[indices].tolist()  # type: ignore[no-any-return]  # numpy's tolist() returns Any
 
     def encode(self, vector: SparseVector) -> dict[str, float]:
         """Vector -> {feature name: weight}; weights as short floats that read back to the same float32."""
@@ -114,4 +114,4 @@ def compact_weights(values: np.ndarray) -> list[float]:
     wrong = rounded.astype(np.float32) != exact
     if bool(wrong.any()):
         rounded[wrong] = wide[wrong]
-    return rounded.tolist()  # type: ignore[no-any-return]
+    return rounded.tolist()  # type: ignore[no-any-return]  # numpy's tolist() returns Any

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from splade_connectors.errors import ConfigMismatchError, NotFoundError
 from splade_connectors.opensearch.config import OpenSearchConfig
 from splade_connectors.opensearch.features import FeatureCodec
-from splade_connectors.errors import ConfigMismatchError, NotFoundError
 
 logger = logging.getLogger(__name__)
 

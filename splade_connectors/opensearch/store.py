@@ -436,7 +436,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         lexical: list[list[Hit]] = [[] for _ in queries]
         if with_text:
             found = self.search_text_batch(
-                [texts[i] for i in with_text], top_k=depth, filter=filter, fields=text_fields,  # type: ignore[misc]
+                [texts[i] for i in with_text], top_k=depth, filter=filter, fields=text_fields,  # type: ignore[misc]  # with_text holds the indices of non-empty texts
                 payload_fields=payload_fields,
             )
             for i, hits in zip(with_text, found):

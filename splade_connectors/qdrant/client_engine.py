@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ class ClientEngine:
         logger.info("created %s", config.describe())
         return True
 
-    def _create_indexes(self, fields: dict[str, str]) -> None:
+    def _create_indexes(self, fields: Mapping[str, str]) -> None:
         if self.local or not fields:
             return  # local mode keeps no payload index (filters scan the payload)
         for path, kind in fields.items():

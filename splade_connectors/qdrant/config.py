@@ -149,7 +149,7 @@ def connect(config: QdrantConfig) -> QdrantClient:
                 timeout=config.timeout,
                 prefer_grpc=config.prefer_grpc,
                 check_compatibility=False,
-                **options,  # type: ignore[arg-type]
+                **options,  # type: ignore[arg-type]  # extra client options, passed through for QdrantClient to check
             )
     if config.path:
         return QdrantClient(path=config.path, force_disable_check_same_thread=True)

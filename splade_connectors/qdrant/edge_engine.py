@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ class EdgeEngine:
             },
         )
 
-    def _create_indexes(self, fields: dict[str, str]) -> None:
+    def _create_indexes(self, fields: Mapping[str, str]) -> None:
         import qdrant_edge as qe
 
         schema = {
@@ -238,11 +238,15 @@ class EdgeEngine:
             qe.Prefetch(limit=s.limit, query=self._nearest(s), filter=to_edge_filter(s.filter), score_threshold=s.score_threshold)
             for s in query.sources
         ]
+        fusion: qe.Fusion.Rrf | qe.Fusion.Dbsf
         if query.fusion == "rrf":
             fusion = qe.Fusion.Rrf(k=query.rrf_k, weights=list(query.weights) if query.weights is not None else None)
         else:
             fusion = qe.Fusion.Dbsf()
-        return qe.QueryRequest(limit=query.limit, prefetches=prefetches, query=fusion, with_payload=_payload(query.payload), with_vector=False)
+        return qe.QueryRequest(
+            limit=query.limit, prefetches=prefetches, query=fusion,  # type: ignore[arg-type]  # the stubs miss that Fusion.Rrf/Dbsf are Fusions
+            with_payload=_payload(query.payload), with_vector=False,
+        )
 
     def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
         import qdrant_edge as qe

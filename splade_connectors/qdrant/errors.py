@@ -67,7 +67,7 @@ def _root_message(error: BaseException) -> str:
     """The innermost cause's message (httpx/OS errors say what really happened)."""
     seen = error
     while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]  # the loop condition says one of them is set
     return _one_line(str(seen) or type(seen).__name__)
 
 
@@ -162,7 +162,7 @@ def mapped_errors(where: str, action: str, secrets: Iterable[str] = (), *, edge:
         raise
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - pyo3's PanicException is a BaseException
+    except BaseException as exc:  # pyo3's PanicException is a BaseException
         mapped = translate(exc, where, action, edge=edge)
         secret_list = [s for s in secrets if s]
         if secret_list and mapped is not exc:

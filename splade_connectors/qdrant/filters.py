@@ -32,7 +32,7 @@ def _condition(match: FieldMatch) -> models.FieldCondition | models.Filter:
         if kind is bool:
             conditions += [models.FieldCondition(key=match.path, match=models.MatchValue(value=v)) for v in values]
         else:
-            conditions.append(models.FieldCondition(key=match.path, match=models.MatchAny(any=values)))  # type: ignore[arg-type]
+            conditions.append(models.FieldCondition(key=match.path, match=models.MatchAny(any=values)))
     return conditions[0] if len(conditions) == 1 else models.Filter(should=list(conditions))
 
 
@@ -44,7 +44,7 @@ def build_filter(spec: Mapping[str, Any] | models.Filter | None) -> models.Filte
     if spec is None or isinstance(spec, models.Filter):
         return spec
     if type(spec).__module__.startswith("qdrant_edge"):
-        return spec  # type: ignore[return-value] # an embedded-engine filter: the edge engine takes it as is
+        return spec  # type: ignore[return-value]  # an embedded-engine filter: the edge engine takes it as is
     if not isinstance(spec, Mapping):
         raise ConfigError(f"filter must be a dict or qdrant_client.models.Filter, got {type(spec).__name__}")
     matches = field_matches(spec)
@@ -108,12 +108,12 @@ def _edge_match(match: Any) -> Any:
             # boolean); numpy's bool reaches its boolean variant.
             import numpy as np
 
-            return qe.MatchValue(np.bool_(match.value))
+            return qe.MatchValue(np.bool_(match.value))  # type: ignore[arg-type]  # numpy's bool on purpose, see above
         return qe.MatchValue(match.value)
     if isinstance(match, models.MatchAny):
-        return qe.MatchAny(list(match.any))
+        return qe.MatchAny(match.any.copy())
     if isinstance(match, models.MatchExcept):
-        return qe.MatchExcept(list(match.except_))
+        return qe.MatchExcept(match.except_.copy())
     if isinstance(match, models.MatchText):
         return qe.MatchText(match.text)
     if isinstance(match, models.MatchPhrase):

@@ -60,7 +60,7 @@ def make_engine(config: QdrantConfig, client: QdrantClient | None = None) -> Eng
 
         return ClientEngine(config, client)
     try:
-        import qdrant_edge  # noqa: F401
+        import qdrant_edge  # noqa: F401 - imported only to check that qdrant-edge-py is installed
     except ImportError as exc:
         raise ConfigError(
             "the embedded Qdrant engine needs the 'qdrant-edge-py' package (pip install 'splade-connectors[qdrant]'), "

@@ -21,7 +21,7 @@ from splade_connectors.live.qdrant_server import (
     sha256_of,
 )
 from tests.conftest import REPO_ROOT
-from tests.live_stores import QDRANT_IMAGE, QDRANT_VERSION
+from tests.live_stores import QDRANT_IMAGE, QDRANT_VERSION, LiveStore
 
 pytestmark = pytest.mark.live
 
@@ -93,8 +93,8 @@ def test_cli_start_and_stop_with_a_pidfile_and_an_api_key(qdrant_binary: str, tm
         urllib.request.urlopen(state["url"] + "/readyz", timeout=2)
 
 
-def test_every_pin_names_the_same_qdrant_version(qdrant_server_store: object) -> None:
+def test_every_pin_names_the_same_qdrant_version(qdrant_server_store: LiveStore) -> None:
     assert QDRANT_IMAGE == f"qdrant/qdrant:v{QDRANT_VERSION}"
     compose = (REPO_ROOT / "docker-compose.test.yml").read_text(encoding="utf-8")
     assert re.findall(r"image:\s*qdrant/qdrant:v(\S+)", compose) == [QDRANT_VERSION]
-    assert getattr(qdrant_server_store, "version") == QDRANT_VERSION  # the server this session runs on
+    assert qdrant_server_store.version == QDRANT_VERSION  # the server this session runs on

@@ -107,7 +107,7 @@ def test_writes_reads_and_deletes(store: SparseStore) -> None:
     assert size is None or size >= raw  # whatever a store reports holds at least the data; None: cannot tell (in-memory local mode)
     store.delete(["doc-0", "doc-5", "never-stored"])
     if hasattr(store, "refresh"):
-        store.refresh()  # type: ignore[attr-defined]
+        store.refresh()
     assert store.count() == 4
     assert set(store.fetch_vectors(["doc-0", "doc-1"])) == {"doc-1"}
 

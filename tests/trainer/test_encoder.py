@@ -63,7 +63,7 @@ def test_top_k_and_min_weight(encoder: SpladeEncoder) -> None:
 @pytest.mark.parametrize(("bad", "problem"), [(None, "None"), (42, "expected str, got int"), (b"bytes", "got bytes")])
 def test_non_text_inputs_name_their_position(encoder: SpladeEncoder, bad: object, problem: str) -> None:
     with pytest.raises(EncodingInputError, match=problem) as info:
-        encoder.encode_documents(["fine", bad])  # type: ignore[list-item]
+        encoder.encode_documents(["fine", bad])  # type: ignore[list-item]  # the wrong type is the point
     assert info.value.position == 1
 
 

@@ -51,7 +51,7 @@ def test_an_unknown_encoder_option_is_an_error(encoder: SpladeEncoder) -> None:
     with pytest.raises(ConfigError, match="unknown encoder option 'bogus'"):
         list(encoder.iter_encode(["x"], bogus=1))
     with pytest.raises(ValueError, match="bogus"):
-        EncodeOptions(bogus=1)  # type: ignore[call-arg]
+        EncodeOptions(bogus=1)  # type: ignore[call-arg]  # the unknown option is the point
 
 
 def test_an_invalid_option_value_is_a_config_error_naming_it(encoder: SpladeEncoder) -> None:

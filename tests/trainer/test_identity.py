@@ -21,7 +21,7 @@ def own_model(trained_model_dir: Path) -> SpladeModel:
 
 
 def fresh(trained_model_dir: Path, **kwargs: object) -> SpladeEncoder:
-    return SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", **kwargs)  # type: ignore[arg-type]
+    return SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", **kwargs)
 
 
 def test_same_checkpoint_and_options_give_one_hashable_serialisable_identity(encoder: SpladeEncoder, trained_model_dir: Path) -> None:

@@ -9,19 +9,23 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
+from tests.inference_free import build_st_router, scifact_idf as scifact_idf_weights
 from trainer.checkpoint import CheckpointError
 from trainer.encoder import SpladeEncoder
 from trainer.model import SpladeModel
 from trainer.sparse import SparseVector
 from trainer.static import SparseStaticEmbedding
-from tests.inference_free import build_st_router, scifact_idf as scifact_idf_weights
 
 from .test_parity import PARITY_TEXTS
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder
 
 st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is the test-only reference")
 
@@ -49,7 +53,7 @@ def st_router_dir(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: P
 
 
 @pytest.fixture(scope="module")
-def st_router(st_router_dir: Path) -> "st.SparseEncoder":
+def st_router(st_router_dir: Path) -> SparseEncoder:
     return st.SparseEncoder(str(st_router_dir), device="cpu")
 
 
@@ -72,17 +76,17 @@ def test_router_checkpoint_is_inference_free(ours: SpladeEncoder) -> None:
     assert ours.model.query_static.frozen and ours.model.pooling.pooling_strategy == "max"
 
 
-def test_query_vectors_identical(ours: SpladeEncoder, st_router: "st.SparseEncoder", scifact_slice) -> None:  # type: ignore[no-untyped-def]
+def test_query_vectors_identical(ours: SpladeEncoder, st_router: SparseEncoder, scifact_slice) -> None:
     texts = QUERIES + list(scifact_slice.queries.values())[:50]
     assert_identical(ours.encode_queries(texts), st_router.encode_query(texts, convert_to_tensor=True))
     assert ours.stats.truncated == [QUERIES.index(QUERIES[-1])]
-    weights = ours.model.query_static.weight  # type: ignore[union-attr]
+    weights = ours.model.query_static.weight
     vitamin = ours.encode_queries([QUERIES[2]])[0].as_dict()
     vitamin_id = ours.model.tokenizer.convert_tokens_to_ids("vitamin")
     assert vitamin[vitamin_id] == pytest.approx(float(weights[vitamin_id]))  # presence x weight, not a count
 
 
-def test_document_vectors_identical(ours: SpladeEncoder, st_router: "st.SparseEncoder", scifact_slice) -> None:  # type: ignore[no-untyped-def]
+def test_document_vectors_identical(ours: SpladeEncoder, st_router: SparseEncoder, scifact_slice) -> None:
     texts = PARITY_TEXTS + [d["text"] for d in scifact_slice.corpus[:30]]
     assert_identical(ours.encode_documents(texts), st_router.encode_document(texts, convert_to_tensor=True, batch_size=8))
 
@@ -98,7 +102,7 @@ def test_queries_need_no_model_forward(ours: SpladeEncoder, monkeypatch: pytest.
         ours.encode_documents(["documents still use the MLM"])
 
 
-def test_save_and_load_both_ways(ours: SpladeEncoder, st_router: "st.SparseEncoder", tmp_path: Path) -> None:
+def test_save_and_load_both_ways(ours: SpladeEncoder, st_router: SparseEncoder, tmp_path: Path) -> None:
     texts = PARITY_TEXTS[:4] + QUERIES[:3]
     saved = ours.model.save(tmp_path / "ours")
     assert json.loads((saved / "modules.json").read_text())[0]["type"].endswith("Router")
@@ -115,7 +119,7 @@ def test_save_and_load_both_ways(ours: SpladeEncoder, st_router: "st.SparseEncod
 
 
 def test_opensearch_doc_only_layout(
-    trained_model_dir: Path, scifact_idf: torch.Tensor, st_router: "st.SparseEncoder", tmp_path: Path
+    trained_model_dir: Path, scifact_idf: torch.Tensor, st_router: SparseEncoder, tmp_path: Path
 ) -> None:
     """An MLM directory with an idf.json (OpenSearch's doc-only models) loads inference-free, same vectors."""
     directory = tmp_path / "doc-only"
@@ -131,7 +135,7 @@ def test_opensearch_doc_only_layout(
     from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding as StStatic
 
     st_static = StStatic.from_json(str(directory / "idf.json"), tokenizer=model.tokenizer)
-    torch.testing.assert_close(loaded.model.query_static.weight.detach(), st_static.weight.detach())  # type: ignore[union-attr]
+    torch.testing.assert_close(loaded.model.query_static.weight.detach(), st_static.weight.detach())
     # any MLM + query_weights=idf.json is the same model
     attached = SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir, query_weights=directory / "idf.json"), device="cpu")
     assert [v.as_dict() for v in attached.encode_queries(QUERIES)] == [v.as_dict() for v in loaded.encode_queries(QUERIES)]
@@ -142,7 +146,7 @@ def test_pruning_and_empty_weights_on_the_query_side(ours: SpladeEncoder) -> Non
     top2 = ours.encode_queries([QUERIES[1]], prune="top_k=2")[0]
     assert top2 == full.top_k(2)
     # a token whose weight is 0 (never seen in the corpus) gives no entry
-    unseen = int(torch.nonzero(ours.model.query_static.weight == 0)[-1])  # type: ignore[union-attr]
+    unseen = int(torch.nonzero(ours.model.query_static.weight == 0)[-1])
     token = ours.model.tokenizer.convert_ids_to_tokens(unseen)
     assert unseen not in ours.encode_queries([f"cornelius {token}"])[0].as_dict()
 

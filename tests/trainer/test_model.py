@@ -75,7 +75,7 @@ def test_fast_path_equals_definition_for_every_pooling(
 ) -> None:
     model = SpladeModel.from_pretrained(
         trained_model_dir,
-        pooling=PoolingConfig(pooling_strategy=pooling_strategy, activation_function=activation_function),  # type: ignore[arg-type]
+        pooling=PoolingConfig(pooling_strategy=pooling_strategy, activation_function=activation_function),
     )
     _assert_matches_reference(model, TEXTS + ["long " * 90 + "text"])
 
@@ -98,7 +98,7 @@ def test_encoder_only_checkpoint_gets_a_tied_head_with_a_warning(
     with caplog.at_level("WARNING"):
         model = SpladeModel.from_pretrained(base_model_dir)
     assert "no trained MLM head" in caplog.text
-    embeddings = model.mlm.get_input_embeddings().weight
+    embeddings = model.mlm.get_input_embeddings().weight  # type: ignore[operator]  # a transformers model, typed as nn.Module
     assert model.output_embeddings.weight.data_ptr() == embeddings.data_ptr()
     vectors = SpladeEncoder(model, device="cpu").encode_documents(["an untrained head still yields valid vectors"])
     assert vectors[0].nnz > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ import torch
 
 from trainer.encoder import SpladeEncoder
 from trainer.model import SpladeModel
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder
 
 st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is the test-only reference")
 
@@ -24,7 +28,7 @@ PARITY_TEXTS = [
 ]
 
 
-def _reference(model: "st.SparseEncoder", texts: list[str]) -> torch.Tensor:
+def _reference(model: SparseEncoder, texts: list[str]) -> torch.Tensor:
     return model.encode_document(texts, convert_to_tensor=True, batch_size=4).to_dense().float()
 
 
@@ -37,7 +41,7 @@ def _assert_same(ours: list, reference: torch.Tensor) -> None:
 
 
 @pytest.fixture(scope="module")
-def st_model(trained_model_dir: Path) -> "st.SparseEncoder":
+def st_model(trained_model_dir: Path) -> SparseEncoder:
     return st.SparseEncoder(str(trained_model_dir), device="cpu")
 
 
@@ -45,17 +49,17 @@ def test_long_text_is_two_thousand_words() -> None:
     assert len(LONG_TEXT.split()) == 2000
 
 
-def test_identical_to_sentence_transformers(encoder: SpladeEncoder, st_model: "st.SparseEncoder") -> None:
+def test_identical_to_sentence_transformers(encoder: SpladeEncoder, st_model: SparseEncoder) -> None:
     _assert_same(encoder.encode_documents(PARITY_TEXTS), _reference(st_model, PARITY_TEXTS))
     assert encoder.stats.truncated == [PARITY_TEXTS.index(LONG_TEXT)]
 
 
-def test_queries_identical_to_sentence_transformers(encoder: SpladeEncoder, st_model: "st.SparseEncoder") -> None:
+def test_queries_identical_to_sentence_transformers(encoder: SpladeEncoder, st_model: SparseEncoder) -> None:
     reference = st_model.encode_query(PARITY_TEXTS, convert_to_tensor=True).to_dense().float()
     _assert_same(encoder.encode_queries(PARITY_TEXTS), reference)
 
 
-def test_identical_on_real_documents(encoder: SpladeEncoder, st_model: "st.SparseEncoder", scifact_slice) -> None:
+def test_identical_on_real_documents(encoder: SpladeEncoder, st_model: SparseEncoder, scifact_slice) -> None:
     texts = [d["text"] for d in scifact_slice.corpus[:40]]
     _assert_same(encoder.encode_documents(texts), _reference(st_model, texts))
 
@@ -72,7 +76,7 @@ def test_saved_model_loads_in_sentence_transformers_with_the_same_vectors(
 
 
 def test_sentence_transformers_saved_directory_loads_with_same_vectors(
-    st_model: "st.SparseEncoder", tmp_path: Path
+    st_model: SparseEncoder, tmp_path: Path
 ) -> None:
     st_model.save(str(tmp_path / "st_saved"))
     ours = SpladeEncoder(SpladeModel.from_pretrained(tmp_path / "st_saved"), device="cpu")

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from trainer.cpu import CpuFeatures, cpu_features
 from trainer.encoder import SpladeEncoder
+from trainer.errors import ConfigError
 from trainer.model import SpladeModel, activate, resolve_dtype
 from trainer.pooling import DenseProjection, Tiling, pool_max, pool_sum, tiling_for
-from trainer.errors import ConfigError
 from trainer.precision import (
-    CpuFeatures,
     auto_candidates,
     build_projection,
-    cpu_features,
     parse_precision,
     resolve_precision,
 )
@@ -170,7 +169,7 @@ def test_int8_projection_is_close_to_fp32(features: CpuFeatures | None) -> None:
 @needs_int8
 def test_int8_sum_pooling_is_close_to_fp32() -> None:
     hidden, mask, weight, bias = (t.float() if t.is_floating_point() else t for t in _batch(4, vocab=1500, width=128))
-    relu = lambda x: activate(x, "relu")  # noqa: E731
+    relu = lambda x: activate(x, "relu")
     exact = pool_sum(DenseProjection(weight, bias), hidden, mask, relu)
     approx = pool_sum(Int8Projection(weight, bias), hidden, mask, relu, 1 << 12)
     torch.testing.assert_close(approx, exact, rtol=0.05, atol=0.05 * float(exact.abs().amax()))
@@ -239,7 +238,7 @@ def test_auto_chooses_the_fastest_route_the_probe_measured(
 
     def counting(model: SpladeModel, device: torch.device, name: str, features: CpuFeatures) -> float:
         measured.append(name)
-        return real_measure(model, device, name, features)  # type: ignore[arg-type]
+        return real_measure(model, device, name, features)
 
     monkeypatch.setattr(probe, "measure_route", counting)
     with caplog.at_level(logging.INFO, logger="trainer.probe"):

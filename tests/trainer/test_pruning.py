@@ -16,7 +16,7 @@ VECTOR = SparseVector.from_pairs(WEIGHTS, dim=30)
 
 
 def kept(rule: str, value: float) -> dict[int, float]:
-    return Pruning(rule=rule, value=value).apply(VECTOR).as_dict()  # type: ignore[arg-type]
+    return Pruning(rule=rule, value=value).apply(VECTOR).as_dict()
 
 
 def test_top_k_keeps_the_k_largest_and_breaks_ties_by_lower_id() -> None:
@@ -72,7 +72,7 @@ def test_parse_and_label_round_trip() -> None:
     assert str(Pruning(rule="top_k", value=64)) == "top_k=64"
 
 
-def test_encoder_prunes_documents_and_queries_separately(encoder) -> None:  # type: ignore[no-untyped-def]
+def test_encoder_prunes_documents_and_queries_separately(encoder) -> None:
     from trainer.encoder import EncodeOptions, SpladeEncoder
 
     text = ["Photosynthesis converts light, water and carbon dioxide into chemical energy stored in sugar."]

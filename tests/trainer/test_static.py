@@ -13,13 +13,13 @@ from trainer.static import SparseStaticEmbedding, StaticWeightsError, idf_weight
 
 
 @pytest.fixture(scope="module")
-def tokenizer(trained_model_dir: Path):  # type: ignore[no-untyped-def]
+def tokenizer(trained_model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(trained_model_dir))
 
 
-def test_idf_by_hand(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_idf_by_hand(tokenizer) -> None:
     corpus = ["cells divide", "cells cells cells grow", "plants grow"]
     idf = idf_weights(corpus, tokenizer)
     ids = tokenizer.convert_tokens_to_ids
@@ -31,7 +31,7 @@ def test_idf_by_hand(tokenizer) -> None:  # type: ignore[no-untyped-def]
     assert float(idf[tokenizer.cls_token_id]) == 0.0  # no special tokens on the query side
 
 
-def test_lookup_equals_the_differentiable_form(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_lookup_equals_the_differentiable_form(tokenizer) -> None:
     weights = torch.rand(len(tokenizer.get_vocab()), generator=torch.Generator().manual_seed(0))
     weights[tokenizer.convert_tokens_to_ids("the")] = 0.0
     static = SparseStaticEmbedding(tokenizer, weights)
@@ -46,7 +46,7 @@ def test_lookup_equals_the_differentiable_form(tokenizer) -> None:  # type: igno
     assert dense[0, tokenizer.pad_token_id] == 0  # padding contributes nothing
 
 
-def test_idf_json_round_trip_and_errors(tokenizer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_idf_json_round_trip_and_errors(tokenizer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "idf.json"
     path.write_text(json.dumps({"cells": 2.5, "plant": 1.25, "not-a-token-xyz": 3.0}), encoding="utf-8")
     with caplog.at_level("WARNING"):
@@ -61,7 +61,7 @@ def test_idf_json_round_trip_and_errors(tokenizer, tmp_path: Path, caplog: pytes
         SparseStaticEmbedding(tokenizer, torch.ones(10))
 
 
-def test_module_folder_round_trip(tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_module_folder_round_trip(tokenizer, tmp_path: Path) -> None:
     weights = torch.rand(len(tokenizer.get_vocab()), generator=torch.Generator().manual_seed(1))
     saved = SparseStaticEmbedding(tokenizer, weights, frozen=False).save(tmp_path / "query_0_SparseStaticEmbedding")
     assert json.loads((saved / "config.json").read_text()) == {"frozen": False}

@@ -45,7 +45,8 @@ def required_depth() -> int:
 
 
 def _dcg(gains: Sequence[float], k: int) -> float:
-    return sum(gains[i] / np.log2(i + 2) for i in range(min(len(gains), k)))
+    dcg: float = sum(gains[i] / np.log2(i + 2) for i in range(min(len(gains), k)))
+    return dcg
 
 
 def sorted_hits(hits: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -58,10 +59,10 @@ def retrieval_metrics(rankings: Ranking, relevant: Mapping[str, set[str]], query
     qids = [q for q in (query_ids if query_ids is not None else list(relevant)) if relevant.get(q)]
     if not qids:
         raise DatasetError("no query with a relevant document to evaluate (check the qrels and the relevance threshold)")
-    hits_at = {k: 0 for k in ACCURACY_AT_K}
+    hits_at = dict.fromkeys(ACCURACY_AT_K, 0)
     precision: dict[int, list[float]] = {k: [] for k in PRECISION_RECALL_AT_K}
     recall: dict[int, list[float]] = {k: [] for k in PRECISION_RECALL_AT_K}
-    mrr = {k: 0.0 for k in MRR_AT_K}
+    mrr = dict.fromkeys(MRR_AT_K, 0.0)
     ndcg: dict[int, list[float]] = {k: [] for k in NDCG_AT_K}
     ap: dict[int, list[float]] = {k: [] for k in MAP_AT_K}
     for qid in qids:

@@ -4,10 +4,11 @@ Entry points: `load_config(path) -> TrainConfig` and `run_training(config) -> Pa
 Never imports `splade_connectors`; evaluation is a hook `evaluate(model) -> dict[str, float]`.
 """
 
-from trainer.training.config import ConfigError, TrainConfig, bundled_config, load_config, parse_config
+from trainer.errors import ConfigError
+from trainer.training.config import TrainConfig, bundled_config, load_config, parse_config
 from trainer.training.data import TrainingExamples, load_hf_examples, load_jsonl_examples
-from trainer.training.losses import LossParts, RegularizerSchedule, SpladeLoss, flops, sparse_mnrl_loss
 from trainer.training.loop import Trainer, run_training
+from trainer.training.losses import LossParts, RegularizerSchedule, SpladeLoss, flops, sparse_mnrl_loss
 from trainer.training.sampler import NoDuplicatesBatchSampler, SamplerState
 
 __all__ = [

@@ -121,9 +121,9 @@ class TrainConfig(_Strict):
     model: ModelConfig
     data: DataConfig
     output_dir: str
-    loss: LossConfig = Field(default_factory=LossConfig)  # type: ignore[arg-type]
-    optim: OptimConfig = Field(default_factory=OptimConfig)  # type: ignore[arg-type]
-    run: RunConfig = Field(default_factory=RunConfig)  # type: ignore[arg-type]
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
     eval: EvalConfig | None = None
     data_root: str | None = None
     resume_from: str | None = Field(None, description="checkpoint dir, or 'latest' in output_dir")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.training.sampler import NoDuplicatesBatchSampler, SamplerState
 from trainer.errors import SpladeError
+from trainer.training.sampler import NoDuplicatesBatchSampler, SamplerState
 
 logger = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ class BeirEvaluator:
     def from_folder(
         cls, directory: str | Path, split: str = "test", *, batch_size: int = 32, max_length: int | None = None, **slicing: int | None
     ) -> BeirEvaluator:
-        return cls(load_beir_split(directory, split, **slicing), batch_size=batch_size, max_length=max_length)  # type: ignore[arg-type]
+        return cls(load_beir_split(directory, split, **slicing), batch_size=batch_size, max_length=max_length)  # type: ignore[arg-type]  # slicing holds only the limits the caller set
 
     def __call__(self, model: SpladeModel) -> dict[str, float]:
         was_training = model.training
@@ -100,4 +100,4 @@ class BeirEvaluator:
 def evaluate_model(model: SpladeModel, directory: str | Path, split: str = "test", **kwargs: int | None) -> dict[str, float]:
     """One-shot convenience wrapper around `BeirEvaluator`."""
     with torch.inference_mode():
-        return BeirEvaluator.from_folder(directory, split, **kwargs)(model)  # type: ignore[arg-type]
+        return BeirEvaluator.from_folder(directory, split, **kwargs)(model)  # type: ignore[arg-type]  # slicing holds only the limits the caller set

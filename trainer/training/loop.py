@@ -58,7 +58,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
     The query token weights of an inference-free model get `optim.query_weights_learning_rate` when set
     (sentence-transformers' `learning_rate_mapping` for the SparseStaticEmbedding; typically ~1e-3).
     """
-    decay, no_decay, static = [], [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    static: list[nn.Parameter] = []
     norm_params = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
     o = config.optim
     for name, param in model.named_parameters():
@@ -282,7 +284,7 @@ class Trainer:
             if self.step % r.logging_steps == 0 or self.step == self.total_steps:
                 elapsed = time.perf_counter() - started
                 extra = {
-                    "lr": self.scheduler.get_last_lr()[0],
+                    "lr": float(self.scheduler.get_last_lr()[0]),
                     "lambda_query": self.loss.lambda_query,
                     "lambda_corpus": self.loss.lambda_corpus,
                     "epoch": float(self.sampler.state.epoch),

@@ -90,8 +90,8 @@ def _resolve_gpus(options: RayOptions) -> RayOptions:
 
 def _require_ray() -> None:
     try:
-        import ray  # noqa: F401
-        import ray.data  # noqa: F401
+        import ray
+        import ray.data  # noqa: F401 - imported only to check that Ray (with its data extra) is installed
     except ModuleNotFoundError as exc:
         raise ConfigError(f"the Ray engine needs the {exc.name!r} package: pip install 'splade-connectors[ray]'") from None
 
@@ -179,7 +179,7 @@ def _run_pipeline(
         sink = StoreDatasink(store, vocabulary, config)
         try:
             dataset.write_datasink(sink, ray_remote_args={"num_cpus": options.task_cpus}, concurrency=options.writers)
-        except Exception as exc:  # noqa: BLE001 - Ray wraps what a stage raised: give the project's error back
+        except Exception as exc:  # Ray wraps what a stage raised: give the project's error back
             raise _project_error(exc) from exc
     finally:
         context.enable_progress_bars, context.raise_original_map_exception = saved

@@ -30,7 +30,6 @@ from splade_connectors.registry import build_store
 from splade_connectors.store import SparseStore, StoreConfigBase
 from trainer.sparse import SparseVector
 
-
 # Invalid records each write task sends back as examples (all are counted): bounds the driver's memory
 # even when most of a huge corpus is invalid (a job has about corpus size / 256 write tasks).
 _KEPT_PER_TASK = 20

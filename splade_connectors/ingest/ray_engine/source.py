@@ -11,7 +11,7 @@ row as JSON (Parquet); parsing and validation happen downstream with the shared 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +107,7 @@ class RecordDatasource(Datasource):
     """A JSONL or Parquet file as read tasks of (position, raw) rows; one task per shard."""
 
     def __init__(self, path: str | Path, shard_records: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # ray leaves Datasource.__init__ unannotated
         self.path = str(path)
         self.format = source_format(path)
         self.block_rows = shard_records
@@ -129,5 +129,5 @@ class RecordDatasource(Datasource):
         return tasks
 
 
-def _bind(reader: object, path: str, shard: Shard, block_rows: int) -> object:
-    return lambda: reader(path, shard, block_rows)  # type: ignore[operator]
+def _bind(reader: Callable[[str, Shard, int], Iterator[pa.Table]], path: str, shard: Shard, block_rows: int) -> Callable[[], Iterator[pa.Table]]:
+    return lambda: reader(path, shard, block_rows)

@@ -97,7 +97,7 @@ class BasicAuthProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: object) -> None:  # the stdlib's signature
                 pass
 
             def _handle(self) -> None:

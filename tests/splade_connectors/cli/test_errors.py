@@ -207,7 +207,7 @@ def test_ctrl_c_during_ingestion(tmp_path: Path, scifact_dir: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # as from a terminal: a shell's background job (`cmd &`, nohup) starts with SIGINT ignored, which the
         # child would inherit (and Python then installs no KeyboardInterrupt handler)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - only resets one signal
     )
     try:
         deadline = time.monotonic() + 300

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from splade_connectors.cli import main
+from splade_connectors.cli import build_parser, main
 from splade_connectors.cli.model import encode_options
-from splade_connectors.cli import build_parser
 from trainer.model import SpladeModel
 from trainer.pruning import Pruning
 from trainer.static import SparseStaticEmbedding

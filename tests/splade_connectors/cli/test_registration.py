@@ -33,7 +33,7 @@ def test_every_command_module_is_registered() -> None:
     commands = {name: module for name, module in _cli_modules().items() if hasattr(module, "register")}
     assert {"demo", "ingest", "search", "evaluate", "tune", "train", "opensearch_server", "qdrant_server"} <= set(commands)
     assert sorted(m.__name__ for m in COMMANDS.values()) == sorted(m.__name__ for m in commands.values())
-    subparsers = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    subparsers = build_parser()._subparsers._group_actions[0]
     assert sorted(subparsers.choices) == sorted(COMMANDS)
 
 
@@ -87,7 +87,7 @@ def test_eval_and_tune_check_max_docs_the_same_way(cli: Cli, value: str) -> None
 
 def test_eval_and_tune_share_the_dataset_and_store_options() -> None:
     parser = build_parser()
-    subparsers = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    subparsers = parser._subparsers._group_actions[0]
 
     def options(command: str, group: str) -> set[str]:
         (found,) = [g for g in subparsers.choices[command]._action_groups if g.title == group]

@@ -11,10 +11,10 @@ import pytest
 
 from splade_connectors.eval.backends import ExactBackend, StoreBackend
 from splade_connectors.eval.encoding import EncodedDataset
-from trainer.retrieval.metrics import SPARSITY_KEYS
 from splade_connectors.eval.report import markdown_table, write_all
 from splade_connectors.eval.runner import EvaluationReport, evaluate_encoded
 from tests.conftest import BeirSlice
+from trainer.retrieval.metrics import SPARSITY_KEYS
 
 OPENSEARCH_NDCG_BOUND = 0.01  # rank_features keeps ~9 significant bits (<= 0.4% per weight)
 
@@ -24,7 +24,7 @@ def exact_report(scifact_eval_data: EncodedDataset) -> EvaluationReport:
     return evaluate_encoded([scifact_eval_data], [ExactBackend()], keep_rankings=True)
 
 
-def _qdrant_backend(qdrant_store, keep: bool = False) -> tuple[StoreBackend, object]:  # type: ignore[no-untyped-def]
+def _qdrant_backend(qdrant_store, keep: bool = False) -> tuple[StoreBackend, object]:
     from splade_connectors.qdrant.config import QdrantConfig, connect
     from splade_connectors.qdrant.store import QdrantStore
 
@@ -37,7 +37,7 @@ def _qdrant_backend(qdrant_store, keep: bool = False) -> tuple[StoreBackend, obj
 
 
 @pytest.fixture(scope="module")
-def qdrant_report(scifact_eval_data: EncodedDataset, qdrant_store) -> tuple[EvaluationReport, StoreBackend, object]:  # type: ignore[no-untyped-def]
+def qdrant_report(scifact_eval_data: EncodedDataset, qdrant_store) -> tuple[EvaluationReport, StoreBackend, object]:
     backend, client = _qdrant_backend(qdrant_store)
     report = evaluate_encoded([scifact_eval_data], [ExactBackend(), backend], keep_rankings=True)
     return report, backend, client
@@ -77,11 +77,11 @@ def test_qdrant_equals_exact(qdrant_report: tuple[EvaluationReport, StoreBackend
 
 def test_qdrant_collections_are_dropped(qdrant_report: tuple[EvaluationReport, StoreBackend, object]) -> None:
     _, backend, client = qdrant_report
-    names = {c.name for c in client.get_collections().collections}  # type: ignore[attr-defined]
+    names = {c.name for c in client.get_collections().collections}  # type: ignore[attr-defined]  # the QdrantClient behind the backend
     assert backend.created and not names & set(backend.created)
 
 
-def test_keep_leaves_the_collection(qdrant_store, scifact_eval_data: EncodedDataset) -> None:  # type: ignore[no-untyped-def]
+def test_keep_leaves_the_collection(qdrant_store, scifact_eval_data: EncodedDataset) -> None:
     small = scifact_eval_data.dataset.subset(scifact_eval_data.doc_ids[:50], name="tiny")
     doc_vectors = dict(zip(scifact_eval_data.doc_ids, scifact_eval_data.doc_vectors))
     query_vectors = dict(zip(scifact_eval_data.query_ids, scifact_eval_data.query_vectors))
@@ -93,13 +93,13 @@ def test_keep_leaves_the_collection(qdrant_store, scifact_eval_data: EncodedData
     backend, client = _qdrant_backend(qdrant_store, keep=True)
     evaluate_encoded([data], [backend])
     try:
-        assert client.count(backend.created[0]).count == 50  # type: ignore[attr-defined]
+        assert client.count(backend.created[0]).count == 50  # type: ignore[attr-defined]  # the QdrantClient behind the backend
     finally:
-        client.delete_collection(backend.created[0])  # type: ignore[attr-defined]
+        client.delete_collection(backend.created[0])  # type: ignore[attr-defined]  # the QdrantClient behind the backend
 
 
 @pytest.mark.live
-def test_opensearch_close_to_exact(scifact_eval_data: EncodedDataset, opensearch_store, exact_report: EvaluationReport) -> None:  # type: ignore[no-untyped-def]
+def test_opensearch_close_to_exact(scifact_eval_data: EncodedDataset, opensearch_store, exact_report: EvaluationReport) -> None:
     from splade_connectors.eval.backends import store_factory
 
     factory = store_factory("opensearch", {

@@ -32,7 +32,7 @@ def test_evaluate_encodes_each_dataset_once(tiny_beir: Path, encoder: SpladeEnco
     calls = {"document": 0, "query": 0}
     original = encoder.encode
 
-    def counting(texts, *, role="document", **overrides):  # type: ignore[no-untyped-def]
+    def counting(texts, *, role="document", **overrides):
         texts = list(texts)
         calls[role] += len(texts)
         return original(texts, role=role, **overrides)

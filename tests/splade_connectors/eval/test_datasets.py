@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from splade_connectors.errors import DatasetError
 from splade_connectors.eval.datasets import (
-    DatasetError,
     HubUnavailableError,
     load_beir_folder,
     load_nanobeir,

@@ -19,7 +19,7 @@ from trainer.encoder import SpladeEncoder
 
 @pytest.mark.slow
 @pytest.mark.live
-def test_dl19_through_all_backends(data_dir: Path, encoder: SpladeEncoder, opensearch_store, qdrant_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dl19_through_all_backends(data_dir: Path, encoder: SpladeEncoder, opensearch_store, qdrant_store, tmp_path: Path) -> None:
     dataset = load_beir_folder(data_dir / "beir" / "msmarco-dl19-subset", relevance_threshold=2)
     options = {
         "qdrant": {"url": qdrant_store.url, "api_key": qdrant_store.api_key},

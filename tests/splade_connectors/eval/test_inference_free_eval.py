@@ -14,8 +14,8 @@ import pytest
 
 from splade_connectors.cli import main
 from splade_connectors.eval.datasets import load_beir_folder
-from trainer.retrieval.metrics import SPARSITY_KEYS
 from tests.inference_free import build_st_router, scifact_idf
+from trainer.retrieval.metrics import SPARSITY_KEYS
 
 st = pytest.importorskip("sentence_transformers")
 
@@ -23,7 +23,7 @@ SLICE = 400
 
 
 def test_eval_equals_sentence_transformers_evaluator(
-    scifact_dir: Path, trained_model_dir: Path, splade_model, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    scifact_dir: Path, trained_model_dir: Path, splade_model, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
 

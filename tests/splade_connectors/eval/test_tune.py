@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from splade_connectors.errors import ConfigError
 from splade_connectors.eval.backends import ExactBackend, store_factory
 from splade_connectors.eval.encoding import EncodedDataset
 from splade_connectors.eval.runner import evaluate_encoded
@@ -21,14 +22,13 @@ from splade_connectors.eval.tune import (
     tune,
     write_all,
 )
-from splade_connectors.errors import ConfigError
 from trainer.pruning import Pruning, prune_all
 
 SETTINGS = "top_k=16,top_k=64,top_k=128,max_ratio=0.2,alpha_mass=0.9,abs_value=0.5"
 
 
 @pytest.fixture(scope="module")
-def report(scifact_eval_data: EncodedDataset):  # type: ignore[no-untyped-def]
+def report(scifact_eval_data: EncodedDataset):
     return tune(scifact_eval_data, parse_settings(SETTINGS), max_loss=0.005)
 
 
@@ -44,7 +44,7 @@ def _small(data: EncodedDataset, documents: int = 150) -> EncodedDataset:
     )
 
 
-def test_baseline_first_and_changes_relative_to_it(report) -> None:  # type: ignore[no-untyped-def]
+def test_baseline_first_and_changes_relative_to_it(report) -> None:
     base = report.baseline
     assert base.setting == BASELINE and base.ndcg_change == 0.0 and base.recall_change == 0.0
     assert [r.setting for r in report.rows[1:]] == SETTINGS.split(",")
@@ -55,7 +55,7 @@ def test_baseline_first_and_changes_relative_to_it(report) -> None:  # type: ign
         assert row.query_active_dims == base.query_active_dims  # documents only were pruned
 
 
-def test_rows_are_what_eval_measures_on_the_pruned_vectors(report, scifact_eval_data: EncodedDataset) -> None:  # type: ignore[no-untyped-def]
+def test_rows_are_what_eval_measures_on_the_pruned_vectors(report, scifact_eval_data: EncodedDataset) -> None:
     rule = Pruning(rule="max_ratio", value=0.2)
     pruned = replace(scifact_eval_data, doc_vectors=prune_all(scifact_eval_data.doc_vectors, rule))
     expected = evaluate_encoded([pruned], [ExactBackend()]).results["scifact-1k"]["exact"]
@@ -66,7 +66,7 @@ def test_rows_are_what_eval_measures_on_the_pruned_vectors(report, scifact_eval_
     assert report.row("top_k=16").corpus_active_dims <= 16 < report.baseline.corpus_active_dims
 
 
-def test_recommendation_is_the_smallest_setting_within_the_loss(report) -> None:  # type: ignore[no-untyped-def]
+def test_recommendation_is_the_smallest_setting_within_the_loss(report) -> None:
     within = [r for r in report.rows[1:] if r.within_budget]
     assert within and report.recommended == min(within, key=lambda r: r.corpus_active_dims).setting
     assert not report.row("top_k=16").within_budget  # 16 terms per abstract cost far more than 0.5%
@@ -91,9 +91,9 @@ def test_default_grid(scifact_eval_data: EncodedDataset) -> None:
     rules = {s.rule for s in settings}
     assert rules == {"top_k", "max_ratio", "alpha_mass", "abs_value"}
     largest = max(v.nnz for v in scifact_eval_data.doc_vectors)
-    assert all(s.value < largest for s in settings if s.rule == "top_k")
+    assert all(s.value < largest for s in settings if s.rule == "top_k")  # type: ignore[operator]  # top_k settings have a value
     thresholds = [s.value for s in settings if s.rule == "abs_value"]
-    assert thresholds == sorted(thresholds) and len(thresholds) == 3 and all(t and t > 0 for t in thresholds)
+    assert thresholds == sorted(thresholds) and len(thresholds) == 3 and all(t and t > 0 for t in thresholds)  # type: ignore[type-var]  # abs_value settings have a value
     queries = default_settings(scifact_eval_data, "queries", ["top_k"])
     assert all(s.queries is not None and s.documents is None for s in queries)
     with pytest.raises(ConfigError, match="unknown pruning rules"):
@@ -115,7 +115,7 @@ def test_index_sizes_from_an_embedded_qdrant_on_disk(scifact_eval_data: EncodedD
     result = tune(data, parse_settings("top_k=8,max_ratio=0.3"), stores=stores, max_loss=1.0 - 1e-9)
     sizes = [r.index_bytes["qdrant"] for r in result.rows]
     assert all(isinstance(s, int) and s > 0 for s in sizes)
-    assert sizes[1] < sizes[0] and sizes[2] < sizes[0]  # pruned documents take less room
+    assert sizes[1] < sizes[0] and sizes[2] < sizes[0]  # type: ignore[operator]  # pruned documents take less room (sizes checked int above)
     assert result.recommended == "top_k=8"  # with any loss allowed, the smallest index wins
     assert not list((tmp_path / "qdrant" / "collection").glob("*"))  # every collection was dropped
     written = write_all(result, tmp_path / "out")
@@ -126,7 +126,7 @@ def test_index_sizes_from_an_embedded_qdrant_on_disk(scifact_eval_data: EncodedD
 
 
 @pytest.mark.live
-def test_index_sizes_from_opensearch(scifact_eval_data: EncodedDataset, opensearch_store) -> None:  # type: ignore[no-untyped-def]
+def test_index_sizes_from_opensearch(scifact_eval_data: EncodedDataset, opensearch_store) -> None:
     data = _small(scifact_eval_data)
     stores = {"opensearch": store_factory("opensearch", {
         "url": opensearch_store.url, "username": opensearch_store.username, "password": opensearch_store.password,

@@ -30,7 +30,7 @@ StoreFactory = Callable[..., SparseStore]
 def qdrant_url(qdrant_server_store: LiveStore) -> str:
     """The real Qdrant server of the session (QDRANT_URL, testcontainers or the native binary)."""
     warnings.filterwarnings("ignore", message=".*incompatible with server version.*")
-    return qdrant_server_store.url
+    return qdrant_server_store.url  # type: ignore[return-value]  # a server store always has a URL
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +76,7 @@ def make_config(store_kind: str, live_target: Any, vocabulary: list[str]) -> Ite
         try:
             store.open(create=True)
             store.drop()
-        except Exception:  # noqa: BLE001 - best-effort cleanup of a test collection
+        except Exception:  # best-effort cleanup of a test collection
             pass
         finally:
             store.close()
@@ -147,7 +147,8 @@ class CountingEncoder:
     """The real encoder, remembering which texts it was asked to encode."""
 
     def __init__(self, encoder: SpladeEncoder) -> None:
-        self.inner, self.texts = encoder, []  # type: list[str]
+        self.inner = encoder
+        self.texts: list[str] = []
         self.model = encoder.model
 
     @property

@@ -43,7 +43,7 @@ class NoIdentityEncoder:
 
 @pytest.fixture
 def store(tmp_path: Path, vocabulary: list[str]) -> Iterator[QdrantStore]:
-    with QdrantStore(QdrantConfig(path=str(tmp_path / "qdrant"), collection="identity"), vocabulary=vocabulary) as opened:
+    with QdrantStore(QdrantConfig(path=str(tmp_path / "qdrant"), collection="identity")) as opened:
         yield opened
 
 

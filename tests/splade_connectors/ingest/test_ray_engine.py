@@ -19,17 +19,17 @@ import pytest
 
 pytest.importorskip("ray")
 
-from splade_connectors.cli import main  # noqa: E402
-from splade_connectors.errors import ConfigError, IngestError  # noqa: E402
-from splade_connectors.ingest import IngestConfig, ingest_file  # noqa: E402
-from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions, ingest_file_ray  # noqa: E402
-from splade_connectors.ingest.ray_engine.source import jsonl_shards  # noqa: E402
-from splade_connectors.registry import open_store  # noqa: E402
-from splade_connectors.store import SparseStore  # noqa: E402
-from tests.splade_connectors.ingest.conftest import ray_processes, store_config_for, write_jsonl  # noqa: E402
-from tests.splade_connectors.ingest.test_incremental import edit  # noqa: E402
-from trainer.encoder import SpladeEncoder  # noqa: E402
-from trainer.sparse import SparseVector  # noqa: E402
+from splade_connectors.cli import main
+from splade_connectors.errors import ConfigError, IngestError
+from splade_connectors.ingest import IngestConfig, ingest_file
+from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions, ingest_file_ray
+from splade_connectors.ingest.ray_engine.source import jsonl_shards
+from splade_connectors.registry import open_store
+from splade_connectors.store import SparseStore
+from tests.splade_connectors.ingest.conftest import ray_processes, store_config_for, write_jsonl
+from tests.splade_connectors.ingest.test_incremental import edit
+from trainer.encoder import SpladeEncoder
+from trainer.sparse import SparseVector
 
 pytestmark = [pytest.mark.live, pytest.mark.filterwarnings("ignore:Qdrant client version:UserWarning")]
 

@@ -59,7 +59,7 @@ class RecordingStore:
 
 
 def session(store: RecordingStore, **config: object) -> IngestSession:
-    return IngestSession(store, IngestConfig(**config), source_name="corpus.jsonl")  # type: ignore[arg-type]
+    return IngestSession(store, IngestConfig(**config), source_name="corpus.jsonl")
 
 
 def accepting(run: IngestSession, records: int) -> int:
@@ -129,7 +129,7 @@ def test_checkpoint_past_the_end_of_the_input_is_a_resume_error(tmp_path: Path) 
     )
     state = CheckpointState(run=run_identity, records_done=5, written=5, new=5)
     store = RecordingStore()
-    run = IngestSession(store, IngestConfig(checkpoint=tmp_path / "c.ckpt"), source_name="corpus.jsonl", state=state)  # type: ignore[arg-type]
+    run = IngestSession(store, IngestConfig(checkpoint=tmp_path / "c.ckpt"), source_name="corpus.jsonl", state=state)
     assert run.skip == 5
     with pytest.raises(ResumeError, match=r"says 5 records are done but corpus.jsonl has only 3: it belongs to another version"):
         run.run(lambda: 3)

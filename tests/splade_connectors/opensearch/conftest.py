@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import uuid
-from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from trainer.sparse import SparseVector
 
 opensearchpy = pytest.importorskip("opensearchpy")
 
-from splade_connectors.opensearch import OpenSearchConfig, OpenSearchStore  # noqa: E402
+from splade_connectors.opensearch import OpenSearchConfig, OpenSearchStore  # noqa: E402 - after the importorskip above
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +108,6 @@ def scifact_store(
 ) -> Iterator[tuple[OpenSearchStore, IngestReport]]:
     """The 1,000-doc SciFact slice ingested through the shared pipeline (session-wide, read-only)."""
     store = OpenSearchStore(live_config(opensearch_store, f"splade-scifact-{uuid.uuid4().hex[:8]}"), vocabulary=vocabulary).open()
-    report = ingest(os_scifact.slice.corpus, cached_encoder, store, IngestConfig(batch_size=100))  # type: ignore[arg-type]
+    report = ingest(os_scifact.slice.corpus, cached_encoder, store, IngestConfig(batch_size=100))
     yield store, report
     store.drop()

@@ -9,10 +9,10 @@ import signal
 import socket
 import tempfile
 import time
-from urllib.parse import urlsplit
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -77,7 +77,7 @@ def _server(data: Path, version: str) -> Any:
     server = native.NativeOpenSearch(version, extra_settings={"path.data": str(data)})
     try:
         server.start()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"no dedicated native OpenSearch: {exc}")
     return server
 
@@ -101,7 +101,7 @@ def test_kill_restart_resume(
     try:
         killer = KillAfterBatches(_store(server, vocabulary), server, KILL_AFTER)
         with pytest.raises(IngestError):
-            ingest(corpus, cached_encoder, killer, config)  # type: ignore[arg-type]
+            ingest(corpus, cached_encoder, killer, config)
         assert killer.killed
     finally:
         server.stop()  # the JVM is already gone: this removes the run dir, not our data dir

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splade_connectors.ingest import IngestConfig, IngestError, ingest, ingest_file
 from splade_connectors.errors import RejectedDocumentsError
+from splade_connectors.ingest import IngestConfig, IngestError, ingest, ingest_file
 from splade_connectors.opensearch import NativeFilter, OpenSearchStore, TooManyTermsError
 from splade_connectors.opensearch.index import get_refresh_interval
 from splade_connectors.records import Document, EncodedDocument, point_id
@@ -98,7 +98,7 @@ def test_empty_vector_and_3000_terms(make_store: MakeStore, vocabulary: list[str
 def test_over_long_query_pruned_or_rejected(make_store: MakeStore, caplog: pytest.LogCaptureFixture) -> None:
     store = make_store("long")
     assert store.max_clauses() == 1024  # the server default, read from the cluster settings
-    doc = SparseVector.from_pairs({i: 1.0 for i in range(2000, 2100)})
+    doc = SparseVector.from_pairs(dict.fromkeys(range(2000, 2100), 1.0))
     _load(store, [_doc("d", doc)])
     query = SparseVector.from_pairs({i: 1.0 + i / 10000 for i in range(1000, 3000)})  # 2,000 terms
     # unpruned, the server itself refuses it

@@ -102,7 +102,7 @@ def test_config_and_cli_option() -> None:
     parser = argparse.ArgumentParser()
     add_store_options(parser)
     base = ["--store", "opensearch", "--opensearch-url", "http://os:9200"]
-    assert store_config_from_args(parser.parse_args(base)).two_phase is None
-    assert store_config_from_args(parser.parse_args([*base, "--two-phase"])).two_phase == TwoPhase()
+    assert store_config_from_args(parser.parse_args(base)).two_phase is None  # type: ignore[attr-defined]  # an OpenSearchConfig behind the base type
+    assert store_config_from_args(parser.parse_args([*base, "--two-phase"])).two_phase == TwoPhase()  # type: ignore[attr-defined]  # an OpenSearchConfig behind the base type
     config = store_config_from_args(parser.parse_args([*base, "--two-phase", "count=10,expansion=8", "--opensearch-shards", "3"]))
-    assert config.two_phase == TwoPhase(count=10, expansion=8) and config.shards == 3
+    assert config.two_phase == TwoPhase(count=10, expansion=8) and config.shards == 3  # type: ignore[attr-defined]  # an OpenSearchConfig behind the base type

@@ -110,6 +110,7 @@ def test_filters_translate_the_contracts_meaning() -> None:
     assert filter_clauses({"year": ["2020", 2020], "open": True}) == [
         {"terms": {"metadata.year": ["2020", 2020]}}, {"term": {"metadata.open": True}},
     ]
+    bad: dict[str, Any]
     for bad in ({"text": "x"}, {"title.x": "x"}, {"": 1}, {"year": 1.5}, {"year": None}, {"tags": []}):
         with pytest.raises(ConfigError):
             filter_clauses(bad)
@@ -408,8 +409,8 @@ def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.M
     args = parser.parse_args(["--store", "opensearch", "--opensearch-url", "https://os:9200",
                               "--opensearch-user", "admin", "--no-verify-certs", "--index", "docs"])
     config = store_config_from_args(args)
-    assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs
-    assert config.password is not None and config.password.get_secret_value() == "env-s3cret"
+    assert config.hosts == ["https://os:9200"] and config.index == "docs" and not config.verify_certs  # type: ignore[attr-defined]  # an OpenSearchConfig behind the base type
+    assert config.password is not None and config.password.get_secret_value() == "env-s3cret"  # type: ignore[attr-defined]  # an OpenSearchConfig behind the base type
     assert "env-s3cret" not in repr(config) + config.describe()
 
 
@@ -417,7 +418,7 @@ def test_cli_options_build_config_without_leaking_password(monkeypatch: pytest.M
 def test_feature_json_reads_back_to_the_same_vectors(vocabulary: list[str]) -> None:
     rng = np.random.default_rng(11)
     vectors = [SparseVector.empty()]
-    for n in range(60):
+    for _ in range(60):
         ids = np.sort(rng.choice(30522, size=int(rng.integers(1, 400)), replace=False))
         vectors.append(SparseVector(ids, (rng.lognormal(-1, 2, ids.size) + 1e-6).astype(np.float32)))
     quote, backslash = vocabulary.index('"'), vocabulary.index("\\")

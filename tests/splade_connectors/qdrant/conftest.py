@@ -4,7 +4,6 @@ mode), stores made on it, an encoder that replays precomputed vectors, and wrapp
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence

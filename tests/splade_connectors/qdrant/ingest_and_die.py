@@ -60,7 +60,7 @@ def run(corpus: str, path: str, collection: str, checkpoint: str, batch: int, di
             os.kill(os.getpid(), signal.SIGKILL)
 
     with QdrantStore(QdrantConfig(path=path, collection=collection)) as store:
-        report = ingest_file(corpus, HashEncoder(), store, IngestConfig(batch_size=batch, checkpoint=checkpoint), progress=maybe_die)  # type: ignore[arg-type]
+        report = ingest_file(corpus, HashEncoder(), store, IngestConfig(batch_size=batch, checkpoint=checkpoint), progress=maybe_die)
     return 0 if report.accepted else 1
 
 

@@ -16,7 +16,6 @@ from splade_connectors.errors import AuthenticationError, IngestError
 from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.live.qdrant_server import QdrantServer
 from splade_connectors.qdrant import QdrantConfig, QdrantStore
-from tests.splade_connectors.qdrant.conftest import ReplayEncoder
 
 pytestmark = pytest.mark.live
 

@@ -65,7 +65,7 @@ def test_declared_payload_indexes_exist(qdrant_target: QdrantTarget) -> None:
     if qdrant_target.backend == "server":
         schema = {k: v.data_type.value for k, v in store.client.get_collection(store.name).payload_schema.items()}
     else:
-        schema = {k: str(v.data_type).rsplit(".", 1)[-1].lower() for k, v in store.engine.shard.info().payload_schema.items()}  # type: ignore[attr-defined]
+        schema = {k: str(v.data_type).rsplit(".", 1)[-1].lower() for k, v in store.engine.shard.info().payload_schema.items()}  # type: ignore[attr-defined]  # an embedded store: its engine has the shard
     assert schema == {"doc_id": "keyword", "metadata.topic": "keyword", "metadata.year": "integer"}
 
 

@@ -97,7 +97,7 @@ def test_embedded_engine_survives_the_ingesting_process_being_killed(scifact_enc
 
     with QdrantStore(QdrantConfig(path=str(folder), collection="durable")).open(create=False) as store:  # lock released by the kill
         assert store.count() == records_done  # the WAL kept every acknowledged write
-        report = ingest_file(source, HashEncoder(), store, IngestConfig(batch_size=BATCH, checkpoint=checkpoint))  # type: ignore[arg-type]
+        report = ingest_file(source, HashEncoder(), store, IngestConfig(batch_size=BATCH, checkpoint=checkpoint))
         assert report.skipped_by_resume == records_done and report.accepted == DOCS - records_done
         ids = stored_doc_ids(store)
         assert store.count() == DOCS and len(ids) == DOCS and sorted(ids) == sorted(doc_ids)

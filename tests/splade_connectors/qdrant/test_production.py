@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from trainer.retrieval.metrics import retrieval_metrics
 from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.store import HybridQuery
 from tests.live_stores import LiveStore, record_qdrant_backend
 from tests.splade_connectors.qdrant.conftest import EncodedCorpus, QdrantTarget, ReplayEncoder, stored_doc_ids
 from tests.splade_connectors.qdrant.test_parity import load
+from trainer.retrieval.metrics import retrieval_metrics
 from trainer.sparse import to_csr
 
 pytestmark = pytest.mark.live

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.explain import explain_ids
-from splade_connectors.search import explain_results
+from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.qdrant import QdrantStore
+from splade_connectors.search import explain_results
 from tests.splade_connectors.qdrant.conftest import QdrantTarget, ReplayEncoder
 from trainer.sparse import to_csr
 
@@ -92,7 +92,7 @@ def test_explain_terms_are_the_vectors_weights(scifact_store: QdrantStore, scifa
         assert sum(contributions) == pytest.approx(hit.score, rel=1e-4)
     top3 = explain_ids(scifact_store, query, [h.id for h in hits], vocab, limit=3)
     assert set(top3) == {h.id for h in hits} and all(len(v) <= 3 for v in top3.values())
-    assert top3[hits[0].id] == hits[0].terms[:3]  # type: ignore[index]
+    assert top3[hits[0].id] == hits[0].terms[:3]
 
 
 def test_reingest_keeps_count_and_updates_payload(

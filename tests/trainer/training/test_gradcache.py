@@ -46,7 +46,7 @@ def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: 
 
 
 @pytest.mark.parametrize("mini", [1, 3, 4])
-def test_gradcache_equals_full_batch_gradients(tiny_model_factory, mini: int) -> None:  # type: ignore[no-untyped-def]
+def test_gradcache_equals_full_batch_gradients(tiny_model_factory, mini: int) -> None:
     model = tiny_model_factory(dropout=0.0).double().train()  # fp64: compares algorithms, not rounding
     loss = SpladeLoss(lambda_query=1e-2, lambda_corpus=1e-2)  # large lambdas: regulariser grads matter too
     columns = _columns(model)
@@ -56,7 +56,7 @@ def test_gradcache_equals_full_batch_gradients(tiny_model_factory, mini: int) ->
     _assert_close(plain, cached, atol=1e-5)
 
 
-def test_gradcache_replays_dropout(tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_gradcache_replays_dropout(tiny_model_factory) -> None:
     """With dropout on, the second (grad) pass must see the first pass's masks."""
     model = tiny_model_factory(dropout=0.3).train()
     loss = SpladeLoss()
@@ -70,7 +70,7 @@ def test_gradcache_replays_dropout(tiny_model_factory) -> None:  # type: ignore[
     assert torch.equal(after_plain, torch.get_rng_state())  # the replay leaves the outer RNG stream alone
 
 
-def test_split_features_trims_padding(tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_split_features_trims_padding(tiny_model_factory) -> None:
     model = tiny_model_factory()
     column = _columns(model, 2)[0]
     chunks = split_features(column, 2)

@@ -50,7 +50,7 @@ def _grads(model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("mini_batch_size", [None, 2])
-def test_loss_and_gradients_equal_sentence_transformers(tmp_path: Path, tiny_model_factory, mini_batch_size: int | None) -> None:  # type: ignore[no-untyped-def]
+def test_loss_and_gradients_equal_sentence_transformers(tmp_path: Path, tiny_model_factory, mini_batch_size: int | None) -> None:
     st = pytest.importorskip("sentence_transformers.sparse_encoder")
     from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss as StSpladeLoss
 
@@ -76,10 +76,10 @@ def test_loss_and_gradients_equal_sentence_transformers(tmp_path: Path, tiny_mod
     )
     losses = loss(features, None)
     total = sum(losses.values())
-    total.backward()  # type: ignore[union-attr]
+    total.backward()
 
-    assert float(parts.total) == pytest.approx(float(total.detach()), abs=1e-5)  # type: ignore[union-attr]
-    ours_static = model.query_static.weight.grad  # type: ignore[union-attr]
+    assert float(parts.total) == pytest.approx(float(total.detach()), abs=1e-5)
+    ours_static = model.query_static.weight.grad
     router = reference[0]
     theirs_static = router.sub_modules["query"][0].weight.grad
     assert ours_static is not None and theirs_static is not None and ours_static.abs().sum() > 0
@@ -91,16 +91,16 @@ def test_loss_and_gradients_equal_sentence_transformers(tmp_path: Path, tiny_mod
         torch.testing.assert_close(ours_mlm[name], theirs_mlm[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_frozen_query_weights_stay_and_the_result_is_a_router(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_frozen_query_weights_stay_and_the_result_is_a_router(tmp_path: Path, tiny_model_factory) -> None:
     st = pytest.importorskip("sentence_transformers.sparse_encoder")
     model = _inference_free(tiny_model_factory, frozen=True)
-    before = model.query_static.weight.detach().clone()  # type: ignore[union-attr]
-    mlm_before = model.mlm.get_input_embeddings().weight.detach().clone()
+    before = model.query_static.weight.detach().clone()
+    mlm_before = model.mlm.get_input_embeddings().weight.detach().clone()  # type: ignore[operator]  # a transformers model, typed as nn.Module
     final = Trainer(model, _examples(), _config(tmp_path, "frozen")).train()
-    assert torch.equal(model.query_static.weight.detach(), before)  # type: ignore[union-attr]
-    assert not torch.equal(model.mlm.get_input_embeddings().weight.detach(), mlm_before)
+    assert torch.equal(model.query_static.weight.detach(), before)
+    assert not torch.equal(model.mlm.get_input_embeddings().weight.detach(), mlm_before)  # type: ignore[operator]  # as above
     reloaded = SpladeModel.from_pretrained(final)
-    assert reloaded.is_inference_free and reloaded.query_static.frozen  # type: ignore[union-attr]
+    assert reloaded.is_inference_free and reloaded.query_static.frozen
     reference = st.SparseEncoder(str(final), device="cpu")
     expected = reference.encode_query(TEXTS[:3], convert_to_tensor=True).to_dense()
     from trainer.encoder import SpladeEncoder
@@ -109,15 +109,15 @@ def test_frozen_query_weights_stay_and_the_result_is_a_router(tmp_path: Path, ti
         assert torch.equal(torch.from_numpy(vector.to_dense(row.shape[0])), row.float())
 
 
-def test_trainable_query_weights_learn_at_their_own_rate_and_resume_exactly(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_trainable_query_weights_learn_at_their_own_rate_and_resume_exactly(tmp_path: Path, tiny_model_factory) -> None:
     config = _config(tmp_path, "full", query_weights_learning_rate=5e-2)
     model = _inference_free(tiny_model_factory, frozen=False)
-    before = model.query_static.weight.detach().clone()  # type: ignore[union-attr]
+    before = model.query_static.weight.detach().clone()
     full = Trainer(model, _examples(), config)
     rates = sorted(group["lr"] for group in full.optimizer.param_groups)
     assert rates[-1] > rates[0]  # the static weights have their own group
     full.train()
-    assert not torch.equal(model.query_static.weight.detach(), before)  # type: ignore[union-attr]
+    assert not torch.equal(model.query_static.weight.detach(), before)
 
     resumed = Trainer(_inference_free(tiny_model_factory, frozen=False, seed=9), _examples(), _config(tmp_path, "resumed", query_weights_learning_rate=5e-2))
     resumed.train(resume_from=full.output_dir / "checkpoint-2")
@@ -126,7 +126,7 @@ def test_trainable_query_weights_learn_at_their_own_rate_and_resume_exactly(tmp_
         assert torch.equal(value, reference[name]), name
 
 
-def test_query_weights_in_the_config_make_the_model_inference_free(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_query_weights_in_the_config_make_the_model_inference_free(tmp_path: Path, tiny_model_factory) -> None:
     from trainer.training import run_training
 
     base = tiny_model_factory().save(tmp_path / "base")
@@ -143,9 +143,9 @@ def test_query_weights_in_the_config_make_the_model_inference_free(tmp_path: Pat
     }, data_root=tmp_path)
     final = run_training(config)
     trained = SpladeModel.from_pretrained(final)
-    assert trained.is_inference_free and not trained.query_static.frozen  # type: ignore[union-attr]
+    assert trained.is_inference_free and not trained.query_static.frozen
 
 
-def test_plain_models_keep_the_query_regulariser(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_plain_models_keep_the_query_regulariser(tmp_path: Path, tiny_model_factory) -> None:
     trainer = Trainer(tiny_model_factory(), _examples(), _config(tmp_path, "plain"))
     assert isinstance(trainer.loss, SpladeLoss) and trainer.regularizer.max_lambda_query > 0

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from trainer.training.config import ConfigError, bundled_config, load_config, parse_config
+from trainer.errors import ConfigError
+from trainer.training.config import bundled_config, load_config, parse_config
 from trainer.training.data import TrainingExamples
 from trainer.training.loop import Trainer
 from trainer.training.state import STATE_FILE, list_checkpoints
@@ -35,7 +36,7 @@ def _config(tmp_path: Path, name: str, **optim: Any) -> Any:
 
 
 @pytest.mark.parametrize("mini_batch_size", [None, 2])
-def test_resume_gives_identical_weights(tmp_path: Path, tiny_model_factory, mini_batch_size: int | None) -> None:  # type: ignore[no-untyped-def]
+def test_resume_gives_identical_weights(tmp_path: Path, tiny_model_factory, mini_batch_size: int | None) -> None:
     examples = _examples()
     full = Trainer(tiny_model_factory(dropout=0.1), examples, _config(tmp_path, "full", mini_batch_size=mini_batch_size))
     full.train()
@@ -50,7 +51,7 @@ def test_resume_gives_identical_weights(tmp_path: Path, tiny_model_factory, mini
         assert torch.equal(value, reference[name]), name
 
 
-def test_metrics_file_and_checkpoints(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_file_and_checkpoints(tmp_path: Path, tiny_model_factory) -> None:
     calls: list[int] = []
 
     def evaluate(model: Any) -> dict[str, float]:
@@ -92,7 +93,7 @@ def test_bundled_configs_validate(name: str) -> None:
         assert (config.optim.batch_size, config.loss.mini_batch_size, config.optim.precision) == (512, 32, "bf16")
 
 
-def test_saved_model_loads_in_sentence_transformers(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_saved_model_loads_in_sentence_transformers(tmp_path: Path, tiny_model_factory) -> None:
     st = pytest.importorskip("sentence_transformers.sparse_encoder")
     from trainer.encoder import SpladeEncoder
     from trainer.model import SpladeModel
@@ -106,7 +107,7 @@ def test_saved_model_loads_in_sentence_transformers(tmp_path: Path, tiny_model_f
         assert abs(vector.to_dense(dense.shape[1]) - dense[row]).max() < 1e-4
 
 
-def test_run_training_from_config_with_builtin_eval(tmp_path: Path, tiny_model_factory) -> None:  # type: ignore[no-untyped-def]
+def test_run_training_from_config_with_builtin_eval(tmp_path: Path, tiny_model_factory) -> None:
     from trainer.training import run_training
 
     base = tiny_model_factory().save(tmp_path / "base")
@@ -127,6 +128,6 @@ def test_run_training_from_config_with_builtin_eval(tmp_path: Path, tiny_model_f
     final = run_training(config)
     assert (final / "config_sentence_transformers.json").is_file()
     assert (tmp_path / "out" / "training_config.json").is_file()
-    evals = [json.loads(l) for l in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+    evals = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     assert [e["step"] for e in evals] == [0, 3] and all(0.0 <= e["ndcg@10"] <= 1.0 for e in evals)
     assert [p.name for p in list_checkpoints(tmp_path / "out")] == ["checkpoint-2"]

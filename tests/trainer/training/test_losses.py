@@ -83,7 +83,7 @@ def test_regularizer_warmup_matches_sentence_transformers_callback(total_steps: 
     callback = SpladeRegularizerWeightSchedulerCallback(reference, scheduler_type=kind, warmup_ratio=ratio)
     state = TrainerState(max_steps=total_steps)
     callback.on_train_begin(None, state, None)
-    ours = RegularizerSchedule(5e-5, 3e-5, total_steps, ratio, kind)  # type: ignore[arg-type]
+    ours = RegularizerSchedule(5e-5, 3e-5, total_steps, ratio, kind)
     assert ours.warmup_steps == callback.warmup_steps
     for step in range(total_steps):
         state.global_step = step
