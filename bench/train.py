@@ -107,6 +107,7 @@ def run_st(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: st
     model = SparseEncoder(model_dir, device="cpu")
     model.max_seq_length = args.max_length
     dataset = Dataset.from_dict({"query": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
+    loss: losses.SpladeLoss
     if args.cached:
         loss = losses.CachedSpladeLoss(model, losses.SparseMultipleNegativesRankingLoss(model), mini_batch_size=args.cached,
                                        document_regularizer_weight=3e-5, query_regularizer_weight=5e-5)
@@ -126,8 +127,7 @@ def run_st(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: st
 
 def child(args: argparse.Namespace) -> None:
     import torch
-
-    from archs import model_dir as model_dir_for
+    from archs import model_dir as model_dir_for  # type: ignore[import-not-found]  # bench/archs.py, on sys.path when run
 
     if args.threads:
         torch.set_num_threads(args.threads)
