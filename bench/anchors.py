@@ -48,8 +48,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -68,7 +69,7 @@ def overlay_dir(backend: str) -> Path | None:
     """The overlay a backend runs with (built once by bench/anchor_env.sh); None for torch, which runs in the venv."""
     if backend == "torch":
         return None
-    done = subprocess.run(["bash", str(BENCH / "anchor_env.sh"), backend], capture_output=True, text=True)
+    done = subprocess.run(["bash", str(BENCH / "anchor_env.sh"), backend], check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"bench/anchor_env.sh {backend} failed: {done.stderr.strip()[-2000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
@@ -109,7 +110,7 @@ def run_anchor(
         cmd += ["--threads", str(threads)]
     if vectors_out:
         cmd += ["--vectors-out", str(vectors_out), "--check-docs", str(check_docs)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=anchor_environment(overlay_path))
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=anchor_environment(overlay_path))
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = done.stderr.strip().splitlines()[-15:]
@@ -190,7 +191,7 @@ def model_hash(model_dir: Path) -> str:
 
 
 def library_versions(backend: str) -> dict[str, str]:
-    import importlib.metadata as metadata
+    from importlib import metadata
 
     names = ["sentence-transformers", "transformers", "torch", "tokenizers"]
     names += {"onnx": ["optimum", "optimum-onnx", "onnxruntime", "onnx"], "openvino": ["optimum", "optimum-intel", "openvino", "nncf"]}.get(backend, [])
@@ -238,17 +239,19 @@ def ensure_export(model_dir: Path, backend: str, variant: str, calibration_docs:
     with locked(export_dir.with_name(export_dir.name + ".lock")):
         if marker.exists() and json.loads(marker.read_text()).get("calibration") == calibration_sha:
             return export_dir, file_name, 0.0
+        if variant == "fp32" and (export_dir / file_name).exists() and (export_dir / "modules.json").exists():
+            marker.write_text(json.dumps({"calibration": "", "seconds": 0.0, "model_dir": str(model_dir)}))
+            return export_dir, file_name, 0.0  # the base export another variant started from
         export_dir.mkdir(parents=True, exist_ok=True)
         if calibration_sha:
             calibration = export_dir / "calibration"
             calibration.mkdir(exist_ok=True)
             with open(calibration / "calibration.jsonl", "w", encoding="utf-8") as handle:
-                for text in calibration_docs:
-                    handle.write(json.dumps({"text": text}) + "\n")
+                handle.writelines(json.dumps({"text": text}) + "\n" for text in calibration_docs)
         started = time.perf_counter()
         cmd = [sys.executable, str(Path(__file__).resolve()), "--export-only", "--backend", backend, "--variant", variant,
                "--model", str(model_dir), "--export-dir", str(export_dir)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"export of {backend} {variant} failed:\n" + "\n".join(done.stderr.strip().splitlines()[-15:]))
         seconds = time.perf_counter() - started
@@ -402,8 +405,9 @@ def run_all(args: argparse.Namespace) -> None:
             if label != "torch-fp32":
                 result["check"] = check = compare_vectors(reference["vectors"], result["vectors"])
                 print(f"{label:<28} Jaccard mean {check['jaccard_mean']:.4f} min {check['jaccard_min']:.4f}  "
-                      f"max |diff| {check['max_abs_diff']:.4f} (shared terms {check['max_abs_diff_shared_terms']:.4f}, "
-                      f"largest reference weight {check['reference_max_weight']:.2f})")
+                      f"max |diff| {check['max_abs_diff']:.2e} (shared terms {check['max_abs_diff_shared_terms']:.2e}, "
+                      f"largest reference weight {check['reference_max_weight']:.2f})  active terms "
+                      f"{check['active_terms_reference']:.1f} -> {check['active_terms_candidate']:.1f}")
     if args.json_out:
         for result in results.values():
             result.pop("vectors", None)
