@@ -7,10 +7,10 @@ Variants, all through `SparseEncoder(..., backend=...)` and sentence-transformer
 - `onnx int8`: `export_dynamic_quantized_onnx_model` with the config the CPU supports best
   (`avx512_vnni` > `avx512` > `avx2`, `arm64`), read from /proc/cpuinfo.
 - `openvino fp32`: the plain OpenVINO export (optimum-intel).
-- `openvino int8`: `export_static_quantized_openvino_model(OVQuantizationConfig())`, the guide's CPU pick when minor
-  quality loss is acceptable. Its default calibration set (GLUE sst2) is on the Hub, unreachable here, so the same
-  function calibrates on local text: the last 300 SciFact documents (disjoint from the benchmark's first ones),
-  written to a one-file dataset folder that `datasets.load_dataset` reads offline.
+- `openvino int8`: `export_static_quantized_openvino_model(OVQuantizationConfig(num_samples=300))`, the guide's CPU
+  pick when minor quality loss is acceptable. Its default calibration set (GLUE sst2) is on the Hub, unreachable here,
+  so the same function calibrates on local text: the last 300 SciFact documents (disjoint from the benchmark's first
+  4,883), written to a one-file dataset folder that `datasets.load_dataset` reads offline.
 - `torch fp32`: the default backend, as the reference the others are checked against.
 
 Those backends need optimum-onnx / optimum-intel, which pin transformers older than the project's. They must not
@@ -27,8 +27,8 @@ library at the top, so the parent can import it without the overlay:
     sys.path.insert(0, str(REPO / "bench")); from anchors import run_anchor
     result = run_anchor("onnx", "O3", docs=1000, batch_size=32, model_dir=model_dir, threads=args.threads)
 
-`run_anchor` builds the overlay if needed, runs `python bench/anchors.py ...` with `PYTHONPATH=<overlay>:<repo>` and
-returns the parsed JSON line (RuntimeError with the stderr tail on failure). Exported models are cached under
+`run_anchor` builds the overlay if needed, runs `python bench/anchors.py ...` (the first `docs` documents of the
+SciFact corpus) with `PYTHONPATH=<overlay>:<repo>` and returns the parsed JSON line (RuntimeError with the stderr tail on failure). Exported models are cached under
 $SPLADE_CONNECTORS_CACHE/bench-anchors/exports/<backend>-<hash of the model files and library versions>/, made by a
 separate `--export-only` child so the timed process's peak RSS is the encoder's alone; `export_seconds` is 0 when
 the export was already cached.
