@@ -25,10 +25,14 @@ bench/encode.py (project venv) calls it the same way through `run_anchor`; this 
 library at the top, so the parent can import it without the overlay:
 
     sys.path.insert(0, str(REPO / "bench")); from anchors import run_anchor
-    result = run_anchor("onnx", "O3", docs=1000, batch_size=32, model_dir=model_dir, threads=args.threads)
+    result = run_anchor("onnx", "O3", docs=1000, batch_size=32, model_dir=model_dir, threads=args.threads,
+                        max_length=256, timeout=1800, vectors_out=path, check_docs=50)
+    # path holds {"terms": [[active term ids], ...], "weights": [{term id: weight}, ...]}
 
-`run_anchor` builds the overlay if needed, runs `python bench/anchors.py ...` (the first `docs` documents of the
-SciFact corpus) with `PYTHONPATH=<overlay>:<repo>` and returns the parsed JSON line (RuntimeError with the stderr tail on failure). Exported models are cached under
+`run_anchor` builds the overlay if needed, exports (cached, no timeout), then runs `python bench/anchors.py ...` (the
+first `docs` documents of the SciFact corpus) with `PYTHONPATH=<overlay>:<repo>` under `timeout`
+(subprocess.TimeoutExpired, its process group killed) and returns the parsed JSON line (RuntimeError with the stderr
+tail on failure). Exported models are cached under
 $SPLADE_CONNECTORS_CACHE/bench-anchors/exports/<backend>-<hash of the model files and library versions>/, made by a
 separate `--export-only` child so the timed process's peak RSS is the encoder's alone; `export_seconds` is 0 when
 the export was already cached.
@@ -97,25 +101,51 @@ def run_anchor(
     overlay: str | None = None,
     vectors_out: Path | None = None,
     check_docs: int = 20,
+    max_length: int | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run one anchor in its own subprocess (with its overlay) and return its JSON result.
 
+    The export (cached) runs first in a child of its own without `timeout`; `timeout` bounds the timed run only and
+    raises subprocess.TimeoutExpired (the child's process group killed). `vectors_out` receives
+    {"terms": [[active term ids]], "weights": [{term id: weight}]} for the first `check_docs` documents.
+    `max_length` truncates documents (SparseEncoder.max_seq_length; default: the tokenizer's limit).
     `overlay` defaults to the backend's own (none for torch); `overlay="onnx"` runs the torch reference with the onnx
     overlay's sentence-transformers/transformers, to tell version differences from backend differences.
     """
-    overlay_path = overlay_dir(overlay or backend)
+    env = anchor_environment(overlay_dir(overlay or backend))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--backend", backend, "--variant", variant, "--docs", str(docs),
            "--batch-size", str(batch_size), "--model", str(model_dir), "--corpus", str(corpus)]
     if threads:
         cmd += ["--threads", str(threads)]
+    if max_length:
+        cmd += ["--max-length", str(max_length)]
+    prepared: dict[str, Any] = {}
+    if backend != "torch":
+        prepared = json.loads(run_child([*cmd, "--prepare-only"], env, None, f"{backend} {variant} export"))
     if vectors_out:
         cmd += ["--vectors-out", str(vectors_out), "--check-docs", str(check_docs)]
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=anchor_environment(overlay_path))
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = done.stderr.strip().splitlines()[-15:]
-        raise RuntimeError(f"anchor {backend} {variant} failed ({done.returncode}):\n" + "\n".join(tail))
-    return json.loads(lines[-1])
+    result = json.loads(run_child(cmd, env, timeout, f"{backend} {variant}"))
+    result["export_seconds"] = prepared.get("export_seconds", 0.0)
+    return result
+
+
+def run_child(cmd: list[str], env: dict[str, str], timeout: float | None, what: str) -> str:
+    """Last stdout line of a child in its own process group (all of it killed on timeout)."""
+    import signal
+
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        raise
+    lines = stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(f"anchor {what} failed ({child.returncode}):\n" + "\n".join(stderr.strip().splitlines()[-15:]))
+    return lines[-1]
 
 
 def load_docs(path: Path, limit: int, *, from_end: bool = False) -> list[str]:
@@ -318,6 +348,7 @@ def run_st_backend(
     threads: int | None = None,
     calibration_docs: list[str] | None = None,
     check_docs: int = 0,
+    max_length: int | None = None,
 ) -> dict[str, Any]:
     """Export (or reuse) a variant, load it with `SparseEncoder(backend=...)`, warm up, time `encode_document`.
 
@@ -353,6 +384,8 @@ def run_st_backend(
         elif threads:
             kwargs["ov_config"] = {"INFERENCE_NUM_THREADS": threads}
         model = SparseEncoder(str(export_dir), backend=backend, device="cpu", model_kwargs=kwargs)
+    if max_length:
+        model.max_seq_length = max_length
     model.encode_document(docs[:batch_size], batch_size=batch_size)  # warm-up
     started = time.perf_counter()
     embeddings = model.encode_document(docs, batch_size=batch_size)
@@ -362,6 +395,7 @@ def run_st_backend(
         "engine": f"st-{backend}-{variant}", "backend": backend, "variant": variant, "model_file": file_name,
         "seconds": seconds, "docs": len(docs), "docs_per_s": len(docs) / seconds, "mean_active_terms": mean_active,
         "peak_rss_mb": peak_rss_mb(), "export_seconds": export_seconds, "threads": threads or torch.get_num_threads(),
+        "max_length": model.max_seq_length,
         "versions": library_versions(backend),
     }
     if backend == "onnx" and variant == "int8":
@@ -393,7 +427,7 @@ def run_all(args: argparse.Namespace) -> None:
             except RuntimeError as error:
                 print(f"{label:<28} failed: {error}", flush=True)
                 continue
-            result["vectors"] = json.loads(vectors_out.read_text())
+            result["vectors"] = json.loads(vectors_out.read_text())["weights"]
             results[label] = result
             print(f"{label:<28} {result['docs_per_s']:8.1f} docs/s {result['seconds']:7.2f} s  active {result['mean_active_terms']:6.1f}"
                   f"  peak RSS {result['peak_rss_mb']:6.0f} MB  export {result['export_seconds']:6.1f} s  {result.get('model_file') or ''}", flush=True)
@@ -431,10 +465,12 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--check-docs", type=int, default=20)
+    parser.add_argument("--max-length", type=int, default=None, help="truncate documents (default: the tokenizer's limit)")
     parser.add_argument("--vectors-out", type=Path, default=None, help="write the first --check-docs vectors here (JSON)")
     parser.add_argument("--all", action="store_true", help="every variant in its overlay + checks against torch")
     parser.add_argument("--json-out", type=Path, default=None, help="with --all: all results as JSON")
     parser.add_argument("--export-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--export-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.all:
@@ -444,11 +480,19 @@ def main() -> None:
     if args.export_only:
         export_variant(model_dir, args.export_dir, args.backend, ALIASES.get(args.variant, args.variant))
         return
+    variant = ALIASES.get(args.variant, args.variant)
+    if args.prepare_only:  # the export alone, so that run_anchor's timeout bounds the timed run only
+        calibration = load_docs(DEFAULT_CORPUS, CALIBRATION_SAMPLES, from_end=True) if DEFAULT_CORPUS.exists() else load_docs(args.corpus, args.docs)
+        _, file_name, seconds = ensure_export(model_dir, args.backend, variant, calibration)
+        print(json.dumps({"model_file": file_name, "export_seconds": seconds}), flush=True)
+        return
     docs = load_docs(args.corpus, args.docs)
-    result = run_st_backend(docs, args.batch_size, model_dir, args.backend, args.variant, threads=args.threads,
-                            check_docs=args.check_docs if args.vectors_out else 0)
+    result = run_st_backend(docs, args.batch_size, model_dir, args.backend, variant, threads=args.threads,
+                            check_docs=args.check_docs if args.vectors_out else 0, max_length=args.max_length)
     if args.vectors_out:
-        args.vectors_out.write_text(json.dumps(result.pop("vectors")))
+        weights = result.pop("vectors")
+        terms = [sorted(int(t) for t in v) for v in weights]
+        args.vectors_out.write_text(json.dumps({"terms": terms, "weights": weights}))
     print(json.dumps(result), flush=True)
 
 
