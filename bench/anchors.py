@@ -311,7 +311,7 @@ def export_variant(model_dir: Path, export_dir: Path, backend: str, variant: str
 
         export_optimized_onnx_model(model, variant, str(export_dir))
     else:
-        from optimum.intel import OVQuantizationConfig
+        from optimum.intel import OVQuantizationConfig  # type: ignore[import-not-found]  # only in the openvino overlay (bench/anchor_env.sh)
         from sentence_transformers import export_static_quantized_openvino_model
 
         export_static_quantized_openvino_model(
@@ -374,7 +374,7 @@ def run_st_backend(
         export_dir, file_name, export_seconds = ensure_export(model_dir, backend, variant, calibration_docs)
         kwargs: dict[str, Any] = {"file_name": file_name}
         if backend == "onnx":
-            import onnxruntime
+            import onnxruntime  # type: ignore[import-untyped]  # onnxruntime ships no type stubs
 
             kwargs["provider"] = "CPUExecutionProvider"
             if threads:
