@@ -17,7 +17,7 @@ model and cached) fed to both sides, in the same run:
   The helper's client is hard-coded to http://localhost:9200; the script points it at the benchmark
   server by substituting `opensearchpy.OpenSearch` during the call.
 
-`scale` - `--docs` synthetic documents (1,000,000 for the issue) resampled from real encoded documents
+`scale` - `--docs` synthetic documents (default 1,000,000) resampled from real encoded documents
 (SciFact + MS MARCO DL19 corpora, encoded once and cached under ~/.cache/splade-connectors/bench/):
 document i takes each term of a random base document with probability 0.8 and each term of a second
 one with probability 0.2, weights jittered by a log-normal factor (sigma 0.1), and carries the first

@@ -1,4 +1,4 @@
-"""The import graph runs one way: core <- contract <- adapters <- CLI (issue 10).
+"""The import graph runs one way: core <- contract <- adapters <- CLI.
 
 Walks every module of `trainer` and `splade_connectors` with `ast` (imports anywhere in a module:
 top level, inside functions, under TYPE_CHECKING) and checks the layering:

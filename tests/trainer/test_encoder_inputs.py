@@ -1,4 +1,4 @@
-"""Issue 10: the encoder's input rules for text that is not valid Unicode, invisible text and unknown options."""
+"""The encoder's input rules for text that is not valid Unicode, invisible text and unknown options."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from trainer.errors import ConfigError
 
 
 def test_a_lone_surrogate_is_an_input_error_naming_its_position(encoder: SpladeEncoder) -> None:
-    """Problem 1: `"bad \\ud800 x"` (valid JSON) reached the tokenizer and raised a TypeError naming nothing."""
+    """`"bad \\ud800 x"` (valid JSON) is an EncodingInputError naming the input and the character position,
+    raised before the tokenizer sees it."""
     text = json.loads('"bad \\ud800 x"')
     with pytest.raises(EncodingInputError, match=r"input #2: .*lone surrogate '\\ud800' at character 4") as info:
         encoder.encode_documents(["fine", "also fine", text])
@@ -31,7 +32,8 @@ def test_a_valid_surrogate_pair_is_encoded(encoder: SpladeEncoder) -> None:
     ids=["zero-width", "bom", "c0-controls", "soft-hyphen-word-joiner", "unicode-spaces", "private-use"],
 )
 def test_invisible_text_follows_the_empty_text_rule(encoder: SpladeEncoder, text: str) -> None:
-    """Problem 7: text of only control or zero-width characters got the generic [CLS][SEP] vector."""
+    """Text of only control, zero-width or other invisible characters is empty text: an empty vector (or an
+    error with `empty_text="error"`), not the generic [CLS][SEP] vector."""
     vectors = encoder.encode_documents(["real text", text])
     assert vectors[0].nnz > 0 and vectors[1].nnz == 0
     assert encoder.stats.empty == [1]
@@ -45,7 +47,7 @@ def test_visible_text_with_zero_width_characters_is_encoded(encoder: SpladeEncod
 
 
 def test_an_unknown_encoder_option_is_an_error(encoder: SpladeEncoder) -> None:
-    """Problem 7: `bogus=1` was silently ignored."""
+    """An unknown option such as `bogus=1` is a ConfigError naming it, not silently ignored."""
     with pytest.raises(ConfigError, match="unknown encoder option 'bogus'"):
         encoder.encode_documents(["x"], bogus=1)
     with pytest.raises(ConfigError, match="unknown encoder option 'bogus'"):

@@ -1,6 +1,6 @@
 """Inference-free SPLADE equals sentence-transformers' Router SparseEncoder, in both directions.
 
-The model is assembled here as the issue asks: document route = the shipped MLM + SpladePooling, query
+The model is assembled here from parts: document route = the shipped MLM + SpladePooling, query
 route = a `SparseStaticEmbedding` whose weights are IDF computed from the SciFact corpus.
 """
 

@@ -97,7 +97,7 @@ def test_from_dense_and_to_dense() -> None:
 
 
 def test_vector_copies_the_callers_arrays() -> None:
-    """Issue 10 (7): mutating the arrays afterwards must not unsort the vector or make it negative."""
+    """The vector copies its input: mutating the caller's arrays afterwards cannot unsort it or make it negative."""
     indices = np.array([2, 5, 9])
     values = np.array([0.5, 1.0, 2.0], dtype=np.float32)
     v = SparseVector(indices, values, dim=10)
@@ -120,7 +120,7 @@ def test_vector_copies_the_callers_arrays() -> None:
     ],
 )
 def test_indices_are_integers_and_values_numbers(indices: object, values: object, message: str) -> None:
-    """Issue 10 (7): float indices were truncated and strings accepted (parsed)."""
+    """Fractional or NaN indices are refused, not truncated; strings and booleans are refused, not parsed."""
     with pytest.raises(SparseVectorError, match=message):
         SparseVector(indices, values)
 
@@ -137,7 +137,7 @@ def test_from_pairs_refuses_fractional_and_string_indices() -> None:
 
 
 def test_batch_dimension_smaller_than_an_index_is_an_error() -> None:
-    """Issue 10 (7): `to_csr(..., dim=3)` with an index 7 built an invalid matrix."""
+    """`to_csr(..., dim=3)` or `to_torch_sparse` with an index 7 raises instead of building an invalid matrix."""
     vectors = [SparseVector.from_pairs({1: 1.0}), SparseVector.from_pairs({7: 2.0})]
     with pytest.raises(SparseVectorError, match="index 7 out of range for dim 3"):
         to_csr(vectors, dim=3)

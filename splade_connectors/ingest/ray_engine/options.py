@@ -47,7 +47,7 @@ class EncoderSpec(BaseModel):
 
 
 class RayOptions(BaseModel):
-    """Where to run and how many of each worker; what scales with what is in the README.
+    """Where to run and how many of each worker; what scales with what is in docs/ray.md (multi-node, multi-GPU).
 
     CPUs are Ray's logical CPUs: `encoders * cpus_per_encoder` plus a little for reading,
     preparing and writing (`task_cpus` each) must fit the cluster, or actors wait forever.

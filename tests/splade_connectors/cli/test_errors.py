@@ -1,4 +1,4 @@
-"""Issue 10 (problem 6 and the CLI test matrix): every user or store error is one `error:` line on stderr,
+"""Every user or store error in the CLI is one `error:` line on stderr,
 exit code 2, no traceback and no secret. Stores here are embedded Qdrant folders, unreachable URLs and a
 local server that answers 401; the live OpenSearch cases are in `test_live_opensearch.py`.
 """
@@ -160,7 +160,7 @@ def test_a_mismatching_collection_config_is_one_line(cli: Cli, qdrant_folder: li
     assert "IDF modifier" in cli("search", *qdrant_folder, "--idf", "-q", "birds").error_line()
 
 
-# ---- input and checkpoints (the pipeline's InputError / ResumeError, issue 10 ingestion work) ----------------------
+# ---- input and checkpoints: the pipeline's InputError / ResumeError reach the user as one line -------------------
 
 
 def test_an_empty_input_file_exits_2(cli: Cli, tmp_path: Path) -> None:

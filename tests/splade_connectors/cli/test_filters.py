@@ -1,4 +1,4 @@
-"""Issue 10 (problem 5): `--filter doc_id=4983` finds string ids, and numeric metadata stays filterable, on both stores."""
+"""`--filter doc_id=4983` finds string ids, and numeric metadata stays filterable, on both stores."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Issue 10 against the live OpenSearch: URL credentials never printed (problem 4), wrong credentials, a missing
-index on search, and the CLI matrix's OpenSearch column.
+"""The CLI against a live OpenSearch: credentials in the URL are used but never printed or logged, wrong
+credentials, a missing index, an index of another kind, an empty input and a bad checkpoint are each one
+`error:` line.
 
 The native test server runs without the security plugin, so credentials are checked by `BasicAuthProxy`
 in front of it: right credentials are forwarded (proving they were sent), wrong ones get a 401.
@@ -67,7 +68,7 @@ def _all_text_under(folder: Path) -> str:
 
 
 def test_url_credentials_are_used_but_never_shown(proxy: BasicAuthProxy, index: str, tmp_path: Path) -> None:
-    """Problem 4: `--opensearch-url http://admin:secret@host` printed the password on stdout and in the debug log.
+    """`--opensearch-url http://admin:secret@host` authenticates every request, yet the password never shows.
 
     Real processes with -v (debug logging of the CLI, opensearch-py and urllib3): nothing on stdout, stderr
     or in any file written shows the password, raw or percent-encoded, while the proxy saw it on every request.

@@ -1,7 +1,8 @@
 """The trainer's evaluation hook and `splade_connectors.eval` read BEIR the same way and compute the same metrics.
 
-Before issue 10 the hook joined title and text with a space (ingestion and eval use a newline) and had
-its own nDCG and tie order, so its nDCG@10 was computed on differently encoded documents.
+The hook builds document text as ingestion and eval do (title and text joined by a newline) and ranks and scores
+as the exact backend does (same metrics, same tie order), so the nDCG@10 seen while training is the one
+`splade-connectors eval --backends exact` reports.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Checkpoints bound to their run (issue 10, problem 2): validated on load, refused for another source,
-store, collection or model, refused when the store lost data, never a silent success."""
+"""Checkpoints bound to their run: validated on load, refused for another source, store, collection or model,
+refused when the store lost data, never a silent success."""
 
 from __future__ import annotations
 

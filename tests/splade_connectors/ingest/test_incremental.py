@@ -1,5 +1,5 @@
-"""Incremental re-ingestion (issue 12, item 2) on both stores: unchanged documents are neither encoded
-nor written, edited ones are, removed ones are deleted on request, and a model change re-encodes all."""
+"""Incremental re-ingestion on both stores: unchanged documents are neither encoded nor written, edited ones
+are, removed ones are deleted on request, and a model change re-encodes all."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Qdrant client version:UserWarnin
 
 
 def test_real_tokenizer_refusal_is_isolated_by_bisection(encoder: SpladeEncoder) -> None:
-    """Issue 10 (1): a lone surrogate made the tokenizer raise for the whole batch, naming no record."""
+    """A lone surrogate makes the tokenizer raise for the whole batch; bisection refuses just those texts, by
+    position, and the rest get the vectors they get when encoded alone."""
     texts = [f"protein folding study number {i}" for i in range(7)]
     texts[2] = "bad \ud800 x"
     texts[5] = "worse \udfff"

@@ -1,7 +1,7 @@
 """The single-process pipeline on real stores: bad records never stop a run, bad inputs are errors.
 
-Issue 10 problems 1 (lone surrogate), 3 (documents OpenSearch refuses), 6/7 (empty or all-invalid
-input, BOM) reproduced through the CLI and the Python API, on a Qdrant server and on OpenSearch.
+A lone surrogate, documents OpenSearch refuses, an empty or all-invalid input and a leading BOM, through the
+CLI and the Python API, on a Qdrant server and on OpenSearch.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 def test_lone_surrogate_is_reported_and_the_run_goes_on(
     make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 10 (1): the record is named, the rest of its batch is stored, the exit code is 0."""
+    """A lone surrogate in one record is refused by name; the rest of its batch is stored and the run exits 0.
+    With `--on-invalid fail` the same record is one `error:` line and exit code 2."""
     path = tmp_path / "surr.jsonl"
     path.write_bytes(
         b'\xef\xbb\xbf{"_id":"a","text":"fine"}\n{"_id":"sur","text":"bad \\ud800 x"}\n{"_id":"b","text":"also fine"}\n'
@@ -64,7 +65,7 @@ def test_lone_surrogate_is_reported_and_the_run_goes_on(
 def test_documents_the_store_refuses_are_isolated(
     store_kind: str, make_store: Any, encoder: SpladeEncoder, tmp_path: Path
 ) -> None:
-    """Issue 10 (3): OpenSearch refuses a type change, mixed nested arrays and a 33 KB id; later documents
+    """OpenSearch refuses a type change, mixed nested arrays and a 33 KB id; later documents
     are still written, the refused ones are reported by position and id. Qdrant accepts all of them."""
     long_id = "x" * 33_000
     rows = [
@@ -95,7 +96,7 @@ def test_documents_the_store_refuses_are_isolated(
 
 
 def test_empty_input_is_an_input_error(make_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 10 (6): an empty file, or one whose every record is invalid, exited 0."""
+    """An empty file, or one whose every record is invalid, is one `error:` line and exit code 2, not a success."""
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     invalid = write_jsonl(tmp_path / "invalid.jsonl", [{"_id": "a"}, b"", b"{broken", {"text": "no id"}])
@@ -117,7 +118,8 @@ def test_all_invalid_iterable_is_an_input_error(make_store: Any, encoder: Splade
 
 
 def test_memory_is_bounded_by_batches_not_corpus(make_store: Any, encoder: SpladeEncoder, short_docs: list[dict[str, Any]]) -> None:
-    """Issue 12 (3): the pipeline pulls records only a few batches ahead of what the store has accepted."""
+    """The pipeline pulls records only a few batches ahead of what the store has accepted, so memory
+    follows the batch size, not the corpus size."""
     store: SparseStore = make_store("bounded")
     batch = 20
     written = [0]

@@ -1,4 +1,4 @@
-"""The Ray engine (issue 12, item 1) on a local Ray instance (2 CPUs) with the shipped trained model:
+"""The Ray engine on a local Ray instance (2 CPUs) with the shipped trained model:
 2,000 SciFact documents into a Qdrant server and into OpenSearch with the same vectors as the
 single-process pipeline, invalid records reported the same way, an encoder actor SIGKILLed mid-run,
 incremental re-ingestion across engines and file formats, and the CLI."""

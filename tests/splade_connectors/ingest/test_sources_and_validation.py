@@ -102,7 +102,7 @@ def test_beir_folder_and_fingerprint(tmp_path: Path) -> None:
 
 
 def test_utf8_bom_is_not_part_of_the_first_record(tmp_path: Path) -> None:
-    """Issue 10 (7): a UTF-8 BOM at the start of a JSONL file made the first record invalid."""
+    """A UTF-8 BOM at the start of a JSONL file is skipped: the first record is valid (CRLF line ends too)."""
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"_id": "a", "text": "first"}\r\n{"_id": "b", "text": "second"}\r\n')
     records = list(from_jsonl(path))
@@ -127,7 +127,8 @@ def test_a_bom_elsewhere_than_the_file_start_is_still_an_error(tmp_path: Path) -
     ],
 )
 def test_lone_surrogates_are_refused_naming_field_and_position(data: dict, reason: str) -> None:
-    """Issue 10 (1): a lone surrogate passed validation and crashed the tokenizer later."""
+    """A lone surrogate in text, title, metadata values or keys is refused at validation, naming the field and
+    the character position, before it can reach the tokenizer."""
     result = to_document(RawRecord(3, data), FieldMap())
     assert isinstance(result, InvalidRecord) and result.doc_id == "s"
     assert reason in result.reason and "not valid Unicode" in result.reason
