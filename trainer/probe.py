@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 PROBE_BATCH = 4  # texts per probe batch
 PROBE_LENGTH = 128  # tokens per probe text (capped by the model's window)
-PROBE_REPEATS = 2  # timed runs per candidate after one warm-up; the fastest counts
+PROBE_REPEATS = 1  # timed runs per candidate after one warm-up (the fastest counts); the probe runs once per machine
 CACHE_FILE = "precision-probe.json"
 
 

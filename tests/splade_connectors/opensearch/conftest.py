@@ -13,6 +13,7 @@ import pytest
 
 from splade_connectors.ingest import IngestConfig, IngestReport, ingest
 from trainer.encoder import EncodeStats, SpladeEncoder
+from trainer.identity import EncoderIdentity
 from trainer.sparse import SparseVector
 
 opensearchpy = pytest.importorskip("opensearchpy")
@@ -51,6 +52,10 @@ class CachedEncoder:
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         return self.encoder.encode_queries(texts)
+
+    def identity(self) -> EncoderIdentity:
+        """The wrapped encoder's: the cached vectors are the ones it made."""
+        return self.encoder.identity()
 
 
 def doc_text(doc: dict[str, str]) -> str:
