@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from trainer.errors import ConfigError, DatasetError, SpladeError
+from trainer.errors import ConfigError, DatasetError, SpladeError, config_error
 
 __all__ = [
     "AuthenticationError",
@@ -141,16 +141,3 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 def _mask_userinfo(userinfo: str) -> str:
     user, sep, _ = userinfo.partition(":")
     return f"{user}:***" if sep else "***"
-
-
-def config_error(error: Exception, what: str) -> ConfigError:
-    """A pydantic `ValidationError` (or any error) as a one-line `ConfigError` naming each bad field."""
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        parts = []
-        for item in errors():
-            field = ".".join(str(p) for p in item.get("loc", ())) or "value"
-            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-            parts.append(f"{field}: {message}")
-        return ConfigError(f"invalid {what}: " + "; ".join(parts))
-    return ConfigError(f"invalid {what}: {error}")

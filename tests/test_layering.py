@@ -1,4 +1,4 @@
-"""The import graph runs one way: core <- contract <- adapters <- CLI.
+"""The import graph runs one way, core <- contract <- adapters <- CLI, and has no circle.
 
 Walks every module of `trainer` and `splade_connectors` with `ast` (imports anywhere in a module:
 top level, inside functions, under TYPE_CHECKING) and checks the layering:
@@ -112,3 +112,53 @@ def test_the_query_path_lives_in_a_library_module() -> None:
                 calls.append(f"{module}:{node.lineno} calls .{node.func.attr}()")
     assert calls == []
     assert "splade_connectors.search" in GRAPH[f"{CLI}.search"][1] and "splade_connectors.search" in GRAPH[f"{CLI}.demo"][1]
+
+
+def _import_circles() -> list[list[str]]:
+    """Strongly connected groups of more than one module in the import graph (every import, lazy and TYPE_CHECKING ones
+    included): each is a circle of modules importing each other."""
+    graph = {m: {name for name in imports if name in GRAPH and name != m} for m, (_, imports) in GRAPH.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:  # Tarjan's algorithm
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for name in graph[module]:
+            if name not in index:
+                visit(name)
+                low[module] = min(low[module], low[name])
+            elif name in stack:
+                low[module] = min(low[module], index[name])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert _import_circles() == []
+
+
+def test_the_circle_check_sees_a_circle() -> None:
+    """The check itself: two modules importing each other are reported."""
+    saved = dict(GRAPH)
+    try:
+        GRAPH["trainer.errors"] = (GRAPH["trainer.errors"][0], GRAPH["trainer.errors"][1] | {"trainer.sparse"})
+        GRAPH["trainer.sparse"] = (GRAPH["trainer.sparse"][0], GRAPH["trainer.sparse"][1] | {"trainer.errors"})
+        assert ["trainer.errors", "trainer.sparse"] in _import_circles()
+    finally:
+        GRAPH.clear()
+        GRAPH.update(saved)

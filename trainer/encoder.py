@@ -29,20 +29,19 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tokenizers import Tokenizer
 
 from trainer.chunking import max_merge, window_overlap
-from trainer.errors import ConfigError, SpladeError
+from trainer.errors import ConfigError, SpladeError, config_error
 from trainer.identity import EncoderIdentity, encoder_identity, model_fingerprint
 from trainer.model import SpladeModel, resolve_device
+from trainer.options import EncodeOptions as EncodeOptions  # re-exported: the public home of the options is still trainer.encoder
 from trainer.pooling import VocabProjection
 from trainer.precision import PrecisionPlan, build_projection, resolve_precision
-from trainer.pruning import Pruning
 from trainer.quantization import quantize_linears
 from trainer.sparse import SparseVector
 
@@ -58,38 +57,6 @@ class EncodingInputError(SpladeError, ValueError):
         super().__init__(f"input #{position}: {problem}")
         self.position = position
         self.problem = problem
-
-
-class EncodeOptions(BaseModel):
-    """Per-call encoding options; defaults suit document ingestion on CPU."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    batch_size: int = Field(32, ge=1)
-    max_length: int | None = Field(None, ge=2, description="tokens, incl. special tokens; default: the model's")
-    top_k: int | None = Field(None, ge=1, description="keep the k largest weights (max_active_dims)")
-    min_weight: float = Field(0.0, ge=0.0, description="drop weights <= this")
-    empty_text: Literal["empty", "error"] = "empty"
-    window: int = Field(4096, ge=1, description="texts sorted by length together; bounds memory when streaming")
-    prune: Pruning | None = Field(None, description="OpenSearch pruning rule applied to every vector (trainer.pruning)")
-    chunk_tokens: int | None = Field(
-        None, ge=3, description="split longer texts into windows of this many tokens (incl. special tokens), merged by max"
-    )
-    chunk_stride: int | None = Field(
-        None, ge=1, description="text tokens between window starts; default: no overlap (needs chunk_tokens)"
-    )
-
-    @field_validator("prune", mode="before")
-    @classmethod
-    def _parse_prune(cls, value: object) -> object:
-        """Accept `"RULE=VALUE"` text (as on the command line) besides a `Pruning`."""
-        return Pruning.parse(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _check_chunking(self) -> EncodeOptions:
-        if self.chunk_stride is not None and self.chunk_tokens is None:
-            raise ValueError("chunk_stride needs chunk_tokens")
-        return self
 
 
 @dataclass
@@ -373,9 +340,7 @@ def _with_overrides(base: EncodeOptions, overrides: dict[str, object]) -> Encode
     try:
         return EncodeOptions.model_validate({**base.model_dump(), **overrides})
     except ValueError as exc:  # pydantic's ValidationError
-        errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
-        raise ConfigError(f"invalid encoder option: {detail}") from None
+        raise config_error(exc, "encoder option") from None
 
 
 _UNPRUNED = EncodeOptions()

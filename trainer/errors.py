@@ -18,3 +18,16 @@ class ConfigError(SpladeError, ValueError):
 
 class DatasetError(SpladeError, ValueError):
     """An evaluation dataset cannot be found or read, or has nothing to evaluate; the message says what to do."""
+
+
+def config_error(error: Exception, what: str) -> ConfigError:
+    """A pydantic `ValidationError` (or any error) as a one-line `ConfigError` naming each bad field."""
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        parts = []
+        for item in errors():
+            field = ".".join(str(p) for p in item.get("loc", ())) or "value"
+            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+            parts.append(f"{field}: {message}")
+        return ConfigError(f"invalid {what}: " + "; ".join(parts))
+    return ConfigError(f"invalid {what}: {error}")

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from trainer.encoder import EncodeOptions
     from trainer.model import SpladeModel
+    from trainer.options import EncodeOptions
 
 _WEIGHT_SAMPLES = 4096
 # model.config entries that say where or how a checkpoint was saved, not what it computes
