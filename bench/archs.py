@@ -82,16 +82,22 @@ def _build(arch: str, shipped: Path, target: Path) -> None:
     tokenizer.save_pretrained(str(target))
 
 
+def load_docs(path: Path, limit: int) -> list[str]:
+    """The "text" field of the first `limit` documents of a BEIR corpus.jsonl (what every encoding bench encodes)."""
+    docs = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            docs.append(json.loads(line)["text"])
+            if len(docs) >= limit:
+                break
+    return docs
+
+
 def _calibrate_bias(mlm: object, tokenizer: object) -> None:
     """Shift the MLM bias so that `ACTIVE_TERMS` vocabulary entries per document have a positive max logit."""
     import torch
 
-    texts = []
-    with open(CORPUS, encoding="utf-8") as handle:
-        for line in handle:
-            texts.append(json.loads(line)["text"])
-            if len(texts) >= CALIBRATION_DOCS:
-                break
+    texts = load_docs(CORPUS, CALIBRATION_DOCS)
     batch = tokenizer(texts, truncation=True, max_length=256, padding=True, return_tensors="pt")  # type: ignore[operator]  # mlm and tokenizer are typed object here: a transformers model and tokenizer
     names = set(tokenizer.model_input_names)  # type: ignore[attr-defined]  # mlm and tokenizer are typed object here: a transformers model and tokenizer
     with torch.inference_mode():

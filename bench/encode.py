@@ -67,16 +67,6 @@ ENGINES = {
 DEFAULT_ENGINES = [e for e in ENGINES if e not in ("st-bf16", "ours-bf16", "st-onnx-fp32", "st-openvino-fp32")]
 
 
-def load_docs(path: Path, limit: int) -> list[str]:
-    docs = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            docs.append(json.loads(line)["text"])
-            if len(docs) >= limit:
-                break
-    return docs
-
-
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -235,6 +225,8 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from archs import load_docs
+
     model_dir = resolve_model(args)
     docs = load_docs(args.corpus, args.docs)
     if args.engine.startswith("st-"):
@@ -288,7 +280,10 @@ def ratio_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     st_fast = [e for e in anchors if e.startswith(("st-onnx", "st-openvino"))]
     for engine in (e for e in results if e.startswith("ours-")):
         parts = [f"{rate(engine) / rate(a):.2f}x {a}" for a in anchors]
-        lines.append(f"{engine}: " + ", ".join(parts))
+        if "ours-fp32" in results and engine != "ours-fp32":
+            parts.append(f"{rate(engine) / rate('ours-fp32'):.2f}x ours-fp32")
+        if parts:
+            lines.append(f"{engine}: " + ", ".join(parts))
     if st_fast and any(e.startswith("ours-") for e in results):
         best_st = max(st_fast, key=rate)
         best_ours = max((e for e in results if e.startswith("ours-")), key=rate)
