@@ -103,8 +103,8 @@ class SpladeEncoder:
         fp32_bias = None if bias is None else bias.detach().to(device=self.device, dtype=torch.float32, copy=True)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self._fingerprint: str | None = None  # None: taken from the model at each identity() call
-        if plan.int8_body:
-            self._fingerprint = model_fingerprint(self.model)  # before int8 layers replace the weights it samples  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
+        if plan.int8_body:  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
+            self._fingerprint = model_fingerprint(self.model)  # before int8 layers replace the weights it samples
             quantize_linears(self.model.mlm, skip=self.model.output_embeddings)
         self._projection = build_projection(self.model.output_embeddings.weight, fp32_bias, self.precision)
         logger.info("encoding on %s in %s (%s)", self.device, self.precision.precision, self.precision.reason)

@@ -48,8 +48,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
     """The dtype of the model's weights for `dtype` on `device` (see `trainer.precision.resolve_precision`).
 
-    fp32 on CPU by default; bf16 on CUDA where supported (else fp16); `"auto"` picks bf16 on CPUs with
-    native bf16. `"int8"` keeps an fp32 model (only its vocabulary projection is int8). Any other
+    fp32 on CPU by default; bf16 on CUDA where supported (else fp16); `"auto"` is fp32 on CPU here (the encoder
+    measures its routes, `trainer.probe`). `"int8"` and `"int8-full"` keep an fp32 model (their int8 layers are
+    built by the encoder). Any other
     `torch.dtype` (e.g. float64 in tests) is used as given.
     """
     if isinstance(dtype, torch.dtype) and dtype not in (torch.float32, torch.bfloat16, torch.float16):
