@@ -108,7 +108,8 @@ def parse_jsonl_line(position: int, line: bytes, *, max_bytes: int = MAX_LINE_BY
     except json.JSONDecodeError as exc:
         return RawRecord(position, None, f"line {position + 1} is not valid JSON ({exc.msg})")
     except (ValueError, RecursionError) as exc:  # an integer past Python's digit limit; nesting the scan missed
-        return RawRecord(position, None, f"line {position + 1} is not readable JSON ({' '.join(str(exc).split())[:120]})")
+        why = "a number has too many digits" if "integer string conversion" in str(exc) else " ".join(str(exc).split())[:120]
+        return RawRecord(position, None, f"line {position + 1} is not readable JSON ({why})")
     if not isinstance(data, dict):
         return RawRecord(position, None, f"line {position + 1} is not a JSON object")
     return RawRecord(position, data)
