@@ -42,7 +42,7 @@ def test_fuzzed_lines_are_records_or_refusals_in_bounded_memory(tmp_path: Path) 
     try:
         while tried < inputs and time.monotonic() < deadline:
             lines = [maker.line().replace(b"\n", b" ") for _ in range(min(FILE_LINES, inputs - tried))]
-            path.write_bytes(b"\n".join(lines))
+            path.write_bytes(b"".join(line + b"\n" for line in lines))
             raws = list(from_jsonl(path, max_line_bytes=LINE_LIMIT))
             assert [r.position for r in raws] == list(range(len(lines)))  # one record position per line, in order
             results = [to_document(raw, FieldMap()) for raw in raws]
