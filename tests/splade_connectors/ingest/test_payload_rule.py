@@ -1,7 +1,7 @@
 """The payload rule (`splade_connectors.payload`) and bounded JSONL reading, without a store.
 
 What every store then receives is checked on the stores themselves in
-`tests/splade_connectors/test_payload_contract.py`.
+`tests/splade_connectors/cli/test_payload_contract.py`.
 """
 
 from __future__ import annotations

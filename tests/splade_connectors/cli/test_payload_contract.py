@@ -19,7 +19,7 @@ import pytest
 
 from splade_connectors.registry import open_store, store_config
 from splade_connectors.store import SparseStore
-from tests.splade_connectors.cli.conftest import CliRun, cli  # noqa: F401 - the `cli` fixture
+from tests.splade_connectors.cli.conftest import CliRun
 
 pytestmark = pytest.mark.live
 
