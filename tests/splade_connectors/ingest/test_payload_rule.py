@@ -129,3 +129,21 @@ def test_a_line_past_the_size_limit_is_refused_and_skipped_in_bounded_memory(tmp
     assert records[1].error == f"line 2 is longer than {limit} bytes ({len(big)} bytes)"
     assert records[3].error == f"line 4 is longer than {limit} bytes ({limit + 1} bytes)"
     assert peak < 4 * 1024 * 1024  # never the 8 MiB line
+
+
+def test_parquet_nan_and_timestamps_follow_the_rule(tmp_path: Path) -> None:
+    """A float column with NaN (pandas' missing value) is stored as null; timestamps as ISO 8601 strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from splade_connectors.ingest.sources import from_parquet
+
+    path = tmp_path / "corpus.parquet"
+    table = pa.table({
+        "_id": ["a", "b"], "text": ["one", "two"], "score": [float("nan"), 2.5],
+        "when": pa.array([dt.datetime(2024, 5, 1, 8, 0), None], pa.timestamp("s")),
+    })
+    pq.write_table(table, path)
+    first, second = (to_document(raw, FieldMap()) for raw in from_parquet(path))
+    assert isinstance(first, Document) and first.metadata == {"score": None, "when": "2024-05-01T08:00:00"}
+    assert isinstance(second, Document) and second.metadata == {"score": 2.5, "when": None}
