@@ -127,3 +127,12 @@ def test_hostile_records_give_the_same_payloads_refusals_and_counts_on_every_sto
     for doc_id, metadata in STORED.items():
         # the exact JSON (types, -0.0, int64 bounds), not only equal values
         assert json.dumps(payloads[doc_id]["metadata"], sort_keys=True) == json.dumps(metadata, sort_keys=True), doc_id
+
+
+def test_an_input_whose_only_record_is_nested_5000_deep_is_one_error_line(cli: Callable[..., CliRun], tmp_path: Path) -> None:
+    """Was a RecursionError traceback and exit 1; now an input without a usable record: exit 2, one line."""
+    corpus = tmp_path / "deep.jsonl"
+    corpus.write_text(LINES[5] + "\n", encoding="utf-8")
+    run = cli("ingest", "--input", str(corpus), "--qdrant-path", str(tmp_path / "q"), "--collection", "deep", "--no-progress")
+    line = run.error_line()
+    assert "no valid record" in line and "nests arrays/objects more than 64 levels deep" in line
