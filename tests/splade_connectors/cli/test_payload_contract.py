@@ -43,6 +43,8 @@ LINES = [
     '{"_id": "mixed-array", "text": "t", "tags": [1, "one"]}',
     '{"_id": "long-int", "text": "t", "n": ' + "7" * 5000 + "}",
     '{"_id": "plain-2", "text": "Second plain record.", "year": 2019}',
+    '{"_id": "underscores", "text": "Keys like the stores own ones.", "_source": "s", "_routing": "r", '
+    '"under": {"_id": 1, "_source": {"_index": "x"}, "id": "i"}, "$dollar": "d", "spaced key": "k"}',
 ]
 STORED = {
     "plain": {"year": 2020, "source": "pubmed"},
@@ -54,6 +56,10 @@ STORED = {
     },
     "reserved": {"doc_id": "other", "content_hash": "mine", "title": "inner", "text": "inner text"},
     "plain-2": {"year": 2019},
+    "underscores": {
+        "_source": "s", "_routing": "r", "under": {"_id": 1, "_source": {"_index": "x"}, "id": "i"}, "$dollar": "d",
+        "spaced key": "k",
+    },
 }
 REFUSED = [
     "record #5 (no id): line 6 nests arrays/objects more than 64 levels deep",
