@@ -20,26 +20,26 @@ import pytest
 pytest.importorskip("haystack")
 pytest.importorskip("haystack_integrations.document_stores.qdrant")
 
-from haystack import Document, Pipeline, component  # noqa: E402 - after the importorskip above
-from haystack.components.writers import DocumentWriter  # noqa: E402
-from haystack.utils import Secret  # noqa: E402
-from haystack_integrations.components.retrievers.qdrant import (  # noqa: E402
+from haystack import Document, Pipeline, component
+from haystack.components.writers import DocumentWriter
+from haystack.utils import Secret
+from haystack_integrations.components.retrievers.qdrant import (
     QdrantHybridRetriever,
     QdrantSparseEmbeddingRetriever,
 )
-from haystack_integrations.document_stores.qdrant import QdrantDocumentStore  # noqa: E402
-from qdrant_client import models  # noqa: E402
+from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+from qdrant_client import models
 
-from splade_connectors.errors import ConfigError  # noqa: E402
-from splade_connectors.integrations.haystack import (  # noqa: E402
+from splade_connectors.errors import ConfigError
+from splade_connectors.integrations.haystack import (
     SpladeDocumentEmbedder,
     SpladeRetriever,
     SpladeTextEmbedder,
 )
-from splade_connectors.qdrant import QdrantConfig, QdrantStore  # noqa: E402
-from splade_connectors.search import HybridOptions, search  # noqa: E402
-from tests.splade_connectors.integrations.conftest import BY_ID, QUERY, SAMPLE, LibraryStore  # noqa: E402
-from trainer.encoder import SpladeEncoder  # noqa: E402
+from splade_connectors.qdrant import QdrantConfig, QdrantStore
+from splade_connectors.search import HybridOptions, search
+from tests.splade_connectors.integrations.conftest import BY_ID, QUERY, SAMPLE, LibraryStore
+from trainer.encoder import SpladeEncoder
 
 QUERIES = [QUERY, "why is the sky blue", "how do vaccines train the immune system"]
 

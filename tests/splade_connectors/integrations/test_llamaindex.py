@@ -17,20 +17,20 @@ import pytest
 pytest.importorskip("llama_index.core")
 pytest.importorskip("llama_index.vector_stores.qdrant")
 
-from llama_index.core import Document, StorageContext, VectorStoreIndex  # noqa: E402 - after the importorskip above
-from llama_index.core.embeddings import BaseEmbedding  # noqa: E402
-from llama_index.core.node_parser import SentenceSplitter  # noqa: E402
-from llama_index.core.schema import QueryBundle  # noqa: E402
-from llama_index.core.vector_stores import MetadataFilter, MetadataFilters  # noqa: E402
-from llama_index.vector_stores.qdrant import QdrantVectorStore  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
-from qdrant_client import QdrantClient, models  # noqa: E402
+from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.embeddings import BaseEmbedding
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import QueryBundle
+from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+from llama_index.vector_stores.qdrant import QdrantVectorStore
+from pydantic import PrivateAttr
+from qdrant_client import QdrantClient, models
 
-from splade_connectors.integrations.llamaindex import SpladeRetriever, sparse_doc_fn, sparse_query_fn  # noqa: E402
-from splade_connectors.qdrant import QdrantConfig, QdrantStore  # noqa: E402
-from splade_connectors.search import HybridOptions, search  # noqa: E402
-from tests.splade_connectors.integrations.conftest import BY_ID, QUERY, SAMPLE, LibraryStore  # noqa: E402
-from trainer.encoder import SpladeEncoder  # noqa: E402
+from splade_connectors.integrations.llamaindex import SpladeRetriever, sparse_doc_fn, sparse_query_fn
+from splade_connectors.qdrant import QdrantConfig, QdrantStore
+from splade_connectors.search import HybridOptions, search
+from tests.splade_connectors.integrations.conftest import BY_ID, QUERY, SAMPLE, LibraryStore
+from trainer.encoder import SpladeEncoder
 
 pytestmark = pytest.mark.live
 
