@@ -105,7 +105,7 @@ class SpladeDocumentEmbedder(_SpladeComponent):
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
     ) -> None:
-        super().__init__(encoder, model, device)
+        _SpladeComponent.__init__(self, encoder, model, device)  # not super(): @component rebuilds the class
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
 
@@ -139,7 +139,7 @@ class SpladeTextEmbedder(_SpladeComponent):
     """Turns a query into a Haystack `SparseEmbedding` with a SPLADE query encoder."""
 
     def __init__(self, encoder: QueryEncoder | None = None, *, model: str | Path | None = None, device: str | None = None) -> None:
-        super().__init__(encoder, model, device)
+        _SpladeComponent.__init__(self, encoder, model, device)  # not super(): @component rebuilds the class
 
     @component.output_types(sparse_embedding=SparseEmbedding)
     def run(self, text: str) -> dict[str, SparseEmbedding]:

@@ -69,7 +69,7 @@ def llama(qdrant_server_store: Any, encoder: SpladeEncoder, dense_model: Any) ->
     """The sample corpus added through LlamaIndex (one node per document), and our store on that collection."""
     live = qdrant_server_store
     name = f"test-llama-{uuid.uuid4().hex[:8]}"
-    client = QdrantClient(url=live.url, api_key=live.api_key)
+    client = QdrantClient(url=live.url, api_key=live.api_key, check_compatibility=False)
     vector_store = QdrantVectorStore(
         name, client=client, enable_hybrid=True, sparse_doc_fn=sparse_doc_fn(encoder), sparse_query_fn=sparse_query_fn(encoder),
     )
