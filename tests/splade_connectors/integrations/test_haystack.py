@@ -179,9 +179,9 @@ def test_embedders_return_our_vectors(encoder: SpladeEncoder) -> None:
 
 def test_embedders_refuse_the_wrong_input(encoder: SpladeEncoder) -> None:
     with pytest.raises(ConfigError, match="SpladeTextEmbedder"):
-        SpladeDocumentEmbedder(encoder).run("a query")  # type: ignore[arg-type]
+        SpladeDocumentEmbedder(encoder).run("a query")
     with pytest.raises(ConfigError, match="SpladeDocumentEmbedder"):
-        SpladeTextEmbedder(encoder).run([Document(content="x")])  # type: ignore[arg-type]
+        SpladeTextEmbedder(encoder).run([Document(content="x")])
     with pytest.raises(ConfigError, match="either encoder= .* or model="):
         SpladeTextEmbedder()
 
