@@ -137,7 +137,7 @@ def test_node_killed_mid_ingestion_loses_and_duplicates_nothing(qdrant_cluster: 
         try:
             retry = RetryPolicy(attempts=10, initial_wait=0.5, max_wait=4.0)
             outcome["report"] = ingest(documents, encoder, writer, IngestConfig(batch_size=50, retry=retry), progress=progress)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+        except BaseException as exc:  # reported by the test thread
             outcome["error"] = exc
         finally:
             reached.set()

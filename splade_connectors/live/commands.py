@@ -27,11 +27,14 @@ VERBS = ("fetch", "run", "start", "stop")
 
 @dataclass(frozen=True)
 class ExtraVerb:
-    """A verb one kind of server has beyond the four (``qdrant-server cluster``)."""
+    """A verb one kind of server has beyond the four (``qdrant-server cluster``): runs like ``run`` until Ctrl-C.
+
+    ``open`` returns what to run: a context manager (start on enter, stop on exit) with a ``describe()``.
+    """
 
     help: str
     add_options: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    open: Callable[[argparse.Namespace], Any]
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,11 @@ class ServerCommands:
         """Run the verb ``args`` were parsed for; failures raise `ServerError`."""
         verb: str = args.server_verb
         if verb in self.extra_verbs:
-            return self.extra_verbs[verb].run(args)
+            with self.extra_verbs[verb].open(args) as running:
+                print(f"{running.describe()}\nCtrl-C stops", flush=True)
+                wait_for_signal()
+            print("stopped", flush=True)
+            return 0
         if verb == "fetch":
             print(self.fetch(args))
         elif verb == "run":

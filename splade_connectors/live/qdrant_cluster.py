@@ -110,8 +110,9 @@ class QdrantCluster:
         return self.nodes[0].version if self.nodes else None
 
     def describe(self) -> str:
-        """One line per node."""
-        return "\n".join(f"node {i}: {node.describe()}" for i, node in enumerate(self.nodes))
+        """A line for the cluster, then one per node."""
+        lines = [f"Qdrant cluster of {len(self.nodes)} nodes at {self.url if self.nodes else '(not started)'}"]
+        return "\n".join(lines + [f"node {i}: {node.describe()}" for i, node in enumerate(self.nodes)])
 
     def __enter__(self) -> QdrantCluster:
         self.start()
@@ -142,7 +143,7 @@ class QdrantCluster:
         except BaseException:
             self.stop()
             raise
-        log.info("Qdrant cluster of %d nodes ready:\n%s", self.size, self.describe())
+        log.info("%s", self.describe())
         return self.url
 
     def peers(self, node: int = 0) -> dict[str, Any]:
@@ -180,6 +181,6 @@ class QdrantCluster:
         for node in reversed(self.nodes):
             try:
                 node.stop()
-            except Exception:  # noqa: BLE001 - stop the others whatever one does
+            except Exception:  # stop the others whatever one does
                 log.exception("stopping Qdrant node %s failed", node.describe())
         self.nodes = []

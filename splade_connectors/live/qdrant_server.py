@@ -37,11 +37,12 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from splade_connectors.errors import ConfigError
 from splade_connectors.live.cache import cache_root
 from splade_connectors.live.commands import ExtraVerb, ServerCommands
-from splade_connectors.live.managed import Launch, ManagedServer, die_with_parent, free_port, wait_for_signal
+from splade_connectors.live.managed import Launch, ManagedServer, die_with_parent, free_port
 from splade_connectors.live.qdrant_binary import BINARY_ENV, QdrantBinaryNotFound, ensure_binary, find_binary_source, sha256_of
 
 __all__ = [
@@ -193,18 +194,14 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key-env", default=None, metavar="VAR", help="environment variable holding an API key to require")
 
 
-def _run_cluster(args: argparse.Namespace) -> int:
-    """Start a local cluster, print its nodes, block until Ctrl-C or SIGTERM, stop every node."""
+def _cluster(args: argparse.Namespace) -> Any:
+    """The local cluster ``cluster`` runs (a `QdrantCluster`)."""
     from splade_connectors.live.qdrant_cluster import QdrantCluster  # it builds on this module
 
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not api_key:
         raise ConfigError(f"${args.api_key_env} is empty")
-    with QdrantCluster(args.nodes, args.binary, api_key=api_key) as cluster:
-        print(f"Qdrant cluster of {args.nodes} nodes at {cluster.url}; Ctrl-C stops\n{cluster.describe()}", flush=True)
-        wait_for_signal()
-    print("stopped", flush=True)
-    return 0
+    return QdrantCluster(args.nodes, args.binary, api_key=api_key)
 
 
 COMMANDS = ServerCommands(
@@ -217,7 +214,7 @@ COMMANDS = ServerCommands(
         "cluster": ExtraVerb(
             help="start a local Qdrant cluster (--nodes, each its own ports, storage and process) until Ctrl-C or SIGTERM",
             add_options=_cluster_options,
-            run=_run_cluster,
+            open=_cluster,
         )
     },
 )
