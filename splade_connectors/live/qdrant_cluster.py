@@ -161,7 +161,7 @@ class QdrantCluster:
         while time.monotonic() < deadline:
             try:
                 seen = self.peers()
-                if len(seen.get("peers") or {}) >= self.size:  # type: ignore[union-attr]  # a dict once read
+                if len(seen.get("peers") or {}) >= self.size:
                     return
             except (OSError, ValueError, KeyError) as exc:
                 seen = exc
