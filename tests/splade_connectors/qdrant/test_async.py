@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from splade_connectors import asearch, ingest_file
+from splade_connectors import Hit, asearch, ingest_file, search
 from splade_connectors.errors import ConfigError, NotFoundError, StoreError
 from splade_connectors.qdrant import QdrantStore
 from splade_connectors.qdrant.dense import MeanPooledEncoder
@@ -50,3 +50,27 @@ def test_async_errors_are_the_blocking_ones(qdrant_target: QdrantTarget, encoder
     error = check_same_error(store, encoder, store.drop)
     # the server answers 404 (the async client's error mapped as the blocking one's); in process the engine is gone
     assert isinstance(error, NotFoundError if qdrant_target.backend == "server" else StoreError)
+
+
+def test_the_server_is_searched_through_the_async_client(
+    qdrant_target: QdrantTarget, sample_store: QdrantStore, encoder: SpladeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server, `asearch` never runs the blocking client (it would hold a worker thread per request)."""
+    if qdrant_target.backend != "server":
+        pytest.skip("in-process engines are searched in worker threads by design")
+    from splade_connectors.qdrant.client_engine import ClientEngine
+
+    expected = search(sample_store, encoder, ["why is mars red"], top_k=3)
+
+    def blocking(*_: object, **__: object) -> None:
+        raise AssertionError("the blocking client was used")
+
+    monkeypatch.setattr(ClientEngine, "query_batch", blocking)
+
+    async def run() -> list[list[Hit]]:
+        try:
+            return await asearch(sample_store, encoder, ["why is mars red"], top_k=3)
+        finally:
+            await sample_store._aclose_async_clients()
+
+    assert asyncio.run(run()) == expected
