@@ -144,10 +144,10 @@ def connect(config: OpenSearchConfig) -> OpenSearch:
 def connect_async(config: OpenSearchConfig) -> AsyncOpenSearch:
     """opensearch-py's async client for `config` (same options as `connect`), for async searches.
 
-    It needs aiohttp (`pip install 'opensearch-py[async]'`); without it, a `ConfigError` says so.
+    It needs aiohttp (`pip install 'splade-connectors[async]'`); without it, a `ConfigError` says so.
     """
     if importlib.util.find_spec("aiohttp") is None:  # opensearch-py's async transport runs on it
-        raise ConfigError("async search on OpenSearch needs the 'aiohttp' package: pip install 'opensearch-py[async]'")
+        raise ConfigError("async search on OpenSearch needs the 'aiohttp' package: pip install 'splade-connectors[async]'")
     from opensearchpy import AsyncOpenSearch
 
     logger.debug("connecting (async) to %s", config.describe())
