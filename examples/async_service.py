@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from splade_connectors import (
+    AsyncSearchStore,
     ConfigError,
     HybridOptions,
     SpladeEncoder,
@@ -66,7 +67,10 @@ def create_app(config: StoreConfigBase | None = None, model: str | None = None) 
         try:
             yield
         finally:
-            await store.aclose()  # closes the async clients too
+            if isinstance(store, AsyncSearchStore):
+                await store.aclose()  # closes the async clients too
+            else:
+                store.close()
 
     app = FastAPI(title="SPLADE search", lifespan=lifespan)
 
