@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,19 +74,29 @@ class _SearchCall:
             return vectors, [None] * len(self.queries)
         return vectors, [list(v) for v in self.dense_encoder(self.queries)]
 
-    def store_call(self, vectors: Sequence[SparseVector], dense: Sequence[list[float] | None]) -> tuple[str, Any, dict[str, Any]]:
-        """(store method name, its first argument, its keyword arguments): `search_batch` or `hybrid_search_batch`."""
+    def run(self, store: SparseStore, vectors: list[SparseVector], dense: list[list[float] | None]) -> list[list[Hit]]:
+        """The store's blocking search: `search_batch`, or `hybrid_search_batch` with the hybrid options."""
         if self.hybrid is None:
-            return "search_batch", vectors, {"top_k": self.top_k, "filter": self.filter, "score_threshold": self.score_threshold}
+            return store.search_batch(vectors, top_k=self.top_k, filter=self.filter, score_threshold=self.score_threshold)
         hybrid = self.hybrid
-        requests = [
-            HybridQuery(sparse=v, text=q if hybrid.use_text else None, dense=d) for q, v, d in zip(self.queries, vectors, dense)
-        ]
-        options = {
-            "top_k": self.top_k, "fusion": hybrid.fusion, "rrf_k": hybrid.rrf_k, "weights": hybrid.weights,
-            "candidates": hybrid.candidates, "filter": self.filter,
-        }
-        return "hybrid_search_batch", requests, options
+        return store.hybrid_search_batch(
+            self.hybrid_queries(vectors, dense), top_k=self.top_k, fusion=hybrid.fusion, rrf_k=hybrid.rrf_k,
+            weights=hybrid.weights, candidates=hybrid.candidates, filter=self.filter,
+        )
+
+    async def arun(self, store: AsyncSearchStore, vectors: list[SparseVector], dense: list[list[float] | None]) -> list[list[Hit]]:
+        """`run` through the store's async methods (same arguments)."""
+        if self.hybrid is None:
+            return await store.asearch_batch(vectors, top_k=self.top_k, filter=self.filter, score_threshold=self.score_threshold)
+        hybrid = self.hybrid
+        return await store.ahybrid_search_batch(
+            self.hybrid_queries(vectors, dense), top_k=self.top_k, fusion=hybrid.fusion, rrf_k=hybrid.rrf_k,
+            weights=hybrid.weights, candidates=hybrid.candidates, filter=self.filter,
+        )
+
+    def hybrid_queries(self, vectors: list[SparseVector], dense: list[list[float] | None]) -> list[HybridQuery]:
+        use_text = self.hybrid is not None and self.hybrid.use_text
+        return [HybridQuery(sparse=v, text=q if use_text else None, dense=d) for q, v, d in zip(self.queries, vectors, dense)]
 
 
 def _call(
@@ -115,8 +124,7 @@ def search(
     """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query."""
     call = _call(queries, top_k, filter, score_threshold, hybrid, dense_encoder)
     vectors, dense = call.encode(encoder)
-    method, first, options = call.store_call(vectors, dense)
-    results: list[list[Hit]] = getattr(store, method)(first, **options)
+    results = call.run(store, vectors, dense)
     if explain:
         results = explain_results(store, vectors, results, encoder.model.id_to_token(), limit=explain_terms)
     return results
@@ -150,12 +158,10 @@ async def asearch(
         return vectors, dense, encoder.model.id_to_token() if explain else None
 
     vectors, dense, vocabulary = await asyncio.to_thread(serialised(encoder, encode))
-    method, first, options = call.store_call(vectors, dense)
-    results: list[list[Hit]]
     if isinstance(store, AsyncSearchStore):
-        results = await getattr(store, "a" + method)(first, **options)
+        results = await call.arun(store, vectors, dense)
     else:
-        results = await asyncio.to_thread(getattr(store, method), first, **options)
+        results = await asyncio.to_thread(call.run, store, vectors, dense)
     if vocabulary is not None:
         results = await asyncio.to_thread(explain_results, store, vectors, results, vocabulary, limit=explain_terms)
     return results
