@@ -41,7 +41,7 @@ from trainer.identity import EncoderIdentity, encoder_identity, model_fingerprin
 from trainer.model import SpladeModel, resolve_device
 from trainer.options import EncodeOptions as EncodeOptions  # re-exported: the public home of the options is still trainer.encoder
 from trainer.pooling import VocabProjection
-from trainer.precision import PrecisionPlan, prepare_route, resolve_precision
+from trainer.precision import PrecisionPlan, resolve_precision
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class SpladeEncoder:
         self._fingerprint: str | None = None  # None: taken from the model at each identity() call
         if plan.int8_body:  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
             self._fingerprint = model_fingerprint(model)  # before int8 layers replace the weights it samples
-        self._projection = prepare_route(model, self.device, self.precision)
+        self._projection = model.prepare_route(self.device, self.precision)
         self.model = model
         logger.info("encoding on %s in %s (%s)", self.device, self.precision.precision, self.precision.reason)
         self.options = options or EncodeOptions()

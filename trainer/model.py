@@ -29,8 +29,9 @@ from trainer.checkpoint import (
     write_layout,
     write_router_layout,
 )
+from trainer.cpu import CpuFeatures
 from trainer.pooling import DenseProjection, VocabProjection, max_over_tokens, pool_max, pool_sum
-from trainer.precision import resolve_precision
+from trainer.precision import PrecisionPlan, build_projection, resolve_precision
 from trainer.static import SparseStaticEmbedding
 
 logger = logging.getLogger(__name__)
@@ -215,6 +216,23 @@ class SpladeModel(nn.Module):
         """The vocabulary projection (an nn.Linear in transformers' MLM heads)."""
         decoder: nn.Linear = getattr(self._decoder_parent, self._decoder_attr)
         return decoder
+
+    def prepare_route(self, device: torch.device, plan: PrecisionPlan, *, features: CpuFeatures | None = None) -> VocabProjection:
+        """Put this model into precision route `plan` in place and return its vocabulary projection.
+
+        The one route set-up shared by the encoder and the `auto` probe: cast to the plan's dtype on `device`, int8
+        body layers when the plan asks (`int8-full`), and the projection built with the bias taken in fp32 before the
+        cast (it is added after the max, in fp32).
+        """
+        decoder = self.output_embeddings
+        bias = getattr(decoder, "bias", None)
+        fp32_bias = None if bias is None else bias.detach().to(device=device, dtype=torch.float32, copy=True)
+        self.to(device=device, dtype=plan.dtype).eval()
+        if plan.int8_body:
+            from trainer.quantization import quantize_linears  # imported when used: needs oneDNN int8 kernels
+
+            quantize_linears(self.mlm, skip=self.output_embeddings, features=features)
+        return build_projection(self.output_embeddings.weight, fp32_bias, plan)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         """Differentiable SPLADE vectors (batch, vocab): pool(activation(logits)) over real tokens.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainer.cpu import CpuFeatures, cpu_features, cpu_model_name
-from trainer.precision import Precision, PrecisionPlan, auto_candidates, prepare_route, resolve_precision
+from trainer.precision import Precision, PrecisionPlan, auto_candidates, resolve_precision
 
 if TYPE_CHECKING:
     from trainer.model import SpladeModel
@@ -89,7 +89,7 @@ def measure_route(model: SpladeModel, device: torch.device, name: Precision, fea
     plan = resolve_precision(device, name, features=features)
     needs_copy = plan.int8_body or model.output_embeddings.weight.dtype != plan.dtype or model.output_embeddings.weight.device != device
     candidate = copy.deepcopy(model) if needs_copy else model  # the caller's model stays as it is
-    projection = prepare_route(candidate, device, plan, features=features)
+    projection = candidate.prepare_route(device, plan, features=features)
     length = min(PROBE_LENGTH, candidate.max_seq_length)
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, candidate.vocab_size, (PROBE_BATCH, length), generator=generator).to(device)

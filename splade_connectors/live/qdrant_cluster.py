@@ -19,8 +19,12 @@ CLI: ``splade-connectors qdrant-server cluster --nodes 3`` (blocks until Ctrl-C,
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
+import os
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -28,8 +32,10 @@ from types import TracebackType
 from typing import Any
 
 from splade_connectors.errors import ConfigError, ServerError
+from splade_connectors.live.commands import ExtraVerb
 from splade_connectors.live.managed import Launch, free_port
-from splade_connectors.live.qdrant_server import QdrantServer
+from splade_connectors.live.qdrant_binary import BINARY_ENV
+from splade_connectors.live.qdrant_server import COMMANDS as SERVER_COMMANDS, QdrantServer
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +190,34 @@ class QdrantCluster:
             except Exception:  # stop the others whatever one does
                 log.exception("stopping Qdrant node %s failed", node.describe())
         self.nodes = []
+
+
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--binary", default=None, help=f"executable or .xz archive (default: ${BINARY_ENV}, else ../shared/qdrant)")
+    parser.add_argument("--nodes", type=int, default=3, help="number of nodes (default: 3)")
+    parser.add_argument("--api-key-env", default=None, metavar="VAR", help="environment variable holding an API key to require")
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    """The local cluster ``cluster`` runs (a `QdrantCluster`)."""
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not api_key:
+        raise ConfigError(f"${args.api_key_env} is empty")
+    return QdrantCluster(args.nodes, args.binary, api_key=api_key)
+
+
+# The server verbs plus `cluster`: `splade-connectors qdrant-server` and `python -m` on this module run these.
+COMMANDS = dataclasses.replace(
+    SERVER_COMMANDS,
+    extra_verbs={
+        "cluster": ExtraVerb(
+            help="start a local Qdrant cluster (--nodes, each its own ports, storage and process) until Ctrl-C or SIGTERM",
+            add_options=_cluster_options,
+            open=_cluster,
+        )
+    },
+)
+main = COMMANDS.main  # the CLI; failures raise `ServerError`
+
+if __name__ == "__main__":
+    sys.exit(COMMANDS.script())
