@@ -12,6 +12,7 @@
     │   ├── NotFoundError                    the collection or index does not exist
     │   ├── ConfigMismatchError              it exists but is configured differently
     │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
+    │   ├── RequestTooLargeError             a request was over the store's size limit (smaller ones may pass)
     │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
     ├── IngestError                          an ingestion stopped (earlier batches are stored)
     │   └── ResumeError                      a checkpoint is unreadable or belongs to another run or store
@@ -39,6 +40,7 @@ __all__ = [
     "InputError",
     "NotFoundError",
     "RejectedDocumentsError",
+    "RequestTooLargeError",
     "ResumeError",
     "ServerError",
     "SpladeError",
@@ -86,6 +88,10 @@ class ConfigMismatchError(StoreError):
 
 class StoreLockedError(StoreError):
     """An embedded store's folder is in use by another process, or cannot be written."""
+
+
+class RequestTooLargeError(StoreError):
+    """The store refused a request for its size (Qdrant's `service.max_request_size_mb`, HTTP 413): smaller requests may pass."""
 
 
 class RejectedDocumentsError(StoreError):

@@ -61,6 +61,9 @@ def add_qdrant_options(parser: argparse.ArgumentParser, *, path_default: str = "
     qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
     qdrant.add_argument("--qdrant-grpc-port", type=positive_int, default=None, help="server gRPC port (default 6334)")
     qdrant.add_argument("--upload-parallel", type=positive_int, default=1, help="concurrent upsert requests per batch (server)")
+    qdrant.add_argument("--qdrant-max-request-mb", type=positive_int, default=32, metavar="MB",
+                        help="the server's request size limit, MiB (its service.max_request_size_mb; default 32): "
+                             "upserts are split under it, a larger document is refused and reported")
 
 
 def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool = False) -> None:
@@ -92,7 +95,7 @@ def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dic
         "on_disk": args.on_disk, "timeout": args.qdrant_timeout, "prefer_grpc": args.prefer_grpc,
         "local_mode": args.qdrant_local_mode, "datatype": args.sparse_datatype,
         "payload_indexes": _payload_indexes(args.payload_index), "grpc_port": args.qdrant_grpc_port,
-        "upload_parallel": args.upload_parallel,
+        "upload_parallel": args.upload_parallel, "max_request_mb": args.qdrant_max_request_mb,
     }
 
 

@@ -59,6 +59,11 @@ class QdrantConfig(StoreConfigBase):
     prefer_grpc: bool = Field(False, description="talk gRPC to the server")
     grpc_port: int | None = Field(None, ge=1, le=65535, description="server gRPC port (default 6334)")
     upload_parallel: int = Field(1, ge=1, le=64, description="concurrent upsert requests per written batch (server)")
+    max_request_mb: int = Field(
+        32, ge=1,
+        description="server: the largest request it takes, MiB (its service.max_request_size_mb, 32 by default); "
+        "upserts are split to stay under it and a point larger than it is refused (see `qdrant.sizing`)",
+    )
     embedded_optimize_every: int | None = Field(
         50_000, ge=1,
         description="embedded engine: optimize and flush after this many upserted points (None: only in "
