@@ -4,13 +4,15 @@ Each store has its option group (`add_qdrant_options`, `add_opensearch_options`)
 parsed options into its config's fields (`qdrant_options`, `opensearch_options`); `ingest` and
 `search` add both groups plus `--store`/`--collection` (`add_store_options`), `eval` and `tune` add
 the two groups for the throwaway collections they create. The store itself is built by the registry (`splade_connectors.registry`),
-as everywhere else. Bad values are refused while parsing or by the config (one `ConfigError` line).
+as everywhere else. Bad values are refused while parsing or by the config (one `ConfigError` line); a
+malformed store URL is refused naming the option or variable it came from (`splade_connectors.urls`).
 
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
 never appears in shell history or process lists) or `--qdrant-path` (the embedded Qdrant engine, on disk;
 default ./qdrant_data for ingest/search, a temporary folder for eval; `--qdrant-local-mode` for
 qdrant-client's local mode instead). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else
-http://localhost:9200; credentials in the URL are moved out of it and never printed), `--opensearch-user`
+http://localhost:9200; credentials in the URL are moved out of it and never printed; `/?#@%` in them
+percent-encoded), `--opensearch-user`
 (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or `--opensearch-password`, which
 shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--two-phase [SPEC]`
 (two-phase queries, see `splade_connectors.opensearch.two_phase`), `--opensearch-shards`.
@@ -26,6 +28,7 @@ from splade_connectors.cli.values import positive_int
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
+from splade_connectors.urls import parse_store_url
 
 if TYPE_CHECKING:
     from trainer.encoder import SpladeEncoder
@@ -88,6 +91,8 @@ def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool 
 def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dict[str, Any]:
     """`QdrantConfig` fields from the Qdrant options (server, else embedded at `default_path` or in memory)."""
     url = args.qdrant_url or (None if args.qdrant_path else os.environ.get("QDRANT_URL") or None)
+    if url:
+        parse_store_url(url, what="--qdrant-url" if args.qdrant_url else "$QDRANT_URL")  # the option named, not a field
     path = None if url else (args.qdrant_path or default_path)
     api_key = (os.environ.get(args.qdrant_api_key_env) or None) if url else None
     return {
@@ -111,8 +116,11 @@ def _payload_indexes(specs: list[str]) -> dict[str, str]:
 
 
 def opensearch_url(args: argparse.Namespace) -> str | None:
-    """The OpenSearch URL given by option or environment (None when neither)."""
-    return args.opensearch_url or os.environ.get("OPENSEARCH_URL") or None
+    """The OpenSearch URL given by option or environment (None when neither); a malformed one is a `ConfigError`."""
+    url = args.opensearch_url or os.environ.get("OPENSEARCH_URL") or None
+    if url:
+        parse_store_url(url, what="--opensearch-url" if args.opensearch_url else "$OPENSEARCH_URL")
+    return url
 
 
 def opensearch_options(args: argparse.Namespace) -> dict[str, Any]:
