@@ -163,3 +163,17 @@ def test_a_point_size_estimate_is_never_below_its_json() -> None:
     struct = models.PointStruct(id=point.id, vector={"splade": models.SparseVector(indices=indices, values=values)}, payload=point.payload)
     sent = json.dumps({"points": [struct.model_dump(exclude_none=True)]}, ensure_ascii=False).encode()
     assert point_bytes(point) >= len(sent)
+
+
+def test_the_limit_is_a_cli_option() -> None:
+    """`--qdrant-max-request-mb` reaches the store config (default: Qdrant's own 32 MiB)."""
+    from splade_connectors.cli import build_parser
+    from splade_connectors.cli.stores import store_config_from_args
+
+    parser = build_parser()
+    default = store_config_from_args(parser.parse_args(["search", "--qdrant-url", "http://127.0.0.1:6333", "-q", "x"]))
+    given = store_config_from_args(
+        parser.parse_args(["search", "--qdrant-url", "http://127.0.0.1:6333", "--qdrant-max-request-mb", "4", "-q", "x"])
+    )
+    assert isinstance(default, QdrantConfig) and isinstance(given, QdrantConfig)
+    assert (default.max_request_mb, given.max_request_mb) == (32, 4)
