@@ -12,6 +12,7 @@
     │   ├── NotFoundError                    the collection or index does not exist
     │   ├── ConfigMismatchError              it exists but is configured differently
     │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
+    │   ├── RequestTooLargeError             a request was over the store's size limit (smaller ones may pass)
     │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
     ├── IngestError                          an ingestion stopped (earlier batches are stored)
     │   └── ResumeError                      a checkpoint is unreadable or belongs to another run or store
@@ -20,7 +21,8 @@
 Each adapter maps its client library's exceptions into this hierarchy in one place (its `errors.py`),
 so callers never see qdrant-client, qdrant-edge or opensearch-py exceptions. Messages name the store
 (`SparseStore.describe()`: kind, location, collection) and never a secret: `mask_url` removes URL
-credentials and `redact` removes any known secret value from a message.
+credentials from a message, `mask_one_url` from one URL even when it is malformed (`splade_connectors.urls`),
+and `redact` removes any known secret value from a message.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "InputError",
     "NotFoundError",
     "RejectedDocumentsError",
+    "RequestTooLargeError",
     "ResumeError",
     "ServerError",
     "SpladeError",
@@ -47,6 +50,7 @@ __all__ = [
     "StoreUnavailableError",
     "TransientStoreError",
     "config_error",
+    "mask_one_url",
     "mask_url",
     "redact",
 ]
@@ -88,6 +92,10 @@ class StoreLockedError(StoreError):
     """An embedded store's folder is in use by another process, or cannot be written."""
 
 
+class RequestTooLargeError(StoreError):
+    """The store refused a request for its size (Qdrant's `service.max_request_size_mb`, HTTP 413): smaller requests may pass."""
+
+
 class RejectedDocumentsError(StoreError):
     """The store refused some documents of a write; `failures` maps document id -> reason.
 
@@ -120,13 +128,30 @@ class ServerError(SpladeError):
     """
 
 
-# userinfo runs to the last "@" before the path (a password may itself contain "@", ":" or "#")
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
+# userinfo runs to the last "@" of the URL (a password may itself hold "@", ":", or unencoded "/", "?", "#":
+# malformed, but masked all the same)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>\S+)@")
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def mask_url(url: str) -> str:
     """The URL with its credentials masked: `http://admin:secret@h` -> `http://admin:***@h`, `http://key@h` -> `http://***@h`."""
     return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{_mask_userinfo(m.group('userinfo'))}@", url)
+
+
+def mask_one_url(url: str) -> str:
+    """One URL, well-formed or not, for a message: what precedes its last `@` is masked as by `mask_url`; without
+    an `@`, a port that is not a number is `***` with all after it (`http://admin:secret` is a password without a host)."""
+    scheme = _SCHEME.match(url)
+    prefix, rest = (url[: scheme.end()], url[scheme.end() :]) if scheme else ("", url)
+    if "@" in rest:
+        userinfo, _, after = rest.rpartition("@")
+        return f"{prefix}{_mask_userinfo(userinfo)}@{after}"
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    host, colon, port = rest[:end].partition(":")
+    if colon and not rest.startswith("[") and not (port.isascii() and port.isdigit()):
+        return f"{prefix}{host}:***"
+    return url
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
@@ -140,4 +165,4 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 def _mask_userinfo(userinfo: str) -> str:
     user, sep, _ = userinfo.partition(":")
-    return f"{user}:***" if sep else "***"
+    return f"{user}:***" if sep and not any(c in user for c in "/?#") else "***"

@@ -206,7 +206,8 @@ class AsyncSearchStore(Protocol):
 class StoreConfigBase(BaseModel):
     """What every store config has: its kind, where it lives, the collection/index it names, and its secrets."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a refused value (a URL with a password in it) never shows in a validation error
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     kind: ClassVar[str] = "store"
 

@@ -9,7 +9,9 @@ code 2 for anything the user can act on (a bad option value, unusable input, a s
 unreachable, refuses the credentials or lacks the collection: every `SpladeError`, and file-system
 errors), no traceback unless `-v`; Ctrl-C is `error: interrupted` with exit code 130. Option parsing
 errors have the same one-line form. Secrets (passwords, API keys, URL credentials) are masked in
-that line and in every log record the command writes.
+that line, in every log record the command writes (the `-v` tracebacks included) and in the traceback
+of an unexpected error (a bug: exit code 1). Store URLs are parsed strictly before anything uses them
+(`splade_connectors.urls`): a malformed one is one `error:` line, credentials masked.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import NoReturn
-from urllib.parse import unquote, urlsplit
 
 from splade_connectors.cli import demo, evaluate, ingest, opensearch_server, qdrant_server, search, train, tune
 from splade_connectors.errors import SpladeError, redact
+from splade_connectors.urls import url_secrets
 
 # command name -> its module, whose `register(subparsers)` adds the command's parser and sets `func`
 # (args -> exit code). Imported here, all of them: a module that fails to import fails the CLI. Command
@@ -40,6 +43,7 @@ COMMANDS: dict[str, ModuleType] = {
     "qdrant-server": qdrant_server,
 }
 EXIT_ERROR = 2
+EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -89,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error("interrupted", secrets)
         return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001 - a bug, not a user error: its traceback as Python prints it, secrets masked
+        print(redact(traceback.format_exc(), secrets), file=sys.stderr, end="", flush=True)
+        return EXIT_BUG
 
 
 def report_error(message: str, secrets: Iterable[str] = ()) -> None:
@@ -103,21 +110,9 @@ def _os_error_message(exc: OSError) -> str:
 
 
 # ---- secrets ------------------------------------------------------------------------------------------------
-def _url_secrets(url: str | None) -> list[str]:
-    """The password (or lone token) in a URL's userinfo, raw and percent-decoded."""
-    if not url:
-        return []
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    token = parts.password if parts.password is not None else (parts.username if "@" in parts.netloc else None)
-    return [token, unquote(token)] if token else []
-
-
 def _secrets_from_environment() -> list[str]:
     values = [os.environ.get("OPENSEARCH_PASSWORD"), os.environ.get("QDRANT_API_KEY")]
-    values += _url_secrets(os.environ.get("OPENSEARCH_URL")) + _url_secrets(os.environ.get("QDRANT_URL"))
+    values += url_secrets(os.environ.get("OPENSEARCH_URL")) + url_secrets(os.environ.get("QDRANT_URL"))
     return [v for v in values if v]
 
 
@@ -129,7 +124,7 @@ def secrets_of(args: argparse.Namespace) -> list[str]:
     if api_key_env:
         values.append(os.environ.get(api_key_env))
     for option in ("opensearch_url", "qdrant_url"):
-        values += _url_secrets(getattr(args, option, None))
+        values += url_secrets(getattr(args, option, None))
     return sorted({v for v in values if v}, key=len, reverse=True)
 
 

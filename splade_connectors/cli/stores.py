@@ -4,14 +4,16 @@ Each store has its option group (`add_qdrant_options`, `add_opensearch_options`)
 parsed options into its config's fields (`qdrant_options`, `opensearch_options`); `ingest` and
 `search` add both groups plus `--store`/`--collection` (`add_store_options`), `eval` and `tune` add
 the two groups for the throwaway collections they create. The store itself is built by the registry (`splade_connectors.registry`),
-as everywhere else. Bad values are refused while parsing or by the config (one `ConfigError` line).
+as everywhere else. Bad values are refused while parsing or by the config (one `ConfigError` line); a
+malformed store URL is refused naming the option or variable it came from (`splade_connectors.urls`).
 
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
 never appears in shell history or process lists) or `--qdrant-path` (the embedded Qdrant engine, on disk;
 default ./qdrant_data for ingest/search, a temporary folder for eval; `--qdrant-local-mode` for
 qdrant-client's local mode instead); `--qdrant-shards`, `--qdrant-replication-factor`, `--qdrant-write-consistency`
 for a new collection on a server (refused with a path). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else
-http://localhost:9200; credentials in the URL are moved out of it and never printed), `--opensearch-user`
+http://localhost:9200; credentials in the URL are moved out of it and never printed; `/?#@%` in them
+percent-encoded), `--opensearch-user`
 (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or `--opensearch-password`, which
 shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--two-phase [SPEC]`
 (two-phase queries, see `splade_connectors.opensearch.two_phase`), `--opensearch-shards`.
@@ -27,6 +29,7 @@ from splade_connectors.cli.values import positive_int
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
+from splade_connectors.urls import parse_store_url
 
 if TYPE_CHECKING:
     from trainer.encoder import SpladeEncoder
@@ -68,6 +71,9 @@ def add_qdrant_options(parser: argparse.ArgumentParser, *, path_default: str = "
                         help="copies of each shard on a cluster, the first included (default: the server's, 1)")
     qdrant.add_argument("--qdrant-write-consistency", type=positive_int, default=None, metavar="N",
                         help="copies that must acknowledge each write (default: the server's, 1)")
+    qdrant.add_argument("--qdrant-max-request-mb", type=positive_int, default=32, metavar="MB",
+                        help="the server's request size limit, MiB (its service.max_request_size_mb; default 32): "
+                             "upserts are split under it, a larger document is refused and reported")
 
 
 def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool = False) -> None:
@@ -92,6 +98,8 @@ def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool 
 def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dict[str, Any]:
     """`QdrantConfig` fields from the Qdrant options (server, else embedded at `default_path` or in memory)."""
     url = args.qdrant_url or (None if args.qdrant_path else os.environ.get("QDRANT_URL") or None)
+    if url:
+        parse_store_url(url, what="--qdrant-url" if args.qdrant_url else "$QDRANT_URL")  # the option named, not a field
     path = None if url else (args.qdrant_path or default_path)
     api_key = (os.environ.get(args.qdrant_api_key_env) or None) if url else None
     return {
@@ -101,6 +109,7 @@ def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dic
         "payload_indexes": _payload_indexes(args.payload_index), "grpc_port": args.qdrant_grpc_port,
         "upload_parallel": args.upload_parallel, "shard_number": args.qdrant_shards,
         "replication_factor": args.qdrant_replication_factor, "write_consistency_factor": args.qdrant_write_consistency,
+        "max_request_mb": args.qdrant_max_request_mb,
     }
 
 
@@ -116,8 +125,11 @@ def _payload_indexes(specs: list[str]) -> dict[str, str]:
 
 
 def opensearch_url(args: argparse.Namespace) -> str | None:
-    """The OpenSearch URL given by option or environment (None when neither)."""
-    return args.opensearch_url or os.environ.get("OPENSEARCH_URL") or None
+    """The OpenSearch URL given by option or environment (None when neither); a malformed one is a `ConfigError`."""
+    url = args.opensearch_url or os.environ.get("OPENSEARCH_URL") or None
+    if url:
+        parse_store_url(url, what="--opensearch-url" if args.opensearch_url else "$OPENSEARCH_URL")
+    return url
 
 
 def opensearch_options(args: argparse.Namespace) -> dict[str, Any]:

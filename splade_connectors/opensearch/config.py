@@ -9,13 +9,14 @@ import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from splade_connectors.errors import ConfigError, mask_url
 from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.store import StoreConfigBase
+from splade_connectors.urls import parse_store_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from opensearchpy import AsyncOpenSearch, OpenSearch
@@ -81,22 +82,25 @@ class OpenSearchConfig(StoreConfigBase):
     @model_validator(mode="before")
     @classmethod
     def _credentials_out_of_urls(cls, data: Any) -> Any:
-        """`http://user:pass@host` -> host without credentials + username/password (never kept in a URL)."""
+        """`http://user:pass@host` -> host without credentials + username/password (never kept in a URL).
+
+        Every host URL is parsed strictly (`splade_connectors.urls`): a malformed one, e.g. a password with an
+        unencoded `/`, is a `ConfigError` naming the problem, credentials masked.
+        """
         if not isinstance(data, dict) or data.get("hosts") is None:
             return data
         hosts = [data["hosts"]] if isinstance(data["hosts"], str) else list(data["hosts"])
         clean = []
         for host in hosts:
-            parts = urlsplit(host) if isinstance(host, str) else None
-            if parts is None or (parts.username is None and parts.password is None):
-                clean.append(host)
+            if not isinstance(host, str):
+                clean.append(host)  # pydantic refuses it
                 continue
-            if parts.username and not data.get("username"):
-                data = {**data, "username": unquote(parts.username)}
-            if parts.password and not data.get("password"):
-                data = {**data, "password": unquote(parts.password)}
-            netloc = parts.netloc.rpartition("@")[2]
-            clean.append(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+            parsed = parse_store_url(host, what="OpenSearch host URL")
+            if parsed.username and not data.get("username"):
+                data = {**data, "username": parsed.username}
+            if parsed.password and not data.get("password"):
+                data = {**data, "password": parsed.password}
+            clean.append(parsed.url)
         return {**data, "hosts": clean}
 
     @field_validator("index")

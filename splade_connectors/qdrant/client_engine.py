@@ -3,8 +3,9 @@
 Both speak qdrant-client's API, so one class serves them; the differences that remain are local
 mode's: payload indexes are no-ops there (so none are created), it reports no storage size in
 memory, and it scans every point per query. Writes wait until the server has applied them, so a
-batch is searchable (and a checkpoint after it is safe) when `upsert` returns; with
-`upload_parallel > 1` a batch is split into that many requests sent concurrently.
+batch is searchable (and a checkpoint after it is safe) when `upsert` returns. On a server a batch
+is sent in requests sized by bytes under its request limit (`qdrant.sizing`); with
+`upload_parallel > 1` it is split into at least that many requests sent concurrently.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from splade_connectors.aio import LoopClient
-from splade_connectors.errors import NotFoundError, StoreError
+from splade_connectors.errors import NotFoundError, RejectedDocumentsError, RequestTooLargeError, StoreError
 from splade_connectors.qdrant.collection import CLUSTER_SETTINGS, check_layout, cluster_settings, missing_indexes, wanted_sparse
 from splade_connectors.qdrant.config import QdrantConfig, connect, connect_async
 from splade_connectors.qdrant.engine import (
@@ -34,6 +35,7 @@ from splade_connectors.qdrant.engine import (
 )
 from splade_connectors.qdrant.errors import mapped_errors
 from splade_connectors.qdrant.hybrid import fusion_query
+from splade_connectors.qdrant.sizing import plan_requests, point_bytes, request_budget, too_large_reason
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -181,19 +183,57 @@ class ClientEngine:
         return models.PointStruct(id=point.id, vector=vector, payload=point.payload)
 
     def upsert(self, points: Sequence[PointData]) -> None:
-        structs = [self._struct(p) for p in points]
-        parts = self.config.upload_parallel if not self.local else 1
-        with self._errors(f"upsert of {len(structs)} points"):
-            if parts <= 1 or len(structs) < 2 * parts:
+        """Write `points`; on a server, in requests sized by bytes (`qdrant.sizing`), `upload_parallel` at a time.
+
+        A point too large for any request, or one the server refuses as too large when sent alone, is
+        named in a `RejectedDocumentsError` (by point id); a larger request the server refuses as too large
+        is a `RejectedDocumentsError` naming none, so that the caller splits the batch. Nothing is
+        written when a point is refused before sending; other requests of the batch may be written
+        when the server refuses one (rewriting them is harmless: ids are deterministic).
+        """
+        if not points:
+            return
+        if self.local:  # local mode takes points of any size, in one call
+            structs = [self._struct(p) for p in points]
+            with self._errors(f"upsert of {len(structs)} points"):
                 self.client.upsert(collection_name=self.name, points=structs, wait=True)
-                return
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="qdrant-upload")
-            size = -(-len(structs) // parts)
-            chunks = [structs[i : i + size] for i in range(0, len(structs), size)]
-            futures = [self._pool.submit(self.client.upsert, collection_name=self.name, points=c, wait=True) for c in chunks]
-            for future in futures:
-                future.result()
+            return
+        config = self.config
+        budget = request_budget(config.max_request_mb)
+        sizes = [point_bytes(p) for p in points]
+        too_large = {p.id: too_large_reason(size, config.max_request_mb) for p, size in zip(points, sizes) if size > budget}
+        if too_large:
+            raise RejectedDocumentsError(too_large, total=len(points), others_written=False, store=config.describe())
+        parts = config.upload_parallel if len(points) >= 2 * config.upload_parallel else 1
+        ranges = plan_requests(sizes, budget=budget, parts=parts)
+        if len(ranges) > 1:
+            logger.debug("upsert of %d points (~%d bytes) in %d requests", len(points), sum(sizes), len(ranges))
+        requests = [[self._struct(points[i]) for i in r] for r in ranges]
+        refused = [(r, reason) for r, reason in zip(ranges, self._send(requests, parallel=parts > 1)) if reason is not None]
+        if refused:  # a request alone names its point; a larger one names none: the caller splits the batch
+            named = {points[r.start].id: reason for r, reason in refused if len(r) == 1}
+            raise RejectedDocumentsError(named, total=len(points), others_written=False, store=config.describe())
+
+    def _send(self, requests: Sequence[list[models.PointStruct]], *, parallel: bool) -> list[str | None]:
+        """Send the requests (concurrently when `parallel`), wait for all; per request, why the server refused it as too large.
+
+        Any other error is raised once every request has finished (none is left running behind it).
+        """
+        def send(points: list[models.PointStruct]) -> str | None:
+            try:
+                with self._errors(f"upsert of {len(points)} points"):
+                    self.client.upsert(collection_name=self.name, points=points, wait=True)
+            except RequestTooLargeError as exc:
+                return str(exc)
+            return None
+
+        if not parallel or len(requests) == 1:
+            return [send(request) for request in requests]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.config.upload_parallel, thread_name_prefix="qdrant-upload")
+        futures = [self._pool.submit(send, request) for request in requests]
+        wait(futures)
+        return [future.result() for future in futures]
 
     def delete(self, ids: Sequence[str]) -> None:
         with self._errors(f"delete of {len(ids)} points"):

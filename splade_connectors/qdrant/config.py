@@ -25,9 +25,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from qdrant_client import AsyncQdrantClient, QdrantClient
 
-from splade_connectors.errors import ConfigError, mask_url
+from splade_connectors.errors import ConfigError, mask_one_url, mask_url
 from splade_connectors.filters import payload_path
 from splade_connectors.store import StoreConfigBase
+from splade_connectors.urls import parse_store_url
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +70,30 @@ class QdrantConfig(StoreConfigBase):
         None, ge=1, description="copies that must acknowledge a write (server; None: the server's default, 1)"
     )
     upload_parallel: int = Field(1, ge=1, le=64, description="concurrent upsert requests per written batch (server)")
+    max_request_mb: int = Field(
+        32, ge=1,
+        description="server: the largest request it takes, MiB (its service.max_request_size_mb, 32 by default); "
+        "upserts are split to stay under it and a point larger than it is refused (see `qdrant.sizing`)",
+    )
     embedded_optimize_every: int | None = Field(
         50_000, ge=1,
         description="embedded engine: optimize and flush after this many upserted points (None: only in "
         "finish_ingest); bounds the in-RAM appendable segment and the WAL during large ingestions",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        """A well-formed server URL (`splade_connectors.urls`); credentials in it are refused: qdrant-client drops them."""
+        if value is None:
+            return None
+        parsed = parse_store_url(value, what="Qdrant URL")
+        if parsed.username is not None or parsed.password is not None:
+            raise ConfigError(
+                f"Qdrant URL {mask_one_url(value)}: credentials in the URL are not used by the Qdrant client; "
+                "give the API key as api_key (CLI: $QDRANT_API_KEY or --qdrant-api-key-env)"
+            )
+        return parsed.url
 
     @field_validator("payload_indexes")
     @classmethod

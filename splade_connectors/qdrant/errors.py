@@ -9,7 +9,9 @@
 `translate` maps each to a `StoreError` subclass with one line naming the store (collection and
 location, never the API key), the action and the cause; its `transient` flag drives the retry
 policy: network trouble, timeouts, 429, 5xx and gRPC UNAVAILABLE/DEADLINE_EXCEEDED are transient;
-validation, authentication, missing collections, locked folders and engine errors are permanent.
+validation, authentication, missing collections, locked folders and engine errors are permanent. A
+request over the server's size limit (HTTP 400 "larger than allowed", 413, a gRPC message over its
+limit) is a `RequestTooLargeError`: permanent for that request, smaller ones may pass.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from splade_connectors.errors import (
     AuthenticationError,
     NotFoundError,
+    RequestTooLargeError,
     SpladeError,
     StoreError,
     StoreLockedError,
@@ -105,6 +108,8 @@ def translate(error: BaseException, where: str, action: str, *, edge: bool = Fal
             return AuthenticationError(f"{prefix}: the server refused the API key (HTTP {status}: {detail or 'unauthorized'})")
         if status == 404:
             return NotFoundError(f"{prefix}: not found ({detail})")
+        if status == 413 or (status == 400 and "larger than allowed" in detail):
+            return RequestTooLargeError(f"{prefix}: the server refused the request as too large (HTTP {status}: {detail})")
         if status == 429 or (status is not None and status >= 500):
             return TransientStoreError(f"{prefix}: HTTP {status} {detail}")
         return StoreError(f"{prefix}: the server refused the request (HTTP {status}: {detail})")
@@ -124,6 +129,8 @@ def translate(error: BaseException, where: str, action: str, *, edge: bool = Fal
             return NotFoundError(f"{prefix}: not found ({details})")
         if code == "DEADLINE_EXCEEDED":
             return TransientStoreError(f"{prefix}: timed out ({details})")
+        if code == "RESOURCE_EXHAUSTED" and "larger than" in details.lower():  # a message over a gRPC size limit
+            return RequestTooLargeError(f"{prefix}: the request is too large ({code}: {details})")
         if code in _TRANSIENT_GRPC:
             return TransientStoreError(f"{prefix}: {code} {details}")
         return StoreError(f"{prefix}: the server refused the request ({code}: {details})")

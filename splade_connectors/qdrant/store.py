@@ -146,14 +146,25 @@ class QdrantStore(StoreBase[QdrantConfig]):
 
     # ---- writes -----------------------------------------------------------------------------------------
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
-        """Write a batch and wait until it is applied (searchable when this returns)."""
+        """Write a batch and wait until it is applied (searchable when this returns).
+
+        `RejectedDocumentsError` names the documents the store cannot take (a dense vector that does not
+        fit, a document too large for one request to the server); the ingestion sets them aside and
+        writes the rest of the batch again (`ingest.isolation`).
+        """
         engine = self.engine
         if not batch:
             return
         failures = {item.document.id: reason for item in batch if (reason := self._dense_problem(item))}
         if failures:
             raise RejectedDocumentsError(failures, total=len(batch), others_written=False, store=self.describe())
-        engine.upsert([PointData(id=point_id(i.document.id), sparse=i.sparse, payload=i.document.payload(), dense=i.dense) for i in batch])
+        points = [PointData(id=point_id(i.document.id), sparse=i.sparse, payload=i.document.payload(), dense=i.dense) for i in batch]
+        try:
+            engine.upsert(points)
+        except RejectedDocumentsError as exc:  # the engine names points (too large for a request): name their documents
+            doc_ids = {point.id: item.document.id for point, item in zip(points, batch)}
+            failures = {doc_ids.get(key, key): reason for key, reason in exc.failures.items()}
+            raise RejectedDocumentsError(failures, total=len(batch), others_written=exc.others_written, store=self.describe()) from exc
 
     def delete(self, doc_ids: Sequence[str]) -> None:
         engine = self.engine

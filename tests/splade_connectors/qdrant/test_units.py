@@ -47,6 +47,7 @@ def test_api_key_never_shows() -> None:
         {"datatype": "int4"},
         {"payload_indexes": {"topic": "vector"}},
         {"upload_parallel": 0},
+        {"max_request_mb": 0},
     ],
 )
 def test_config_rejects_inconsistent_options(options: dict[str, object]) -> None:
@@ -229,3 +230,14 @@ def test_mapped_errors_redacts_secrets_and_keeps_one_line() -> None:
 
 def _response_with(status: int, body: bytes) -> UnexpectedResponse:
     return UnexpectedResponse(status, "x", body, httpx.Headers())
+
+
+def test_a_request_over_the_size_limit_is_its_own_permanent_error() -> None:
+    """The server's "larger than allowed" (REST) is a `RequestTooLargeError`: not retried, smaller requests may pass."""
+    from splade_connectors.errors import RequestTooLargeError
+
+    body = b'{"status":{"error":"JSON payload (41967897 bytes) is larger than allowed (limit: 33554432 bytes)."}}'
+    for error in (_response_with(400, body), _response_with(413, b"")):
+        mapped = translate(error, "qdrant collection 'c' (http://h:6333)", "upsert of 10 points")
+        assert isinstance(mapped, RequestTooLargeError) and not is_transient(mapped)
+    assert not isinstance(translate(_response_with(400, b'{"status":{"error":"bad"}}'), "c", "upsert"), RequestTooLargeError)
