@@ -14,7 +14,7 @@ hits with score <= 0 on every engine, so results are the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,6 +125,28 @@ class QdrantStore(StoreBase[QdrantConfig]):
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
+
+    # ---- aliases ----------------------------------------------------------------------------------------
+    def _alias_engine(self) -> Any:
+        from splade_connectors.qdrant.client_engine import ClientEngine
+
+        engine = self.engine
+        if not isinstance(engine, ClientEngine):
+            raise ConfigError(f"{self.describe()}: the embedded engine (qdrant-edge-py) has no collection aliases; use a Qdrant server")
+        return engine
+
+    def aliases(self) -> dict[str, str]:
+        """Every collection alias -> the collection it names (server or local mode; the embedded engine has none)."""
+        return dict(self._alias_engine().aliases())
+
+    def resolve(self, name: str | None = None) -> str:
+        """The collection behind `name` (default: this store's): the aliased collection, or `name` itself."""
+        name = name or self.name
+        return self.aliases().get(name, name)
+
+    def update_aliases(self, changes: Mapping[str, str | None]) -> None:
+        """Point each alias at a collection (None deletes the alias), atomically in one request."""
+        self._alias_engine().update_aliases(changes)
 
     # ---- writes -----------------------------------------------------------------------------------------
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
