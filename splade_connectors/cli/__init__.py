@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
-from splade_connectors.cli import demo, evaluate, ingest, opensearch_server, qdrant_server, search, train, tune
+from splade_connectors.cli import demo, evaluate, ingest, migrate, opensearch_server, qdrant_server, search, train, tune
 from splade_connectors.errors import SpladeError, redact
 
 # command name -> its module, whose `register(subparsers)` adds the command's parser and sets `func`
@@ -35,6 +35,7 @@ COMMANDS: dict[str, ModuleType] = {
     "search": search,
     "eval": evaluate,
     "tune": tune,
+    "migrate": migrate,
     "train": train,
     "opensearch-server": opensearch_server,
     "qdrant-server": qdrant_server,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -22,11 +23,23 @@ from splade_connectors.cli.values import positive_float, positive_int
 from splade_connectors.errors import ConfigError, IngestError, config_error
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file
 from splade_connectors.ingest.sources import beir_corpus_path
+from splade_connectors.store import StoreConfigBase
+
+if TYPE_CHECKING:
+    from trainer.encoder import SpladeEncoder
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("ingest", help="encode a JSONL/Parquet file or BEIR folder into a store", description=__doc__)
-    parser.add_argument("--input", "-i", required=True, help="JSONL or Parquet file, or BEIR folder with corpus.jsonl")
+    add_ingest_options(parser, input_required=True)
+    add_store_options(parser)
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_ingest_options(parser: argparse.ArgumentParser, *, input_required: bool) -> None:
+    """The input, ingestion and engine options (`ingest`, and `migrate`, which ingests into a new collection)."""
+    parser.add_argument("--input", "-i", required=input_required, help="JSONL or Parquet file, or BEIR folder with corpus.jsonl")
     parser.add_argument("--id-field", default="_id")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--title-field", default="title", help="title field, prepended to the text when encoding")
@@ -44,9 +57,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     engine.add_argument("--encoders", type=positive_int, default=1, help="encoder actors (Ray)")
     engine.add_argument("--gpus-per-encoder", type=float, default=None, help="GPUs per encoder actor (Ray; 0 = CPU; default: 1 when the cluster has GPUs)")
     engine.add_argument("--cpus-per-encoder", type=positive_float, default=1.0, help="CPUs per encoder actor (Ray)")
-    add_store_options(parser)
-    add_model_options(parser)
-    parser.set_defaults(func=run)
 
 
 def _count_lines(path: Path) -> int | None:
@@ -60,7 +70,7 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-def _ingest_config(args: argparse.Namespace) -> IngestConfig:
+def ingest_config(args: argparse.Namespace) -> IngestConfig:
     try:
         return IngestConfig(
             batch_size=args.ingest_batch_size, on_invalid=args.on_invalid, with_title=not args.no_title,
@@ -73,8 +83,8 @@ def _ingest_config(args: argparse.Namespace) -> IngestConfig:
 
 def run(args: argparse.Namespace) -> int:
     corpus = beir_corpus_path(args.input)
-    config = _ingest_config(args)
-    report, where = _run_ray(args, corpus, config) if args.engine == "ray" else _run_single(args, corpus, config)
+    config = ingest_config(args)
+    report, where = run_ray(args, corpus, config) if args.engine == "ray" else run_single(args, corpus, config)
     if args.json:
         print_json({"store": args.store, "collection": args.index or args.collection, "input": str(corpus), **ingest_report_to_json(report)})
     else:
@@ -82,9 +92,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_single(args: argparse.Namespace, corpus: Path, config: IngestConfig) -> tuple[IngestReport, str]:
-    store_config = store_config_from_args(args)  # bad store options fail here, before the model loads
-    encoder = load_encoder(args)
+def run_single(
+    args: argparse.Namespace, corpus: Path, config: IngestConfig, *, target: StoreConfigBase | None = None,
+    encoder: SpladeEncoder | None = None,
+) -> tuple[IngestReport, str]:
+    """Ingest in this process into `target` (default: the store the options name) with `encoder` (default: the options')."""
+    store_config = target or store_config_from_args(args)  # bad store options fail here, before the model loads
+    encoder = encoder or load_encoder(args)
     with open_store_from_args(args, encoder, config=store_config) as store:  # errors are reported by the CLI's main
         try:
             show = not args.no_progress and sys.stderr.isatty()
@@ -97,7 +111,10 @@ def _run_single(args: argparse.Namespace, corpus: Path, config: IngestConfig) ->
         return report, store.describe()
 
 
-def _run_ray(args: argparse.Namespace, corpus: Path, config: IngestConfig) -> tuple[IngestReport, str]:
+def run_ray(
+    args: argparse.Namespace, corpus: Path, config: IngestConfig, *, target: StoreConfigBase | None = None,
+) -> tuple[IngestReport, str]:
+    """Ingest on Ray into `target` (default: the store the options name)."""
     from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions, ingest_file_ray
 
     try:
@@ -113,7 +130,7 @@ def _run_ray(args: argparse.Namespace, corpus: Path, config: IngestConfig) -> tu
         raise config_error(exc, "Ray engine options") from None
     if config.checkpoint is not None:
         raise ConfigError("--checkpoint is for the single engine; a Ray job resumes with --skip-unchanged")
-    target = store_config_from_args(args)
+    target = target or store_config_from_args(args)
     report = ingest_file_ray(corpus, spec, target, config, options)
     return report, target.describe()
 

@@ -1,0 +1,165 @@
+"""`splade-connectors migrate` on a real Qdrant server and a real OpenSearch: no failed query, switch, rollback.
+
+Old collection: the shipped model with every vector cut to its 4 largest weights (poor); new: the
+same model with no cut (better), so the nDCG@10 gate lets the switch through. A thread queries the
+alias through the whole migration; not one query may fail.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from splade_connectors.cli import main
+from splade_connectors.migrate import previous_alias
+from splade_connectors.registry import open_store, store_config
+from splade_connectors.store import AliasStore, SparseStore, StoreConfigBase
+from tests.conftest import load_beir_slice, write_beir_folder
+from tests.live_stores import LiveStore
+from trainer.encoder import SpladeEncoder
+from trainer.sparse import SparseVector
+
+MODEL_OPTIONS = ["--max-length", "96", "--batch-size", "16"]
+OLD_OPTIONS = [*MODEL_OPTIONS, "--top-k-terms", "4"]
+
+
+@pytest.fixture(scope="module")
+def beir_folder(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 SciFact queries, their judged documents and filler: 60 documents."""
+    full = load_beir_slice(scifact_dir, 0)
+    queries = dict(list(full.queries.items())[:20])
+    judged = {d for q in queries for d in full.qrels[q]}
+    by_id = {d["_id"]: d for d in full.corpus}
+    docs = {d: (by_id[d]["title"], by_id[d]["text"]) for d in sorted(judged)}
+    with open(scifact_dir / "corpus.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            if len(docs) >= 60:
+                break
+            row = json.loads(line)
+            docs.setdefault(row["_id"], (row.get("title", ""), row["text"]))
+    qrels = [(q, d, g) for q in queries for d, g in full.qrels[q].items()]
+    return write_beir_folder(tmp_path_factory.mktemp("migrate") / "beir", docs, queries, qrels)
+
+
+def _config(kind: str, live: LiveStore, name: str) -> StoreConfigBase:
+    if kind == "qdrant":
+        return store_config("qdrant", collection=name, url=live.url)
+    return store_config("opensearch", index=name, hosts=[live.url])
+
+
+def _store_args(kind: str, live: LiveStore, name: str) -> list[str]:
+    assert live.url is not None
+    if kind == "qdrant":
+        return ["--store", "qdrant", "--qdrant-url", live.url, "--collection", name]
+    return ["--store", "opensearch", "--opensearch-url", live.url, "--index", name]
+
+
+@pytest.fixture(params=["qdrant", "opensearch"])
+def live(request: pytest.FixtureRequest) -> tuple[str, LiveStore]:
+    kind = request.param
+    fixture = "qdrant_server_store" if kind == "qdrant" else "opensearch_store"
+    return kind, request.getfixturevalue(fixture)
+
+
+def _top(store: SparseStore, vectors: list[SparseVector]) -> list[list[tuple[str, float]]]:
+    return [[(h.id, round(h.score, 3)) for h in hits] for hits in store.search_batch(vectors, top_k=5)]
+
+
+class QueryLoop(threading.Thread):
+    """Searches the alias until stopped; records every failure."""
+
+    def __init__(self, config: StoreConfigBase, vocabulary: list[str], vectors: list[SparseVector]) -> None:
+        super().__init__(daemon=True)
+        self.config, self.vocabulary, self.vectors = config, vocabulary, vectors
+        self.stop = threading.Event()
+        self.rounds = 0
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        with open_store(self.config, vocabulary=self.vocabulary, create=False) as store:
+            while not self.stop.is_set():
+                try:
+                    hits = store.search_batch(self.vectors, top_k=5)
+                    if not any(hits):
+                        self.failures.append("no hit for any query")
+                except Exception as exc:  # noqa: BLE001 - every failure is what the test counts
+                    self.failures.append(repr(exc))
+                self.rounds += 1
+
+
+def test_migrate_switches_without_a_failed_query_and_rolls_back(
+    live: tuple[str, LiveStore], beir_folder: Path, encoder: SpladeEncoder, capsys: pytest.CaptureFixture[str],
+) -> None:
+    kind, where = live
+    alias = f"mig-{uuid.uuid4().hex[:8]}"
+    old_name = f"{alias}__v1"
+    vocabulary = encoder.model.id_to_token()
+    vectors = encoder.encode_queries(["cell", "protein expression in cancer", "vitamin d deficiency"])
+    made: list[str] = [old_name]
+    try:
+        assert main(["ingest", "--input", str(beir_folder), "--no-progress", *_store_args(kind, where, old_name), *OLD_OPTIONS]) == 0
+        with open_store(_config(kind, where, old_name), vocabulary=vocabulary, create=False) as admin:
+            assert isinstance(admin, AliasStore)
+            admin.update_aliases({alias: old_name})
+            old_results = _top(admin, vectors)
+        capsys.readouterr()
+
+        loop = QueryLoop(_config(kind, where, alias), vocabulary, vectors)
+        loop.start()
+        try:
+            code = main([
+                "migrate", "--input", str(beir_folder), "--no-progress", "--json", *_store_args(kind, where, alias), *MODEL_OPTIONS,
+                "--eval-beir", str(beir_folder), "--old-model-options", " ".join(OLD_OPTIONS),
+            ])
+            rounds_during = loop.rounds
+        finally:
+            loop.stop.set()
+            loop.join(timeout=120)
+        out = capsys.readouterr().out
+        assert code == 0, out
+        report = json.loads(out)
+        made.append(report["new"])
+        assert loop.failures == []
+        assert rounds_during > 0
+        assert report["switched"] is True, report
+        assert report["new_score"] >= report["old_score"]
+
+        with open_store(_config(kind, where, report["new"]), vocabulary=vocabulary, create=False) as new_store:
+            assert isinstance(new_store, AliasStore)
+            assert new_store.resolve(alias) == report["new"]
+            assert new_store.aliases()[previous_alias(alias)] == old_name
+            new_results = _top(new_store, vectors)
+            assert new_store.count() == 60
+        assert new_results != old_results
+        with open_store(_config(kind, where, alias), vocabulary=vocabulary, create=False) as through_alias:
+            assert _top(through_alias, vectors) == new_results
+            assert through_alias.count() == 60
+
+        assert main(["migrate", "--rollback", "--json", *_store_args(kind, where, alias)]) == 0
+        assert json.loads(capsys.readouterr().out)["now"] == old_name
+        with open_store(_config(kind, where, alias), vocabulary=vocabulary, create=False) as through_alias:
+            assert _top(through_alias, vectors) == old_results
+
+        assert main(["migrate", "--cleanup", "--json", *_store_args(kind, where, alias)]) == 0
+        assert json.loads(capsys.readouterr().out)["deleted"] == report["new"]
+        with open_store(_config(kind, where, old_name), vocabulary=vocabulary, create=False) as admin:
+            assert isinstance(admin, AliasStore)
+            assert previous_alias(alias) not in admin.aliases()
+            assert admin.resolve(alias) == old_name
+    finally:
+        _drop_all(kind, where, vocabulary, alias, made)
+
+
+def _drop_all(kind: str, where: LiveStore, vocabulary: list[str], alias: str, names: list[str]) -> None:
+    for name in names:
+        try:
+            with open_store(_config(kind, where, name), vocabulary=vocabulary, create=False) as store:
+                if isinstance(store, AliasStore):
+                    store.update_aliases({alias: None, previous_alias(alias): None})
+                store.drop()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
