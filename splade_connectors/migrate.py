@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from splade_connectors.errors import ConfigError, NotFoundError
-from splade_connectors.registry import open_store
+from splade_connectors.registry import build_store, open_store
 from splade_connectors.store import AliasStore, SparseStore, StoreConfigBase
 from trainer.retrieval.metrics import retrieval_metrics
 
@@ -134,6 +134,9 @@ def migrate(
 ) -> MigrationReport:
     """Build a new collection for the alias `config` names, evaluate, switch if at least as good (see the module doc)."""
     alias = config.collection_name
+    store = build_store(config, vocabulary=new_encoder.model.id_to_token())
+    if not isinstance(store, AliasStore) or not store.supports_aliases:
+        raise ConfigError(f"{config.describe()}: migrate needs aliases, which this store has not (use a Qdrant server or OpenSearch)")
     old = current_target(config, old_encoder or new_encoder)
     report = MigrationReport(alias=alias, new=new_name or new_collection_name(alias), old=old)
     if report.new in (alias, old, previous_alias(alias)):

@@ -178,6 +178,11 @@ class AliasStore(Protocol):
     builds a new collection and moves the alias to it in one atomic request (`update_aliases`).
     """
 
+    @property
+    def supports_aliases(self) -> bool:
+        """Whether this store (engine) has aliases; the methods below refuse with `ConfigError` when not."""
+        ...
+
     def aliases(self) -> dict[str, str]:
         """Every alias -> the collection/index it names (for OpenSearch, the one it writes to)."""
         ...

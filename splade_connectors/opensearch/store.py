@@ -193,6 +193,11 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         return self.config.compression == "gzip" or (self.config.compression == "auto" and not is_loopback(self.config))
 
     # ---- aliases ------------------------------------------------------------------------------------
+    @property
+    def supports_aliases(self) -> bool:
+        """Index aliases are always there."""
+        return True
+
     def aliases(self) -> dict[str, str]:
         """Every index alias -> the index it writes to (its write index, else its only or first index)."""
         with mapped_errors(self.describe(), "list aliases"):

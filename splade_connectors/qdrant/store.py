@@ -127,6 +127,11 @@ class QdrantStore(StoreBase[QdrantConfig]):
             engine.close()
 
     # ---- aliases ----------------------------------------------------------------------------------------
+    @property
+    def supports_aliases(self) -> bool:
+        """Whether this engine has collection aliases (a server and local mode do; the embedded engine does not)."""
+        return self.backend != "edge"
+
     def _alias_engine(self) -> Any:
         from splade_connectors.qdrant.client_engine import ClientEngine
 

@@ -163,3 +163,55 @@ def _drop_all(kind: str, where: LiveStore, vocabulary: list[str], alias: str, na
                 store.drop()
         except Exception:
             pass
+
+
+def test_migrate_api_first_switch_gate_catch_up_and_refusals(
+    qdrant_server_store: LiveStore, beir_folder: Path, encoder: SpladeEncoder, tmp_path: Path,
+) -> None:
+    """First migration creates the alias; the replay after the switch brings a document that reached the source
+    during the build; a failed gate leaves the alias alone (new collection kept); a plain collection and the
+    embedded engine are refused."""
+    from splade_connectors.errors import ConfigError
+    from splade_connectors.eval.datasets import load_beir_folder
+    from splade_connectors.ingest import IngestConfig, ingest
+    from splade_connectors.migrate import migrate
+    from splade_connectors.records import Document
+
+    dataset = load_beir_folder(beir_folder)
+    documents = [Document(id=d, text=doc["text"], title=doc.get("title") or None) for d, doc in dataset.corpus.items()]
+    late = Document(id="late-arrival", text="a document added to the source while the new collection was built")
+    alias = f"mig-{uuid.uuid4().hex[:8]}"
+    config = _config("qdrant", qdrant_server_store, alias)
+    builds: list[tuple[str, bool]] = []
+
+    def build(target: StoreConfigBase, replay: bool) -> object:
+        builds.append((target.collection_name, replay))
+        source = [*documents, late] if replay else documents
+        with open_store(target) as store:
+            return ingest(source, encoder, store, IngestConfig(skip_unchanged=replay))
+
+    made: list[str] = []
+    try:
+        first = migrate(config, build=build, new_encoder=encoder, dataset=dataset, new_name=f"{alias}__a")
+        made.append(first.new)
+        assert (first.switched, first.old) == (True, None)
+        assert builds == [(f"{alias}__a", False), (alias, True)]
+        with open_store(config, create=False) as through_alias:
+            assert through_alias.count() == len(documents) + 1
+            assert isinstance(through_alias, AliasStore) and through_alias.resolve() == f"{alias}__a"
+
+        refused = migrate(config, build=build, new_encoder=encoder, dataset=dataset, min_delta=1.0, new_name=f"{alias}__b")
+        made.append(refused.new)
+        assert refused.switched is False and refused.old == f"{alias}__a"
+        assert refused.new_score == pytest.approx(refused.old_score)  # same model: same ranking
+        with open_store(config.with_collection(f"{alias}__b"), create=False) as kept:
+            assert kept.count() == len(documents)
+            assert isinstance(kept, AliasStore) and kept.resolve(alias) == f"{alias}__a"
+
+        with pytest.raises(ConfigError, match="is a collection, not an alias"):
+            migrate(config.with_collection(f"{alias}__a"), build=build, new_encoder=encoder, dataset=dataset)
+        embedded = store_config("qdrant", collection=alias, path=str(tmp_path / "edge"))
+        with pytest.raises(ConfigError, match="needs aliases"):
+            migrate(embedded, build=build, new_encoder=encoder, dataset=dataset)
+    finally:
+        _drop_all("qdrant", qdrant_server_store, encoder.model.id_to_token(), alias, made)
