@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from splade_connectors.cli.ingest import add_ingest_options, ingest_config, run_ray, run_single
+from splade_connectors.cli.ingesting import add_ingest_options, ingest_config, run_ray, run_single
 from splade_connectors.cli.model import add_model_options, load_encoder
 from splade_connectors.cli.output import print_json
 from splade_connectors.cli.stores import add_store_options, store_config_from_args
