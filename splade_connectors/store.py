@@ -16,7 +16,7 @@ Search arguments are validated by the rules here (`require_top_k`, `require_batc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+; the project supports 3.10
 
 __all__ = [
+    "AliasStore",
     "AsyncSearchStore",
     "ConfigMismatchError",
     "Filter",
@@ -201,6 +202,32 @@ class AsyncSearchStore(Protocol):
     ) -> list[list[Hit]]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class AliasStore(Protocol):
+    """A store whose collections/indexes can be named through aliases (Qdrant server and local mode, OpenSearch).
+
+    Every command reads and writes through an alias as through the collection it names; `migrate`
+    builds a new collection and moves the alias to it in one atomic request (`update_aliases`).
+    """
+
+    @property
+    def supports_aliases(self) -> bool:
+        """Whether this store (engine) has aliases; the methods below refuse with `ConfigError` when not."""
+        ...
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias -> the collection/index it names (for OpenSearch, the one it writes to)."""
+        ...
+
+    def resolve(self, name: str | None = None) -> str:
+        """The collection behind `name` (default: this store's name): the aliased one, or `name` itself."""
+        ...
+
+    def update_aliases(self, changes: Mapping[str, str | None]) -> None:
+        """Point each alias at a collection (None deletes the alias), all applied atomically."""
+        ...
 
 
 class StoreConfigBase(BaseModel):

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from splade_connectors.cli import demo, evaluate, ingest, opensearch_server, qdrant_server, search, train, tune
+from splade_connectors.cli import demo, evaluate, ingest, migrate, opensearch_server, qdrant_server, search, train, tune
 from splade_connectors.errors import SpladeError, redact
 from splade_connectors.urls import url_secrets
 
@@ -38,6 +38,7 @@ COMMANDS: dict[str, ModuleType] = {
     "search": search,
     "eval": evaluate,
     "tune": tune,
+    "migrate": migrate,
     "train": train,
     "opensearch-server": opensearch_server,
     "qdrant-server": qdrant_server,

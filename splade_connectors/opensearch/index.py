@@ -102,6 +102,10 @@ def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, 
             if "resource_already_exists_exception" not in str(exc):
                 raise
     mapping = client.indices.get_mapping(index=config.index)
+    if len(mapping) != 1:  # an alias over several indices (reads would span them, settings could not be read)
+        raise ConfigMismatchError(
+            f"{config.describe()} is an alias of {len(mapping)} indices ({', '.join(sorted(mapping))}): point it at one index"
+        )
     (body,) = mapping.values()
     check_mapping(body.get("mappings", {}), config, codec)
     return False

@@ -209,6 +209,41 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     def _gzip(self) -> bool:
         return self.config.compression == "gzip" or (self.config.compression == "auto" and not is_loopback(self.config))
 
+    # ---- aliases ------------------------------------------------------------------------------------
+    @property
+    def supports_aliases(self) -> bool:
+        """Index aliases are always there."""
+        return True
+
+    def aliases(self) -> dict[str, str]:
+        """Every index alias -> the index it writes to (its write index, else its only or first index)."""
+        with mapped_errors(self.describe(), "list aliases"):
+            answer = self.client.indices.get_alias()
+        out: dict[str, str] = {}
+        for index in sorted(answer):
+            for alias, spec in ((answer[index] or {}).get("aliases") or {}).items():
+                if (spec or {}).get("is_write_index") or alias not in out:
+                    out[alias] = index
+        return out
+
+    def resolve(self, name: str | None = None) -> str:
+        """The index behind `name` (default: this store's): the alias's write index, or `name` itself."""
+        name = name or self.name
+        return self.aliases().get(name, name)
+
+    def update_aliases(self, changes: Mapping[str, str | None]) -> None:
+        """Point each alias at one index as its write index (None deletes the alias), in one atomic `_aliases` request."""
+        current = self.aliases()
+        actions: list[dict[str, Any]] = []
+        for alias, target in changes.items():
+            if alias in current:
+                actions.append({"remove": {"index": "*", "alias": alias}})
+            if target is not None:
+                actions.append({"add": {"index": target, "alias": alias, "is_write_index": True}})
+        if actions:
+            with mapped_errors(self.describe(), "alias update"):
+                self.client.indices.update_aliases(body={"actions": actions})
+
     # ---- writes -------------------------------------------------------------------------------------
     def _rejected(self, doc_id: str, reason: str) -> RejectedDocumentsError:
         return RejectedDocumentsError({doc_id: reason}, total=1, others_written=False, store=self.describe())

@@ -175,6 +175,27 @@ class ClientEngine:
         with self._errors("drop"):
             self.client.delete_collection(collection_name=self.name)
 
+    # ---- aliases ----------------------------------------------------------------------------------------
+    def aliases(self) -> dict[str, str]:
+        """Every alias of the server (or local store) -> the collection it names."""
+        with self._errors("list aliases"):
+            return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def update_aliases(self, changes: Mapping[str, str | None]) -> None:
+        """Point each alias at its collection (None deletes it), all in one request: Qdrant applies it atomically."""
+        current = self.aliases()
+        operations: list[Any] = []
+        for alias, target in changes.items():
+            if alias in current:
+                operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            if target is not None:
+                operations.append(
+                    models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=target, alias_name=alias))
+                )
+        if operations:
+            with self._errors("alias update"):
+                self.client.update_collection_aliases(change_aliases_operations=operations)
+
     # ---- writes -----------------------------------------------------------------------------------------
     def _struct(self, point: PointData) -> models.PointStruct:
         vector: dict[str, Any] = {self.config.sparse_name: to_qdrant_sparse(point.sparse)}
@@ -332,8 +353,9 @@ class ClientEngine:
             logger.debug("no storage size for %s: %s", self.config.describe(), type(exc).__name__)
             return None
         total = None
+        concrete = self.aliases().get(self.name, self.name)  # telemetry names collections, never aliases
         for collection in collections:
-            if collection.get("id") != self.name:
+            if collection.get("id") != concrete:
                 continue
             for shard in collection.get("shards") or []:
                 local = shard.get("local") or {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,33 @@ class QdrantStore(StoreBase[QdrantConfig]):
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
+
+    # ---- aliases ----------------------------------------------------------------------------------------
+    @property
+    def supports_aliases(self) -> bool:
+        """Whether this engine has collection aliases (a server and local mode do; the embedded engine does not)."""
+        return self.backend != "edge"
+
+    def _alias_engine(self) -> Any:
+        from splade_connectors.qdrant.client_engine import ClientEngine
+
+        engine = self.engine
+        if not isinstance(engine, ClientEngine):
+            raise ConfigError(f"{self.describe()}: the embedded engine (qdrant-edge-py) has no collection aliases; use a Qdrant server")
+        return engine
+
+    def aliases(self) -> dict[str, str]:
+        """Every collection alias -> the collection it names (server or local mode; the embedded engine has none)."""
+        return dict(self._alias_engine().aliases())
+
+    def resolve(self, name: str | None = None) -> str:
+        """The collection behind `name` (default: this store's): the aliased collection, or `name` itself."""
+        name = name or self.name
+        return self.aliases().get(name, name)
+
+    def update_aliases(self, changes: Mapping[str, str | None]) -> None:
+        """Point each alias at a collection (None deletes the alias), atomically in one request."""
+        self._alias_engine().update_aliases(changes)
 
     # ---- writes -----------------------------------------------------------------------------------------
     def upsert(self, batch: Sequence[EncodedDocument]) -> None:
