@@ -11,6 +11,7 @@
     │   ├── AuthenticationError              wrong or missing credentials (401/403)
     │   ├── NotFoundError                    the collection or index does not exist
     │   ├── ConfigMismatchError              it exists but is configured differently
+    │   │   └── EncodingMismatchError        it holds vectors of another model or encoding options
     │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
     │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
     ├── IngestError                          an ingestion stopped (earlier batches are stored)
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "ConfigMismatchError",
     "DatasetError",
+    "EncodingMismatchError",
     "IngestError",
     "InputError",
     "NotFoundError",
@@ -82,6 +84,10 @@ class NotFoundError(StoreError):
 
 class ConfigMismatchError(StoreError):
     """An existing collection or index does not have the configuration that was asked for."""
+
+
+class EncodingMismatchError(ConfigMismatchError):
+    """The collection or index was written with another encoder identity than the one at hand (`stored_encoding`)."""
 
 
 class StoreLockedError(StoreError):

@@ -7,6 +7,11 @@ Queries are encoded once, searched in one batch, and (with `explain`) each hit g
 terms it shares with its query, with both weights (`Hit.terms`). Hybrid search fuses SPLADE with
 what the store has beside it: BM25 on the text (OpenSearch) or a dense vector (Qdrant, given a
 `dense_encoder`); see `SparseStore.hybrid_search_batch`.
+
+Before encoding, the query encoder is checked against the model that wrote the collection (its
+encoding record, `splade_connectors.stored_encoding`): another model is refused with one
+`EncodingMismatchError` line, or searched anyway with a logged WARNING under `allow_model_mismatch`.
+A collection without a record (written before records existed) is searched unchecked.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from splade_connectors.errors import ConfigError
 from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
 from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, SparseStore, require_top_k
+from splade_connectors.stored_encoding import check_query_encoder
 from trainer.sparse import SparseVector
 
 DenseQueryEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
@@ -49,11 +55,16 @@ def search(
     explain_terms: int | None = 5,
     hybrid: HybridOptions | None = None,
     dense_encoder: DenseQueryEncoder | None = None,
+    allow_model_mismatch: bool = False,
 ) -> list[list[Hit]]:
-    """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query."""
+    """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query.
+
+    `allow_model_mismatch`: search a collection written by another model anyway (a WARNING is logged).
+    """
     if isinstance(queries, str):
         raise ConfigError("queries must be a list of texts; wrap a single query in a list")
     require_top_k(top_k)  # before encoding: the store would refuse it after the work
+    check_query_encoder(store, encoder, allow_mismatch=allow_model_mismatch)
     queries = list(queries)
     vectors = encoder.encode_queries(queries)
     if hybrid is None:

@@ -2,7 +2,9 @@
 
     begin_ingest -> load (the engine's) -> check the input -> delete-missing -> finish_ingest -> count
 
-An engine supplies only the load: the single-process encode/write loop (`pipeline.py`) or the Ray
+Before the session starts, `claim_store` makes the store a collection of this run's encoding (checked against,
+or written into, the collection's own record: `splade_connectors.stored_encoding`), so a run never
+mixes vectors of two encodings in one collection. An engine supplies only the load: the single-process encode/write loop (`pipeline.py`) or the Ray
 Data pipeline (`ray_engine/engine.py`). The load fills the session's `IngestReport`, classifies
 documents with `stored_statuses` (the stored-hash read of skip-unchanged), stops on a refused record
 with `fail_on` under `on_invalid="fail"`, and returns how many input records it read. The session
@@ -29,6 +31,7 @@ from splade_connectors.ingest.sources import RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document
 from splade_connectors.store import SparseStore
+from splade_connectors.stored_encoding import claim_for_ingest
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,24 @@ def fail_on(record: InvalidRecord, config: IngestConfig) -> None:
 def stopped(cause: object) -> IngestError:
     """The error of a run a failure stopped after the batches already accepted were safe (resumable)."""
     return IngestError(f"ingestion stopped: {cause}")
+
+
+def claim_store(
+    store: SparseStore, config: IngestConfig, identity: EncodingIdentity | None, vocabulary: Sequence[str] | None
+) -> None:
+    """Before anything is written: refuse a collection of another encoding (or, with `reencode`, drop and re-create
+    it), record this run's encoding in a collection without one. Runs before `start_state` reads the store's count."""
+
+    def refuse_with_checkpoint() -> None:
+        if CheckpointFile(config.checkpoint).load() is not None:
+            raise ResumeError(
+                f"checkpoint {config.checkpoint} belongs to a run of the collection's earlier encoding: delete it, "
+                "then rerun with --reencode"
+            )
+
+    claim_for_ingest(
+        store, identity, vocabulary, reencode=config.reencode, retry=config.retry, before_drop=refuse_with_checkpoint,
+    )
 
 
 def start_state(store: SparseStore, config: IngestConfig, identity: EncodingIdentity | None) -> CheckpointState:
