@@ -155,7 +155,7 @@ def claim_for_ingest(
     theirs = _brief(stored.encoding, changed, stored.vocabulary)
     if not reencode:
         raise EncodingMismatchError(
-            f"{store.describe()} holds vectors of another encoding ({theirs}; this run: {ours}): adding these would "
+            f"{store.describe()} holds vectors of another encoding (stored: {theirs}; this run: {ours}): adding these would "
             "mix encodings and make scores meaningless; re-encode the whole collection from the source with "
             "reencode=True (--reencode: drops it, then ingests this input), or ingest into a new collection/index"
         )
