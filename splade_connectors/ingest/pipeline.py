@@ -96,8 +96,9 @@ class _Run:
         self.config = config = pipeline.config
         identity = run_identity(pipeline.encoder, config)  # ConfigError when the run needs one the encoder lacks
         self.identity_key = identity.key() if identity is not None else None
-        claim_store(self.store, config, identity, encoder_vocabulary(pipeline.encoder))
-        self.state = start_state(self.store, config, identity)
+        self.state = start_state(self.store, config, identity)  # a checkpoint of another run is refused first
+        if claim_store(self.store, config, identity, encoder_vocabulary(pipeline.encoder)):
+            self.state.store_count_at_start = 0  # dropped and re-created (reencode)
         self.session = IngestSession(self.store, config, source_name=source_name, state=self.state)
         self.report = self.session.report
         self.consumed = 0

@@ -2,9 +2,7 @@
 
     begin_ingest -> load (the engine's) -> check the input -> delete-missing -> finish_ingest -> count
 
-Before the session starts, `claim_store` makes the store a collection of this run's encoding (checked against,
-or written into, the collection's own record: `splade_connectors.stored_encoding`), so a run never
-mixes vectors of two encodings in one collection. An engine supplies only the load: the single-process encode/write loop (`pipeline.py`) or the Ray
+An engine supplies only the load: the single-process encode/write loop (`pipeline.py`) or the Ray
 Data pipeline (`ray_engine/engine.py`). The load fills the session's `IngestReport`, classifies
 documents with `stored_statuses` (the stored-hash read of skip-unchanged), stops on a refused record
 with `fail_on` under `on_invalid="fail"`, and returns how many input records it read. The session
@@ -13,6 +11,10 @@ deletes the stored documents the source no longer holds; finishes and counts. Wh
 `begin_ingest`, the store's normal settings are restored (`finish_ingest`, best effort) before the
 error leaves; a store error during the load stops the run as an `IngestError` ("ingestion stopped:
 ..."), from which a checkpointed run resumes.
+
+Before the session, `claim_store` makes the store a collection of this run's encoding (checked
+against, or written into, the collection's own record: `splade_connectors.stored_encoding`), so a
+run never mixes vectors of two encodings in one collection.
 """
 
 from __future__ import annotations
@@ -66,18 +68,19 @@ def stopped(cause: object) -> IngestError:
 
 def claim_store(
     store: SparseStore, config: IngestConfig, identity: EncodingIdentity | None, vocabulary: Sequence[str] | None
-) -> None:
+) -> bool:
     """Before anything is written: refuse a collection of another encoding (or, with `reencode`, drop and re-create
-    it), record this run's encoding in a collection without one. Runs before `start_state` reads the store's count."""
+    it: True), record this run's encoding in a collection without one. A checkpointed run calls it after
+    `start_state` (a checkpoint of another run is refused first) and never drops what a checkpoint resumes."""
 
     def refuse_with_checkpoint() -> None:
         if CheckpointFile(config.checkpoint).load() is not None:
             raise ResumeError(
-                f"checkpoint {config.checkpoint} belongs to a run of the collection's earlier encoding: delete it, "
-                "then rerun with --reencode"
+                f"checkpoint {config.checkpoint} resumes a run into {store.describe()}, which holds vectors of another "
+                f"encoding: delete {config.checkpoint} to re-encode from the start"
             )
 
-    claim_for_ingest(
+    return claim_for_ingest(
         store, identity, vocabulary, reencode=config.reencode, retry=config.retry, before_drop=refuse_with_checkpoint,
     )
 
