@@ -11,6 +11,10 @@ custom encoder (a cache, a remote service, a test double) implements just that p
   it: skip-unchanged, checkpoints, delete-missing (`require_identity` refuses an encoder without one).
 - `SparseEncoder`: all of the above plus the streaming form `iter_encode`.
 
+`EncodingIdentity` is what a stored document's vector is made from: the encoder's identity plus the
+title rule. Ingestion checkpoints, content hashes and the collection's own record
+(`splade_connectors.stored_encoding`) all use it.
+
 Per-call `overrides` are `EncodeOptions` fields (`top_k=...`, `max_length=...`); an unknown one is a
 `ConfigError`. `stats` (`EncodeStats` of the last call) is part of `SparseEncoder`; ingestion reads
 it for its truncation and chunking counts when a `DocumentEncoder` has it.
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DocumentEncoder",
     "EncoderIdentity",
+    "EncodingIdentity",
     "IdentifiedEncoder",
     "QueryEncoder",
     "SparseEncoder",
@@ -84,6 +89,17 @@ class SparseEncoder(DocumentEncoder, QueryEncoder, IdentifiedEncoder, Protocol):
     def iter_encode(
         self, texts: Iterable[str], *, role: Literal["query", "document"] = "document", **overrides: object
     ) -> Iterator[SparseVector]: ...
+
+
+class EncodingIdentity(EncoderIdentity):
+    """Everything that decides a stored document's vector besides its text: the encoder's identity and the title rule."""
+
+    with_title: bool = True
+
+    @classmethod
+    def of(cls, encoder_identity: EncoderIdentity, *, with_title: bool) -> EncodingIdentity:
+        fields = {name: getattr(encoder_identity, name) for name in EncoderIdentity.model_fields}
+        return cls(**fields, with_title=with_title)
 
 
 def require_identity(encoder: object, needed_by: str) -> EncoderIdentity:

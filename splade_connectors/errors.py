@@ -11,6 +11,7 @@
     │   ├── AuthenticationError              wrong or missing credentials (401/403)
     │   ├── NotFoundError                    the collection or index does not exist
     │   ├── ConfigMismatchError              it exists but is configured differently
+    │   │   └── EncodingMismatchError        it holds vectors of another model or encoding options
     │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
     │   ├── RequestTooLargeError             a request was over the store's size limit (smaller ones may pass)
     │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ConfigMismatchError",
     "DatasetError",
+    "EncodingMismatchError",
     "IngestError",
     "InputError",
     "NotFoundError",
@@ -86,6 +88,10 @@ class NotFoundError(StoreError):
 
 class ConfigMismatchError(StoreError):
     """An existing collection or index does not have the configuration that was asked for."""
+
+
+class EncodingMismatchError(ConfigMismatchError):
+    """The collection or index was written with another encoder identity than the one at hand (`stored_encoding`)."""
 
 
 class StoreLockedError(StoreError):

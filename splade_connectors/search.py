@@ -8,6 +8,11 @@ Queries are encoded once, searched in one batch, and (with `explain`) each hit g
 terms it shares with its query, with both weights (`Hit.terms`). Hybrid search fuses SPLADE with
 what the store has beside it: BM25 on the text (OpenSearch) or a dense vector (Qdrant, given a
 `dense_encoder`); see `SparseStore.hybrid_search_batch`.
+
+Before encoding, the query encoder is checked against the model that wrote the collection (its
+encoding record, `splade_connectors.stored_encoding`): another model is refused with one
+`EncodingMismatchError` line, or searched anyway with a logged WARNING under `allow_model_mismatch`.
+A collection without a record (written before records existed) is searched unchecked.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from splade_connectors.store import (
     SparseStore,
     require_top_k,
 )
+from splade_connectors.stored_encoding import check_query_encoder
 from trainer.sparse import SparseVector
 
 DenseQueryEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
@@ -120,9 +126,14 @@ def search(
     explain_terms: int | None = 5,
     hybrid: HybridOptions | None = None,
     dense_encoder: DenseQueryEncoder | None = None,
+    allow_model_mismatch: bool = False,
 ) -> list[list[Hit]]:
-    """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query."""
+    """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query.
+
+    `allow_model_mismatch`: search a collection written by another model anyway (a WARNING is logged).
+    """
     call = _call(queries, top_k, filter, score_threshold, hybrid, dense_encoder)
+    check_query_encoder(store, encoder, allow_mismatch=allow_model_mismatch)
     vectors, dense = call.encode(encoder)
     results = call.run(store, vectors, dense)
     if explain:
@@ -142,6 +153,7 @@ async def asearch(
     explain_terms: int | None = 5,
     hybrid: HybridOptions | None = None,
     dense_encoder: DenseQueryEncoder | None = None,
+    allow_model_mismatch: bool = False,
 ) -> list[list[Hit]]:
     """`search` for an event loop: same arguments, results and errors, without blocking the loop.
 
@@ -154,6 +166,7 @@ async def asearch(
 
     def encode() -> tuple[list[SparseVector], list[list[float] | None], list[str] | None]:
         # the vocabulary is read under the encoder's lock too: encoding swaps the model's projection meanwhile
+        check_query_encoder(store, encoder, allow_mismatch=allow_model_mismatch)
         vectors, dense = call.encode(encoder)
         return vectors, dense, encoder.model.id_to_token() if explain else None
 

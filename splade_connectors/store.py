@@ -9,7 +9,9 @@ client library's exceptions in one place. `describe()` names the store for messa
 presentation, for checkpoints.
 
 `StoreBase` owns what derives from the config (name, describe, identity), the open/close
-bookkeeping and context management; an adapter supplies only `_connect` and `_disconnect`.
+bookkeeping and context management; an adapter supplies only `_connect` and `_disconnect`, and
+where the collection keeps its encoding record (`_read_encoding`, `_write_encoding`; the record
+itself and the checks on it are `splade_connectors.stored_encoding`'s).
 Search arguments are validated by the rules here (`require_top_k`, `require_batch_size`,
 `hybrid_depth`), so every store refuses the same values with the same message.
 """
@@ -170,6 +172,14 @@ class SparseStore(Protocol):
         """Delete the collection or index."""
         ...
 
+    def recorded_encoding(self) -> dict[str, Any] | None:
+        """The encoding record kept in the collection's own metadata (`stored_encoding`); None when it has none."""
+        ...
+
+    def record_encoding(self, record: dict[str, Any]) -> None:
+        """Keep this encoding record in the collection's own metadata (replacing an earlier one)."""
+        ...
+
 
 @runtime_checkable
 class AsyncSearchStore(Protocol):
@@ -277,6 +287,8 @@ class StoreBase(Generic[ConfigT]):
         self.config = config
         self.created = False  # whether the last `open()` created the collection/index
         self._opened = False
+        self._encoding: dict[str, Any] | None = None  # the encoding record, once read (`recorded_encoding`)
+        self._encoding_read = False
 
     @property
     def name(self) -> str:
@@ -297,11 +309,13 @@ class StoreBase(Generic[ConfigT]):
             return self
         self.created = self._connect(create=create)
         self._opened = True
+        self._encoding, self._encoding_read = None, False
         return self
 
     def close(self) -> None:
         """Release connections (and an embedded store's folder lock). Idempotent."""
         self._opened = False
+        self._encoding, self._encoding_read = None, False
         self._disconnect()
 
     async def aclose(self) -> None:
@@ -311,6 +325,28 @@ class StoreBase(Generic[ConfigT]):
 
     async def _aclose_async_clients(self) -> None:
         """Close the async clients (adapters that have some override this)."""
+
+    def recorded_encoding(self) -> dict[str, Any] | None:
+        """The encoding record the collection keeps in its own metadata, None when it has none (read once per open)."""
+        self._require_open()
+        if not self._encoding_read:
+            self._encoding = self._read_encoding()
+            self._encoding_read = True
+        return self._encoding
+
+    def record_encoding(self, record: dict[str, Any]) -> None:
+        """Keep this encoding record in the collection's own metadata (replacing an earlier one)."""
+        self._require_open()
+        self._write_encoding(dict(record))
+        self._encoding, self._encoding_read = dict(record), True
+
+    def _read_encoding(self) -> dict[str, Any] | None:  # pragma: no cover - every adapter overrides
+        """The record as the collection's metadata holds it (None when absent)."""
+        raise NotImplementedError
+
+    def _write_encoding(self, record: dict[str, Any]) -> None:  # pragma: no cover - every adapter overrides
+        """Write the record into the collection's metadata."""
+        raise NotImplementedError
 
     def _connect(self, *, create: bool) -> bool:  # pragma: no cover - every adapter overrides
         """Connect and create or require the collection; True when it was created. Releases what it took on failure."""

@@ -2,7 +2,9 @@
 
 - `model_fingerprint(model)`: a fingerprint of a loaded `SpladeModel`: its architecture settings,
   tokenizer, pooling, and a strided sample of every weight tensor rounded to bfloat16 (so the same
-  checkpoint gives the same fingerprint in fp32 and in bf16, on CPU and GPU, from any path).
+  checkpoint gives the same fingerprint in fp32 and in bf16, on CPU and GPU, from any path). The
+  query token weights of an inference-free model do not enter: they never change a document vector
+  (the same MLM with or without an idf.json query side has one fingerprint).
 - `EncoderIdentity`: the fingerprint plus the precision the encoder runs in and the document
   encoding options (effective max length, top-k, min weight, pruning rule, chunking windows).
   Two encoders with equal identities give the same document vectors; any change of model, weights,
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from trainer.options import EncodeOptions
 
 _WEIGHT_SAMPLES = 4096
+_QUERY_SIDE = "query_static."  # state-dict prefix of an inference-free model's query token weights
 # model.config entries that say where or how a checkpoint was saved, not what it computes
 _CONFIG_NOISE = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "_attn_implementation_autoset"}
 
@@ -75,6 +78,8 @@ def model_fingerprint(model: SpladeModel) -> str:
         digest.update(backend.to_str().encode())
     with torch.no_grad():
         for name, tensor in sorted(model.state_dict().items()):
+            if name.startswith(_QUERY_SIDE):
+                continue  # an inference-free query side never changes a document vector
             flat = tensor.detach().reshape(-1)
             step = max(1, flat.numel() // _WEIGHT_SAMPLES)
             sample = flat[::step][:_WEIGHT_SAMPLES].to(device="cpu", dtype=torch.bfloat16)

@@ -4,7 +4,9 @@ Runs the shared pipeline (validation, isolation of records the encoder or store 
 encoding overlapped with writes, retries of transient store errors), in this process or on Ray
 (`--engine ray`). With `--checkpoint FILE` an interrupted single-process run resumes where it
 stopped; `--skip-unchanged` skips documents stored with the same content hash (and resumes a Ray
-job); `--delete-missing` removes stored documents that are not in the input.
+job); `--delete-missing` removes stored documents that are not in the input. A collection written
+with another model or encoding options is refused (one line); `--reencode` drops it and ingests the
+input into a new one.
 """
 
 from __future__ import annotations

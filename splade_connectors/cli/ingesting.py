@@ -37,6 +37,9 @@ def add_ingest_options(parser: argparse.ArgumentParser, *, input_required: bool)
     parser.add_argument("--ingest-batch-size", type=positive_int, default=64, help="documents per store write")
     parser.add_argument("--skip-unchanged", action="store_true", help="skip documents stored with the same content hash")
     parser.add_argument("--delete-missing", action="store_true", help="delete stored documents that are not in the input")
+    parser.add_argument("--reencode", action="store_true",
+                        help="if the collection holds vectors of another model or encoding options, drop it and ingest "
+                             "this input into a new one (the input must hold every document to keep)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
     engine = parser.add_argument_group("engine")
@@ -64,6 +67,7 @@ def ingest_config(args: argparse.Namespace) -> IngestConfig:
             batch_size=args.ingest_batch_size, on_invalid=args.on_invalid, with_title=not args.no_title,
             fields=FieldMap(id=args.id_field, text=args.text_field, title=None if args.no_title else args.title_field),
             checkpoint=args.checkpoint, skip_unchanged=args.skip_unchanged, delete_missing=args.delete_missing,
+            reencode=args.reencode,
         )
     except ValidationError as exc:
         raise config_error(exc, "ingest options") from None

@@ -5,7 +5,8 @@
   included), the same ranking the trainer's evaluation hook uses.
 - `StoreBackend`: any `SparseStore`: a fresh collection/index per dataset, filled with the
   pre-encoded `EncodedDocument`s by `upsert` (no re-encoding; transient errors retried), then
-  `search_batch`; dropped afterwards unless `keep`.
+  `search_batch`; dropped afterwards unless `keep` (a kept collection records the encoding of its vectors,
+  `splade_connectors.stored_encoding`, so a later `search` checks its model).
 - Store factories import their adapter lazily, only when that backend is requested.
 """
 
@@ -100,6 +101,8 @@ class StoreBackend:
         try:
             retrying = RetryPolicy(attempts=self.attempts, max_wait=10.0).retrying(f"evaluation on {store.describe()}")
             started = time.perf_counter()
+            if data.encoding is not None:
+                store.record_encoding(data.encoding)
             store.begin_ingest()
             for batch in data.encoded_documents(self.upsert_batch):
                 retrying(store.upsert, batch)

@@ -6,10 +6,12 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from splade_connectors.encoding import SparseEncoder
+from splade_connectors.encoding import EncodingIdentity, IdentifiedEncoder, SparseEncoder
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.records import EncodedDocument
+from splade_connectors.stored_encoding import encoder_vocabulary, encoding_record
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class EncodedDataset:
     encode_seconds: float = 0.0
     truncated_docs: int = 0  # documents longer than the window, truncated
     chunked_docs: int = 0  # documents longer than the window, encoded in windows merged by max
+    encoding: dict[str, Any] | None = None  # the record a store keeps of the documents' encoding (`stored_encoding`)
 
     def encoded_documents(self, batch_size: int) -> Iterator[list[EncodedDocument]]:
         """`EncodedDocument` batches, ready for `SparseStore.upsert` (no re-encoding)."""
@@ -83,4 +86,12 @@ def encode_dataset(
         dataset=dataset, doc_ids=doc_ids, doc_vectors=doc_vectors, query_ids=query_ids,
         query_vectors=query_vectors, dim=int(encoder.model.vocab_size), encode_seconds=seconds,
         truncated_docs=long_docs["truncated"], chunked_docs=long_docs["chunked"],
+        encoding=_record(encoder, dataset.with_title),
     )
+
+
+def _record(encoder: object, with_title: bool) -> dict[str, Any] | None:
+    """The encoding record of the documents, None for an encoder without `identity()`."""
+    if not isinstance(encoder, IdentifiedEncoder):
+        return None
+    return encoding_record(EncodingIdentity.of(encoder.identity(), with_title=with_title), encoder_vocabulary(encoder))

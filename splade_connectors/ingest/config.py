@@ -21,6 +21,9 @@ class IngestConfig(BaseModel):
       encoded nor written again.
     - `delete_missing`: after the run, delete stored documents whose id is not in the source.
     - `max_invalid_kept`: how many invalid records the report lists (all are counted).
+    - `reencode`: when the collection holds vectors of another encoding (model, options; see
+      `splade_connectors.stored_encoding`), drop it and ingest the input into a new one instead of
+      refusing; the input must then hold every document the collection should keep.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,3 +38,4 @@ class IngestConfig(BaseModel):
     skip_unchanged: bool = False
     delete_missing: bool = False
     max_invalid_kept: int = Field(1000, ge=0)
+    reencode: bool = False

@@ -1,9 +1,10 @@
 """What a stored point was made from: the encoder's identity, the title rule, the content hash.
 
-- `EncodingIdentity`: the encoder's own `identity()` (`trainer.identity.EncoderIdentity`: weights
-  fingerprint, tokenizer, pooling, precision, max length, top-k, min weight, pruning, chunk windows)
-  plus whether the title is encoded. Both engines (single process, Ray) build it the same way; a
-  checkpoint records it; the content hash includes it. Nothing here looks inside an encoder.
+- `EncodingIdentity` (defined in `splade_connectors.encoding`): the encoder's own `identity()`
+  (`trainer.identity.EncoderIdentity`: weights fingerprint, tokenizer, pooling, precision, max length,
+  top-k, min weight, pruning, chunk windows) plus whether the title is encoded. Both engines (single
+  process, Ray) build it the same way; a checkpoint records it; the content hash includes it; the
+  collection records it (`splade_connectors.stored_encoding`). Nothing here looks inside an encoder.
 - `run_identity(encoder, config)`: the identity of one ingestion run, or None for an encoder without
   `identity()`: such an encoder still ingests, but a run that compares with earlier runs
   (skip-unchanged, a checkpoint, delete-missing) is refused with one `ConfigError` line, and its
@@ -18,21 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from splade_connectors.encoding import IdentifiedEncoder, require_identity
+from splade_connectors.encoding import EncodingIdentity, IdentifiedEncoder, require_identity
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.records import Document
-from trainer.identity import EncoderIdentity
 
-
-class EncodingIdentity(EncoderIdentity):
-    """Everything that decides a stored document's vector besides its text: the encoder's identity and the title rule."""
-
-    with_title: bool = True
-
-    @classmethod
-    def of(cls, encoder_identity: EncoderIdentity, *, with_title: bool) -> EncodingIdentity:
-        fields = {name: getattr(encoder_identity, name) for name in EncoderIdentity.model_fields}
-        return cls(**fields, with_title=with_title)
+__all__ = ["EncodingIdentity", "content_hash", "encoding_identity", "run_identity", "stored_hash"]
 
 
 def encoding_identity(encoder: object, *, with_title: bool) -> EncodingIdentity:

@@ -30,11 +30,19 @@ from splade_connectors.ingest.identity import run_identity
 from splade_connectors.ingest.incremental import Status
 from splade_connectors.ingest.isolation import encode_isolating, write_isolating
 from splade_connectors.ingest.report import IngestReport
-from splade_connectors.ingest.session import IngestSession, start_state, stopped, stored_statuses, with_content_hash
+from splade_connectors.ingest.session import (
+    IngestSession,
+    claim_store,
+    start_state,
+    stopped,
+    stored_statuses,
+    with_content_hash,
+)
 from splade_connectors.ingest.sources import RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, EncodedDocument
 from splade_connectors.store import SparseStore
+from splade_connectors.stored_encoding import encoder_vocabulary
 
 DenseEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
 
@@ -88,7 +96,9 @@ class _Run:
         self.config = config = pipeline.config
         identity = run_identity(pipeline.encoder, config)  # ConfigError when the run needs one the encoder lacks
         self.identity_key = identity.key() if identity is not None else None
-        self.state = start_state(self.store, config, identity)
+        self.state = start_state(self.store, config, identity)  # a checkpoint of another run is refused first
+        if claim_store(self.store, config, identity, encoder_vocabulary(pipeline.encoder)):
+            self.state.store_count_at_start = 0  # dropped and re-created (reencode)
         self.session = IngestSession(self.store, config, source_name=source_name, state=self.state)
         self.report = self.session.report
         self.consumed = 0

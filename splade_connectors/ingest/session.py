@@ -11,6 +11,10 @@ deletes the stored documents the source no longer holds; finishes and counts. Wh
 `begin_ingest`, the store's normal settings are restored (`finish_ingest`, best effort) before the
 error leaves; a store error during the load stops the run as an `IngestError` ("ingestion stopped:
 ..."), from which a checkpointed run resumes.
+
+Before the session, `claim_store` makes the store a collection of this run's encoding (checked
+against, or written into, the collection's own record: `splade_connectors.stored_encoding`), so a
+run never mixes vectors of two encodings in one collection.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from splade_connectors.ingest.sources import RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document
 from splade_connectors.store import SparseStore
+from splade_connectors.stored_encoding import claim_for_ingest
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,25 @@ def fail_on(record: InvalidRecord, config: IngestConfig) -> None:
 def stopped(cause: object) -> IngestError:
     """The error of a run a failure stopped after the batches already accepted were safe (resumable)."""
     return IngestError(f"ingestion stopped: {cause}")
+
+
+def claim_store(
+    store: SparseStore, config: IngestConfig, identity: EncodingIdentity | None, vocabulary: Sequence[str] | None
+) -> bool:
+    """Before anything is written: refuse a collection of another encoding (or, with `reencode`, drop and re-create
+    it: True), record this run's encoding in a collection without one. A checkpointed run calls it after
+    `start_state` (a checkpoint of another run is refused first) and never drops what a checkpoint resumes."""
+
+    def refuse_with_checkpoint() -> None:
+        if CheckpointFile(config.checkpoint).load() is not None:
+            raise ResumeError(
+                f"checkpoint {config.checkpoint} resumes a run into {store.describe()}, which holds vectors of another "
+                f"encoding: delete {config.checkpoint} to re-encode from the start"
+            )
+
+    return claim_for_ingest(
+        store, identity, vocabulary, reencode=config.reencode, retry=config.retry, before_drop=refuse_with_checkpoint,
+    )
 
 
 def start_state(store: SparseStore, config: IngestConfig, identity: EncodingIdentity | None) -> CheckpointState:

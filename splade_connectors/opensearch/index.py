@@ -111,6 +111,27 @@ def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, 
     return False
 
 
+def _meta_of(client: Any, index: str) -> dict[str, Any]:
+    mapping = client.indices.get_mapping(index=index)
+    (body,) = mapping.values()
+    meta = body.get("mappings", {}).get("_meta")
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
+def read_encoding_meta(client: Any, index: str) -> dict[str, Any] | None:
+    """The encoding record (`splade_connectors.stored_encoding`) in `_meta.splade_connectors.encoding`, or None."""
+    record = (_meta_of(client, index).get(META_KEY) or {}).get("encoding")
+    return dict(record) if isinstance(record, dict) else None
+
+
+def write_encoding_meta(client: Any, index: str, record: dict[str, Any]) -> None:
+    """Set `_meta.splade_connectors.encoding`; a mapping update replaces the whole `_meta`, so the rest is written back."""
+    meta = _meta_of(client, index)
+    ours = dict(meta.get(META_KEY) or {})
+    ours["encoding"] = record
+    client.indices.put_mapping(index=index, body={"_meta": {**meta, META_KEY: ours}})
+
+
 def get_index_settings(client: Any, index: str, *names: str) -> dict[str, str]:
     """The index's explicit values of these settings (`index.refresh_interval`, ...); unset ones are left out."""
     settings = client.indices.get_settings(index=index, name=",".join(names), flat_settings=True)

@@ -50,7 +50,14 @@ from splade_connectors.opensearch.bulk import (
 from splade_connectors.opensearch.config import OpenSearchConfig, connect, connect_async, is_loopback
 from splade_connectors.opensearch.errors import mapped_errors
 from splade_connectors.opensearch.features import FeatureCodec
-from splade_connectors.opensearch.index import bulk_load_settings, ensure_index, get_index_settings, thread_pool_sizes
+from splade_connectors.opensearch.index import (
+    bulk_load_settings,
+    ensure_index,
+    get_index_settings,
+    read_encoding_meta,
+    thread_pool_sizes,
+    write_encoding_meta,
+)
 from splade_connectors.opensearch.msearch import MultiSearch
 from splade_connectors.opensearch.queries import (
     TooManyTerms,
@@ -337,6 +344,15 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._require_open()
         with mapped_errors(self.describe(), "drop"):
             self.client.indices.delete(index=self.name, ignore_unavailable=True)
+
+    def _read_encoding(self) -> dict[str, Any] | None:
+        """The encoding record: `_meta.splade_connectors.encoding` of the index mapping."""
+        with mapped_errors(self.describe(), "read of the mapping's _meta"):
+            return read_encoding_meta(self.client, self.name)
+
+    def _write_encoding(self, record: dict[str, Any]) -> None:
+        with mapped_errors(self.describe(), "update of the mapping's _meta"):
+            write_encoding_meta(self.client, self.name, record)
 
     # ---- reads --------------------------------------------------------------------------------------
     def count(self) -> int:

@@ -263,6 +263,17 @@ class ClientEngine:
     def finish_ingest(self) -> None:
         """Nothing to do: writes were applied when acknowledged; the server indexes in the background."""
 
+    # ---- collection metadata (server 1.16+, local mode) ------------------------------------------------
+    def read_metadata(self, key: str) -> Any:
+        with self._errors("read of the collection metadata"):
+            info = self.client.get_collection(self.name)
+        return (info.config.metadata or {}).get(key)
+
+    def write_metadata(self, key: str, value: Any) -> None:
+        """Qdrant merges the given keys into the stored metadata: the value of `key` is replaced, others are kept."""
+        with self._errors("update of the collection metadata"):
+            self.client.update_collection(collection_name=self.name, metadata={key: value})
+
     # ---- reads ------------------------------------------------------------------------------------------
     def count(self) -> int:
         with self._errors("count"):

@@ -10,13 +10,15 @@ Differences from the server that the store hides: the engine does not validate i
 server's API layer does (the store only sends valid vectors, and checks dense sizes itself), it
 runs optimizers and flushes only when asked (every `embedded_optimize_every` upserted points, so the in-RAM
 appendable segment and the WAL stay bounded during a large ingestion, and in `finish_ingest`), and it has no API to
-describe its configuration (it is read from `edge_config.json`).
+describe its configuration (it is read from `edge_config.json`), and none for collection metadata (kept
+in `splade_metadata.json` beside it, written atomically).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -43,6 +45,7 @@ from trainer.sparse import SparseVector
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "edge_config.json"
+METADATA_FILE = "splade_metadata.json"  # the collection metadata the engine itself cannot keep
 
 
 def collection_folder(root: Path, name: str) -> Path:
@@ -210,6 +213,33 @@ class EdgeEngine:
     def finish_ingest(self) -> None:
         """Persist the segments and run the optimizers (the server does both in the background)."""
         self._optimize()
+
+    # ---- collection metadata (a file in the shard folder) -----------------------------------------------
+    def _metadata(self) -> dict[str, Any]:
+        self.shard  # noqa: B018 - raises when the collection is not open
+        assert self.folder is not None
+        path = self.folder / METADATA_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{self.config.describe()}: cannot read {path}: {exc}") from None
+        return data if isinstance(data, dict) else {}
+
+    def read_metadata(self, key: str) -> Any:
+        return self._metadata().get(key)
+
+    def write_metadata(self, key: str, value: Any) -> None:
+        data = {**self._metadata(), key: value}
+        assert self.folder is not None
+        path = self.folder / METADATA_FILE
+        tmp = path.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"{self.config.describe()}: cannot write {path}: {exc.strerror or exc}") from None
 
     # ---- reads ------------------------------------------------------------------------------------------
     def count(self) -> int:

@@ -148,6 +148,14 @@ class Engine(Protocol):
         """Bytes the collection takes, or None when the engine cannot tell."""
         ...
 
+    def read_metadata(self, key: str) -> Any:
+        """The value of `key` in the collection's own metadata (None when absent)."""
+        ...
+
+    def write_metadata(self, key: str, value: Any) -> None:
+        """Set `key` in the collection's own metadata (other keys are kept)."""
+        ...
+
 
 def disk_bytes(folder: Path) -> int | None:
     """Bytes allocated on disk by the files under `folder` (preallocated mmap files count what they use)."""

@@ -9,6 +9,10 @@ dot product (exact, no approximation) on the named sparse vector.
 
 Local mode can return documents that share no term with the query (score 0); this store drops
 hits with score <= 0 on every engine, so results are the same.
+
+The encoding record (`splade_connectors.stored_encoding`) is the collection metadata key
+`splade_connectors_encoding` on a server and in local mode, and a file in the embedded engine's
+collection folder (the engine has no collection metadata); never a point, so counts stay exact.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
 
+ENCODING_KEY = "splade_connectors_encoding"  # collection metadata key of the encoding record
 _RETRIEVE_CHUNK = 256
 _QUERY_CHUNK = 256  # queries per engine round trip
 
@@ -209,6 +214,13 @@ class QdrantStore(StoreBase[QdrantConfig]):
 
     def drop(self) -> None:
         self.engine.drop()
+
+    def _read_encoding(self) -> dict[str, Any] | None:
+        value = self.engine.read_metadata(ENCODING_KEY)
+        return dict(value) if isinstance(value, dict) else None
+
+    def _write_encoding(self, record: dict[str, Any]) -> None:
+        self.engine.write_metadata(ENCODING_KEY, record)
 
     # ---- reads ------------------------------------------------------------------------------------------
     def count(self) -> int:

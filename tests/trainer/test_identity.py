@@ -104,3 +104,15 @@ def test_other_weights_or_model_settings_change_the_model_fingerprint(trained_mo
 def test_another_checkpoint_has_another_identity(encoder: SpladeEncoder, base_model_dir: Path) -> None:
     other = SpladeEncoder(SpladeModel.from_pretrained(base_model_dir), device="cpu").identity()
     assert "model" in other.differences(encoder.identity())
+
+
+def test_an_inference_free_query_side_does_not_change_the_document_identity(trained_model_dir: Path, encoder: SpladeEncoder) -> None:
+    """Query token weights never change a document vector: the same MLM with any query side has one identity
+    (a collection it wrote can be searched with or without them)."""
+    from trainer.static import SparseStaticEmbedding
+
+    inference_free = fresh(trained_model_dir)
+    weights = torch.rand(inference_free.model.vocab_size) + 0.5
+    inference_free.model.set_query_static(SparseStaticEmbedding(inference_free.model.tokenizer, weights))
+    assert inference_free.model.is_inference_free
+    assert inference_free.identity() == encoder.identity()

@@ -25,7 +25,7 @@ from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import EncodingIdentity, encoding_identity
 from splade_connectors.ingest.ray_engine.options import EncoderSpec, RayOptions
 from splade_connectors.ingest.report import IngestReport
-from splade_connectors.ingest.session import IngestSession, stopped
+from splade_connectors.ingest.session import IngestSession, claim_store, stopped
 from splade_connectors.ingest.sources import beir_corpus_path, open_source
 from splade_connectors.registry import open_store
 from splade_connectors.store import StoreConfigBase
@@ -70,6 +70,7 @@ def _ingest(
 ) -> IngestReport:
     """The Ray Data pipeline as the load of an ingestion session; delete-missing reads the source's ids on the driver."""
     with open_store(store, vocabulary=vocabulary, create=True) as target:
+        claim_store(target, config, identity, vocabulary)
         session = IngestSession(target, config, source_name=str(corpus), engine="ray")
         return session.run(
             lambda: _run_pipeline(corpus, encoder, store, vocabulary, identity, config, options, session.report),

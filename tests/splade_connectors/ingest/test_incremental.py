@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from splade_connectors.errors import EncodingMismatchError
 from splade_connectors.ingest import IngestConfig, content_hash, encoding_identity, ingest, ingest_file
 from splade_connectors.ingest.incremental import SourceIdSet
 from splade_connectors.records import CONTENT_HASH_FIELD, Document
@@ -83,12 +84,16 @@ def test_model_or_option_change_invalidates_every_hash(
     ingest(docs, encoder, store, config)
     assert ingest(docs, encoder, store, config).unchanged == 40
     pruned = SpladeEncoder(splade_model, device="cpu", options=EncodeOptions(top_k=16))
-    report = ingest(docs, pruned, store, config)
-    assert (report.updated, report.unchanged) == (40, 0)
+    with pytest.raises(EncodingMismatchError, match="top_k"):  # one collection, one encoding (stored_encoding)
+        ingest(docs, pruned, store, config)
+    reencode = config.model_copy(update={"reencode": True})
+    report = ingest(docs, pruned, store, reencode)
+    assert (report.new, report.unchanged) == (40, 0)
     assert all(v.nnz <= 16 for v in store.fetch_vectors([d["_id"] for d in docs]).values())
     other_model = SpladeEncoder(SpladeModel.from_pretrained(base_model_dir), device="cpu")
-    report = ingest(docs, other_model, store, config)
-    assert (report.updated, report.unchanged) == (40, 0)
+    report = ingest(docs, other_model, store, reencode)
+    assert (report.new, report.unchanged) == (40, 0)
+    assert ingest(docs, other_model, store, reencode).unchanged == 40  # no mismatch: reencode changes nothing
 
 
 def test_content_hash_covers_text_metadata_model_and_options(encoder: SpladeEncoder, trained_model_dir: Path) -> None:

