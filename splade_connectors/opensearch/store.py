@@ -15,8 +15,9 @@ Behaviour worth knowing:
   writers; per-item failures raise `RejectedDocumentsError` naming every failed doc id (items that
   succeeded stay indexed); when every failure is a 429, or a request failed transiently, the whole
   batch is retried instead (`TransientStoreError`).
-- Bulk loads: `begin_ingest` switches refresh off and replicas to `ingest_replicas`; `finish_ingest`
-  restores both (the pipeline calls it after failures too), refreshes, and optionally force-merges.
+- Bulk loads: `begin_ingest` records a lease in the index's `_meta`, then switches refresh off and replicas
+  to `ingest_replicas`; `finish_ingest` restores both (the pipeline calls it after failures too), refreshes,
+  and optionally force-merges. Every open heals load settings a dead ingestion left (`load_lease.py`).
 - Queries: exact (a `rank_feature` clause per term) or two-phase (`two_phase.py`: heaviest terms, then
   a rescore with the rest); batches go through `_msearch` sized to the cluster (`msearch.py`); hits
   fetch only the payload fields asked for (`payload_fields`). Queries over the clause limit are pruned
@@ -48,6 +49,16 @@ from splade_connectors.opensearch.config import OpenSearchConfig, connect, is_lo
 from splade_connectors.opensearch.errors import mapped_errors
 from splade_connectors.opensearch.features import FeatureCodec
 from splade_connectors.opensearch.index import bulk_load_settings, ensure_index, get_index_settings, thread_pool_sizes
+from splade_connectors.opensearch.load_lease import (
+    LEASE_KEY,
+    Heartbeat,
+    describe_holders,
+    holder_entry,
+    holder_key,
+    live_holders,
+    read_meta,
+    write_meta,
+)
 from splade_connectors.opensearch.msearch import MultiSearch
 from splade_connectors.opensearch.queries import (
     TooManyTerms,
@@ -124,6 +135,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._max_clauses: int | None = None
         self._threads: dict[str, int] | None = None
         self._restore: dict[str, Any] | None = None
+        self._heartbeat: Heartbeat | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._sources = SourceEncoder(self.codec, config.sparse_field)
@@ -145,13 +157,17 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
             self._client = connect(self.config)
         try:
             with mapped_errors(self.describe(), "open"):
-                return ensure_index(self._client, self.config, self.codec, create=create)
+                created = ensure_index(self._client, self.config, self.codec, create=create)
+                if not created:
+                    self._heal()
+                return created
         except BaseException:
             self._close_client()
             raise
 
     def _disconnect(self) -> None:
         """Stop the writer threads and close the client's connections (when this store made the client)."""
+        self._stop_heartbeat()
         with self._executor_lock:
             executor, self._executor = self._executor, None
         if executor is not None:
@@ -247,22 +263,103 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         if failures:
             raise StoreError(f"{self.describe()}: {len(failures)} deletes failed: {failures[0].get('error')}")
 
+    def _load_settings(self) -> dict[str, str]:
+        return get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
+
+    def _heal(self) -> None:
+        """On open: restore bulk-load settings no live ingestion holds (a dead one left them), else refresh.
+
+        An index in load settings hides acknowledged documents (no refresh). A load whose holders
+        are all dead (`load_lease.py`), or load settings without any lease (a version without one),
+        is finished here; while another ingestion is alive only a refresh is made, which shows what
+        it wrote without touching its settings.
+        """
+        client = self.client
+        meta = read_meta(client, self.name)
+        lease = meta.get(LEASE_KEY)
+        current = get_index_settings(client, self.name, "index.refresh_interval", "index.number_of_replicas")
+        load, _ = bulk_load_settings(current, self.config)
+        in_load = current.get("index.refresh_interval") == str(load["refresh_interval"]) != self.config.refresh_interval
+        if lease is None and not in_load:
+            return
+        if live_holders(lease, self.config.load_lease_seconds, exclude=holder_key()):
+            logger.info("%s: an ingestion is running (%s); refreshing only", self.describe(), describe_holders(lease))
+            client.indices.refresh(index=self.name)
+            return
+        restore = self._restore_values(lease, current)
+        logger.warning(
+            "%s was left in bulk-load settings by an ingestion that is gone (%s): restoring %s",
+            self.describe(), describe_holders(lease) if lease else "no lease", restore,
+        )
+        client.indices.put_settings(index=self.name, body={"index": restore})
+        if lease is not None:
+            meta.pop(LEASE_KEY, None)
+            write_meta(client, self.name, meta)
+        client.indices.refresh(index=self.name)
+
+    def _restore_values(self, lease: dict[str, Any] | None, current: dict[str, str]) -> dict[str, Any]:
+        """What to put back after a load: the lease's record, else the current values unless they are load values."""
+        recorded = (lease or {}).get("restore")
+        if isinstance(recorded, dict) and recorded:
+            return dict(recorded)
+        return bulk_load_settings(current, self.config)[1]
+
+    def _renew_lease(self) -> None:
+        meta = read_meta(self.client, self.name)
+        lease = dict(meta.get(LEASE_KEY) or {})
+        holders = dict(lease.get("holders") or {})
+        holders[holder_key()] = holder_entry()
+        meta[LEASE_KEY] = {**lease, "holders": holders}
+        write_meta(self.client, self.name, meta)
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
     def begin_ingest(self) -> None:
-        """Switch refresh off and replicas to `ingest_replicas` for a bulk load (remembering what to restore)."""
+        """Record this load in the index's lease, then switch refresh off and replicas to `ingest_replicas`.
+
+        The lease (`load_lease.py`) keeps the settings to restore, so that any later open restores them
+        if this process dies before `finish_ingest`; a heartbeat thread renews it while the load runs.
+        """
         self._require_open()
         with mapped_errors(self.describe(), "begin_ingest"):
-            current = get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
-            load, self._restore = bulk_load_settings(current, self.config)
+            current = self._load_settings()
+            meta = read_meta(self.client, self.name)
+            lease = meta.get(LEASE_KEY)
+            others = live_holders(lease, self.config.load_lease_seconds, exclude=holder_key())
+            # another live load's record is the truth; otherwise what the index has now (unless it is load values)
+            restore = self._restore_values(lease if others else None, current)
+            load, _ = bulk_load_settings(current, self.config)
+            meta[LEASE_KEY] = {"holders": {**others, holder_key(): holder_entry()}, "restore": restore}
+            write_meta(self.client, self.name, meta)  # the lease first: settings never change without one
             self.client.indices.put_settings(index=self.name, body={"index": load})
+        self._restore = restore
+        self._stop_heartbeat()
+        self._heartbeat = Heartbeat(self._renew_lease, self.config.load_lease_seconds / 4)
 
     def finish_ingest(self) -> None:
-        """Restore refresh and replicas, refresh (everything written becomes searchable), optionally force-merge."""
+        """Leave the lease; restore refresh and replicas unless another live load holds them; refresh; optionally force-merge.
+
+        Also finishes a load an earlier process left (nothing begun here): the lease's values are restored.
+        """
         self._require_open()
+        self._stop_heartbeat()
         with mapped_errors(self.describe(), "finish_ingest"):
-            if self._restore is None:  # not begun in this process: restore what an interrupted load left
-                current = get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
-                _, self._restore = bulk_load_settings(current, self.config)
-            self.client.indices.put_settings(index=self.name, body={"index": self._restore})
+            meta = read_meta(self.client, self.name)
+            lease = meta.get(LEASE_KEY)
+            others = live_holders(lease, self.config.load_lease_seconds, exclude=holder_key())
+            if others:  # another ingestion still loads: keep its settings, leave the lease
+                assert lease is not None
+                meta[LEASE_KEY] = {**lease, "holders": others}
+                write_meta(self.client, self.name, meta)
+            else:
+                restore = self._restore or self._restore_values(lease, self._load_settings())
+                self.client.indices.put_settings(index=self.name, body={"index": restore})
+                if lease is not None:  # settings first: load settings never remain without a lease
+                    meta.pop(LEASE_KEY, None)
+                    write_meta(self.client, self.name, meta)
             self.client.indices.refresh(index=self.name)
         self._restore = None
         if self.config.merge_after_ingest is not None:
