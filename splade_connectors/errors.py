@@ -12,6 +12,7 @@
     │   ├── NotFoundError                    the collection or index does not exist
     │   ├── ConfigMismatchError              it exists but is configured differently
     │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
+    │   ├── StorageFullError                 an embedded store's disk is full, or too full to write safely
     │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
     ├── IngestError                          an ingestion stopped (earlier batches are stored)
     │   └── ResumeError                      a checkpoint is unreadable or belongs to another run or store
@@ -43,6 +44,7 @@ __all__ = [
     "ServerError",
     "SpladeError",
     "StoreError",
+    "StorageFullError",
     "StoreLockedError",
     "StoreUnavailableError",
     "TransientStoreError",
@@ -86,6 +88,14 @@ class ConfigMismatchError(StoreError):
 
 class StoreLockedError(StoreError):
     """An embedded store's folder is in use by another process, or cannot be written."""
+
+
+class StorageFullError(StoreError):
+    """An embedded store's file system is full, or has less free space than a write needs plus the reserve.
+
+    The embedded Qdrant engine writes through memory maps: on a full disk it is killed by SIGBUS, so
+    writes are refused before the space runs out. Free space, then resume (a checkpointed run continues).
+    """
 
 
 class RejectedDocumentsError(StoreError):

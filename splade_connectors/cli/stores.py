@@ -22,7 +22,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from splade_connectors.cli.values import positive_int
+from splade_connectors.cli.values import non_negative_float, positive_int
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
@@ -60,6 +60,8 @@ def add_qdrant_options(parser: argparse.ArgumentParser, *, path_default: str = "
     qdrant.add_argument("--qdrant-timeout", type=positive_int, default=60, help="request timeout, seconds (server)")
     qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
     qdrant.add_argument("--qdrant-grpc-port", type=positive_int, default=None, help="server gRPC port (default 6334)")
+    qdrant.add_argument("--qdrant-free-reserve-mb", type=non_negative_float, default=64.0, metavar="MB",
+                        help="embedded engine: free space its folder's disk must keep; writes that would go below are refused (default 64; 0: no check)")
     qdrant.add_argument("--upload-parallel", type=positive_int, default=1, help="concurrent upsert requests per batch (server)")
 
 
@@ -92,7 +94,7 @@ def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dic
         "on_disk": args.on_disk, "timeout": args.qdrant_timeout, "prefer_grpc": args.prefer_grpc,
         "local_mode": args.qdrant_local_mode, "datatype": args.sparse_datatype,
         "payload_indexes": _payload_indexes(args.payload_index), "grpc_port": args.qdrant_grpc_port,
-        "upload_parallel": args.upload_parallel,
+        "upload_parallel": args.upload_parallel, "embedded_free_reserve_mb": args.qdrant_free_reserve_mb,
     }
 
 

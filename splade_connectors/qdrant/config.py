@@ -65,6 +65,12 @@ class QdrantConfig(StoreConfigBase):
         "finish_ingest); bounds the in-RAM appendable segment and the WAL during large ingestions",
     )
 
+    embedded_free_reserve_mb: float = Field(
+        64.0, ge=0,
+        description="embedded engine: free space (MB) its folder's file system must keep after a write; opens and "
+        "writes that would go below are refused (the engine dies with SIGBUS on a full disk); 0 disables the check",
+    )
+
     @field_validator("payload_indexes")
     @classmethod
     def _index_fields(cls, value: dict[str, PayloadIndexType]) -> dict[str, PayloadIndexType]:
