@@ -308,8 +308,8 @@ class EdgeEngine:
     def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
         import qdrant_edge as qe
 
-        requests = [self._request(q) for q in queries]
-        with self._errors(f"search of {len(requests)} queries"):
+        with self._errors(f"search of {len(queries)} queries"):  # a request the engine cannot build is one line too
+            requests = [self._request(q) for q in queries]
             responses = self.shard.query_batch(qe.QueryBatchRequest(requests))
         return [[ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points] for points in responses]
 
