@@ -106,6 +106,10 @@ class QdrantConfig(StoreConfigBase):
         return self.backend != "server"
 
     @property
+    def in_process(self) -> bool:
+        return self.embedded
+
+    @property
     def collection_name(self) -> str:
         return self.collection
 

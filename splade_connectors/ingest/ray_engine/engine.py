@@ -47,6 +47,11 @@ def ingest_file_ray(
         raise ConfigError(
             "the Ray engine keeps no checkpoint: to resume, run again with skip_unchanged (--skip-unchanged)"
         )
+    if store.in_process:
+        raise ConfigError(
+            f"the Ray engine cannot write to {store.describe()}: an embedded store is one process's folder (or memory) "
+            "and Ray writes from worker processes; use the single engine (--engine single) or a Qdrant server (--qdrant-url)"
+        )
     corpus = beir_corpus_path(path)
     _require_ray()
     started = time.perf_counter()

@@ -24,7 +24,7 @@ from splade_connectors.errors import ConfigError, IngestError
 from splade_connectors.ingest import IngestConfig, ingest_file
 from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions, ingest_file_ray
 from splade_connectors.ingest.ray_engine.source import jsonl_shards
-from splade_connectors.registry import open_store
+from splade_connectors.registry import open_store, store_config
 from splade_connectors.store import SparseStore
 from tests.splade_connectors.ingest.conftest import ray_processes, store_config_for, write_jsonl
 from tests.splade_connectors.ingest.test_incremental import edit
@@ -211,3 +211,16 @@ def test_python_api_refuses_a_checkpoint(qdrant_url: str, tmp_path: Path) -> Non
             write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "x"}]), SPEC,
             store_config_for("qdrant", qdrant_url, "unused"), IngestConfig(checkpoint=tmp_path / "c.ckpt"),
         )
+
+
+def test_an_embedded_store_is_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--qdrant-path` (one process's folder) is one error line before Ray starts; stdout stays empty for `--json`."""
+    path = write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "x"}])
+    code = main(["ingest", "--input", str(path), "--qdrant-path", str(tmp_path / "q"), "--engine", "ray", "--json", "--no-progress"])
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2 and captured.out == "" and len(errors) == 1
+    assert errors[0].startswith("error: the Ray engine cannot write to qdrant collection 'splade' (embedded")
+    assert not (tmp_path / "q").exists()  # refused before anything was created
+    with pytest.raises(ConfigError, match="embedded store is one process's folder"):
+        ingest_file_ray(path, SPEC, store_config("qdrant", path=str(tmp_path / "q"), collection="c"))
