@@ -19,7 +19,7 @@ from splade_connectors.cli.model import add_model_options, encode_options, load_
 from splade_connectors.cli.output import ingest_report_to_json, print_ingest_report, print_json, progress_bar
 from splade_connectors.cli.stores import add_store_options, open_store_from_args, store_config_from_args
 from splade_connectors.cli.values import positive_float, positive_int
-from splade_connectors.errors import ConfigError, IngestError, config_error
+from splade_connectors.errors import ConfigError, IngestError, ResumeError, config_error
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file
 from splade_connectors.ingest.sources import beir_corpus_path
 
@@ -91,7 +91,8 @@ def _run_single(args: argparse.Namespace, corpus: Path, config: IngestConfig) ->
             with progress_bar(_count_lines(corpus), f"ingest -> {store.name}", unit="record", enabled=show) as bar:
                 report = ingest_file(corpus, encoder, store, config, progress=bar.update)
         except IngestError as exc:
-            if args.checkpoint:
+            # a stopped run resumes; a refused resume (ResumeError) already says its one next step (start over)
+            if args.checkpoint and not isinstance(exc, ResumeError):
                 exc.args = (f"{exc}; rerun with --checkpoint {args.checkpoint} to resume",)
             raise
         return report, store.describe()
