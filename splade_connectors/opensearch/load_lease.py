@@ -9,8 +9,9 @@ are neither counted nor searchable. So a load first records itself in the index'
 A holder is alive when its heartbeat is younger than the lease and, on this host, its pid runs: a
 killed ingestion on the same machine is seen dead at once, one on another machine when its lease
 expires. Every open of an existing index (`inspect` + `OpenSearchStore._heal`) then either restores
-the settings of a load with no live holder, or, while another ingestion is alive, only refreshes
-(it must not be disturbed; a refresh makes what it wrote visible without changing its settings).
+the settings of a load with no live holder, or, while another ingestion is alive, only refreshes before
+the opener's first count or search (the ingestion must not be disturbed; a refresh makes what it wrote
+visible without changing its settings, and a store opened only to write, such as a Ray write task, skips it).
 
 The `_meta` update is read-modify-write (other keys are kept); two loads starting in the same instant
 can lose one holder entry, which then costs at most a slower load (refresh back on), never data.

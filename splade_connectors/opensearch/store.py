@@ -136,6 +136,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._threads: dict[str, int] | None = None
         self._restore: dict[str, Any] | None = None
         self._heartbeat: Heartbeat | None = None
+        self._refresh_before_read = False  # set on open when a live ingestion holds the index with refresh off
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._sources = SourceEncoder(self.codec, config.sparse_field)
@@ -283,8 +284,9 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         if lease is None and not in_load:
             return
         if live_holders(lease, self.config.load_lease_seconds, exclude=holder_key()):
-            logger.info("%s: an ingestion is running (%s); refreshing only", self.describe(), describe_holders(lease))
-            client.indices.refresh(index=self.name)
+            # reads refresh once first (`_before_read`); a writer (e.g. a Ray write task) never pays for it
+            logger.info("%s: an ingestion is running (%s); refreshing before reads", self.describe(), describe_holders(lease))
+            self._refresh_before_read = True
             return
         restore = self._restore_values(lease, current)
         logger.warning(
@@ -303,6 +305,12 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         if isinstance(recorded, dict) and recorded:
             return dict(recorded)
         return bulk_load_settings(current, self.config)[1]
+
+    def _before_read(self) -> None:
+        """Refresh once before the first count or search of an index a live ingestion holds (see `_heal`)."""
+        if self._refresh_before_read:
+            self._refresh_before_read = False
+            self.refresh()
 
     def _renew_lease(self) -> None:
         meta = read_meta(self.client, self.name)
@@ -386,6 +394,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     # ---- reads --------------------------------------------------------------------------------------
     def count(self) -> int:
         self._require_open()
+        self._before_read()
         with mapped_errors(self.describe(), "count"):
             return int(self.client.count(index=self.name)["count"])
 
@@ -451,6 +460,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         `with_terms` fills `Hit.terms` from the stored document vectors.
         """
         self._require_open()
+        self._before_read()
         require_top_k(top_k)
         phased = self._two_phase(two_phase)
         fields = self._fields(payload_fields)
@@ -488,6 +498,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     ) -> list[list[Hit]]:
         """BM25 top-k per query text; with `explain_vectors` (the SPLADE queries) hits carry `terms`."""
         self._require_open()
+        self._before_read()
         require_top_k(top_k)
         filters = filter_clauses(filter)
         source = source_spec(self._fields(payload_fields), self.sparse_field, explain_vectors is not None)
@@ -572,6 +583,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     def iter_doc_ids(self, batch_size: int = 1000) -> Iterator[list[str]]:
         """Every document id (as of the last refresh), paged with `search_after` on the `doc_id` keyword."""
         self._require_open()
+        self._before_read()
         require_batch_size(batch_size)
         after: list[Any] | None = None
         while True:

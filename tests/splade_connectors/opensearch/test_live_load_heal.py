@@ -155,7 +155,8 @@ def test_a_live_ingestion_is_refreshed_not_restored_and_healed_once_dead(
         store._stop_heartbeat()
         other = OpenSearchStore(store.config, vocabulary=store.vocabulary).open()
         try:
-            assert _raw(other.client, store.name) == (1, "-1")  # refreshed: counted; its load settings kept
+            assert other.count() == 1  # refreshed before the first read: counted...
+            assert _raw(other.client, store.name) == (1, "-1")  # ...and its load settings kept
             assert LEASE_KEY in read_meta(other.client, store.name)
         finally:
             other.close()
@@ -184,6 +185,7 @@ def test_a_lease_of_another_host_expires(make_store: Callable[..., OpenSearchSto
     meta[LEASE_KEY] = {**meta[LEASE_KEY], "holders": {"another-host.invalid:1": elsewhere}}
     write_meta(store.client, store.name, meta)
     fresh = OpenSearchStore(store.config, vocabulary=store.vocabulary).open()
+    assert [h.id for h in fresh.search_batch([_doc("q", encoder, "moon tides").sparse], top_k=3)[0]] == ["d1"]
     assert _raw(fresh.client, store.name) == (1, "-1")
     fresh.close()
     expired = OpenSearchStore(store.config.model_copy(update={"load_lease_seconds": 0.001}), vocabulary=store.vocabulary)
