@@ -14,6 +14,7 @@
     │   │   └── EncodingMismatchError        it holds vectors of another model or encoding options
     │   ├── StoreLockedError                 an embedded store's folder is locked or read-only
     │   ├── RequestTooLargeError             a request was over the store's size limit (smaller ones may pass)
+    │   ├── StorageFullError                 an embedded store's disk is full, or too full to write safely
     │   └── RejectedDocumentsError           the store refused some documents (by id, with reasons)
     ├── IngestError                          an ingestion stopped (earlier batches are stored)
     │   └── ResumeError                      a checkpoint is unreadable or belongs to another run or store
@@ -48,6 +49,7 @@ __all__ = [
     "ServerError",
     "SpladeError",
     "StoreError",
+    "StorageFullError",
     "StoreLockedError",
     "StoreUnavailableError",
     "TransientStoreError",
@@ -100,6 +102,14 @@ class StoreLockedError(StoreError):
 
 class RequestTooLargeError(StoreError):
     """The store refused a request for its size (Qdrant's `service.max_request_size_mb`, HTTP 413): smaller requests may pass."""
+
+
+class StorageFullError(StoreError):
+    """An embedded store's file system is full, or has less free space than a write needs plus the reserve.
+
+    The embedded Qdrant engine writes through memory maps: on a full disk it is killed by SIGBUS, so
+    writes are refused before the space runs out. Free space, then resume (a checkpointed run continues).
+    """
 
 
 class RejectedDocumentsError(StoreError):

@@ -8,6 +8,7 @@ query language (Qdrant conditions, OpenSearch `term`/`terms` clauses) and decide
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +25,12 @@ Scalar = str | int | bool
 # (OpenSearch keeps it analysed only, so an exact match cannot mean the same there).
 _NOT_MATCHABLE = {"text": "the document text is searched, not matched exactly"}
 _COLLECTIONS = (list, tuple, set, frozenset)
+# A field-name segment: letters, digits, `_` and `-` (any script). Every store reads other characters
+# its own way (Qdrant parses `*`, `[]`, quotes and spaces as path syntax; OpenSearch `*` as a wildcard),
+# so a filter that would mean different things, or fail deep inside an engine, is refused here.
+_SEGMENT = re.compile(r"\w[\w-]*")
+# Stores keep integers as signed 64-bit (Qdrant's integer payload, OpenSearch's `long`).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -51,14 +58,20 @@ def payload_path(key: str) -> tuple[FieldKind, str]:
       `year` -> `metadata.year`, `source.name` -> `metadata.source.name`. (A metadata field that is
       named like a record field is reached as `metadata.title`.)
 
-    Empty keys or segments (`""`, `.a`, `a..b`), bare `metadata`, and paths into a record field
-    (`title.x`) are a `ConfigError`.
+    Empty keys or segments (`""`, `.a`, `a..b`), segments with characters other than letters, digits,
+    `_` and `-` (`*`, `a b`, `tags[]`), bare `metadata`, and paths into a record field (`title.x`) are a
+    `ConfigError`.
     """
     if not isinstance(key, str):
         raise ConfigError(f"field name {key!r} is not a string")
     segments = key.split(".")
     if not key.strip() or any(not s.strip() for s in segments):
         raise ConfigError(f"field name {key!r} is empty or has an empty dotted segment")
+    bad = next((s for s in segments if not _SEGMENT.fullmatch(s)), None)
+    if bad is not None:
+        raise ConfigError(
+            f"field name {key!r}: {bad!r} is not a valid field name (letters, digits, '_' and '-', dots between nested fields)"
+        )
     head = segments[0]
     if head == METADATA_FIELD:
         if len(segments) == 1:
@@ -88,7 +101,7 @@ def field_matches(filter: Mapping[str, Any]) -> list[FieldMatch]:
 
     Anything else is a `ConfigError` naming the key: a non-dict filter, a bad key (see
     `payload_path`), `text` (not matchable exactly), a float, None, dict or nested list value, an
-    empty list.
+    integer outside the signed 64-bit range, an empty list.
     """
     if not isinstance(filter, Mapping):
         raise ConfigError(f"filter must be a dict of field: value(s), got {type(filter).__name__}")
@@ -113,6 +126,8 @@ def _values(key: str, value: Any) -> list[Scalar]:
             raise ConfigError(
                 f"filter on {key!r}: exact match needs a str, int or bool (or a list of them), got {type(item).__name__}"
             )
+        if isinstance(item, int) and not isinstance(item, bool) and not INT64_MIN <= item <= INT64_MAX:
+            raise ConfigError(f"filter on {key!r}: integer {item} is out of the 64-bit range stores keep")
     return items
 
 

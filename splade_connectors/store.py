@@ -268,6 +268,12 @@ class StoreConfigBase(BaseModel):
         """Secret values this config holds (passwords, API keys), for redaction of messages."""
         return []
 
+    @property
+    def in_process(self) -> bool:
+        """Whether the store lives inside the process that opens it (an embedded engine's folder, memory): no
+        other process can write to it at the same time, so it cannot take writes from distributed workers."""
+        return False
+
 
 ConfigT = TypeVar("ConfigT", bound=StoreConfigBase)
 

@@ -7,7 +7,9 @@ Commands share options and output through their own modules, never through each 
 Errors are reported in one place, `main`, one way: a single `error: ...` line on stderr and exit
 code 2 for anything the user can act on (a bad option value, unusable input, a store that is
 unreachable, refuses the credentials or lacks the collection: every `SpladeError`, and file-system
-errors), no traceback unless `-v`; Ctrl-C is `error: interrupted` with exit code 130. Option parsing
+errors), no traceback unless `-v`; Ctrl-C is `error: interrupted` with exit code 130, and SIGTERM is
+handled the same way (`error: terminated`, exit code 143): the command unwinds, so an ingestion restores
+its store's settings and keeps its checkpoint. Option parsing
 errors have the same one-line form. Secrets (passwords, API keys, URL credentials) are masked in
 that line, in every log record the command writes (the `-v` tracebacks included) and in the traceback
 of an unexpected error (a bug: exit code 1). Store URLs are parsed strictly before anything uses them
@@ -19,7 +21,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterable, Sequence
 from types import ModuleType
@@ -46,6 +50,15 @@ COMMANDS: dict[str, ModuleType] = {
 EXIT_ERROR = 2
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that `finally` blocks and cleanup run."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -81,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     secrets = secrets_of(args)
     configure_logging(args.verbose, secrets)
+    installed = _handle_sigterm()
     try:
         return int(args.func(args) or 0)
     except SpladeError as exc:  # bad options, input or store: one line for the user, not a traceback
@@ -91,12 +105,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(__name__).debug("details", exc_info=True)
         report_error(_os_error_message(exc), secrets)
         return EXIT_ERROR
+    except Terminated:
+        report_error("terminated", secrets)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         report_error("interrupted", secrets)
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - a bug, not a user error: its traceback as Python prints it, secrets masked
         print(redact(traceback.format_exc(), secrets), file=sys.stderr, end="", flush=True)
         return EXIT_BUG
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _handle_sigterm() -> bool:
+    """Make SIGTERM raise `Terminated` (main thread, default handler only); whether it was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:  # a host program installed its own
+        return False
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return True
 
 
 def report_error(message: str, secrets: Iterable[str] = ()) -> None:

@@ -17,7 +17,7 @@ from splade_connectors.cli.model import encode_options, load_encoder
 from splade_connectors.cli.output import progress_bar
 from splade_connectors.cli.stores import open_store_from_args, store_config_from_args
 from splade_connectors.cli.values import positive_float, positive_int
-from splade_connectors.errors import ConfigError, IngestError, config_error
+from splade_connectors.errors import ConfigError, IngestError, ResumeError, config_error
 from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, ingest_file
 from splade_connectors.store import StoreConfigBase
 
@@ -86,7 +86,8 @@ def run_single(
             with progress_bar(_count_lines(corpus), f"ingest -> {store.name}", unit="record", enabled=show) as bar:
                 report = ingest_file(corpus, encoder, store, config, progress=bar.update)
         except IngestError as exc:
-            if args.checkpoint:
+            # a stopped run resumes; a refused resume (ResumeError) already says its one next step (start over)
+            if args.checkpoint and not isinstance(exc, ResumeError):
                 exc.args = (f"{exc}; rerun with --checkpoint {args.checkpoint} to resume",)
             raise
         return report, store.describe()

@@ -25,7 +25,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from splade_connectors.cli.values import positive_int
+from splade_connectors.cli.values import non_negative_float, positive_int
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
@@ -64,6 +64,8 @@ def add_qdrant_options(parser: argparse.ArgumentParser, *, path_default: str = "
     qdrant.add_argument("--qdrant-timeout", type=positive_int, default=60, help="request timeout, seconds (server)")
     qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
     qdrant.add_argument("--qdrant-grpc-port", type=positive_int, default=None, help="server gRPC port (default 6334)")
+    qdrant.add_argument("--qdrant-free-reserve-mb", type=non_negative_float, default=64.0, metavar="MB",
+                        help="embedded engine: free space its folder's disk must keep; writes that would go below are refused (default 64; 0: no check)")
     qdrant.add_argument("--upload-parallel", type=positive_int, default=1, help="concurrent upsert requests per batch (server)")
     qdrant.add_argument("--qdrant-shards", type=positive_int, default=None, metavar="N",
                         help="shards of a new collection (server or cluster; default: the server's, 1)")
@@ -109,7 +111,7 @@ def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dic
         "payload_indexes": _payload_indexes(args.payload_index), "grpc_port": args.qdrant_grpc_port,
         "upload_parallel": args.upload_parallel, "shard_number": args.qdrant_shards,
         "replication_factor": args.qdrant_replication_factor, "write_consistency_factor": args.qdrant_write_consistency,
-        "max_request_mb": args.qdrant_max_request_mb,
+        "max_request_mb": args.qdrant_max_request_mb, "embedded_free_reserve_mb": args.qdrant_free_reserve_mb,
     }
 
 

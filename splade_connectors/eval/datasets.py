@@ -84,6 +84,10 @@ class RetrievalDataset:
         relevant = {q: {d for d, g in docs.items() if g >= self.relevance_threshold} for q, docs in self.qrels.items()}
         return {q: docs for q, docs in relevant.items() if docs}
 
+    def dropped_qrels(self) -> dict[str, int]:
+        """Qrels whose query id no query has (they cannot be evaluated): query id -> number of judgements."""
+        return {q: len(docs) for q, docs in self.qrels.items() if q not in self.queries}
+
     def eval_query_ids(self) -> list[str]:
         """Queries that are evaluated: those with a relevant document, in query-file order (as ST does)."""
         relevant = self.relevant_docs()

@@ -30,6 +30,7 @@ from trainer.retrieval.metrics import (
 logger = logging.getLogger(__name__)
 
 MEAN = "mean"
+DROPPED_SHOWN = 5  # query ids named when qrels are dropped
 # Called with (stage, dataset, backend or None, total) and returns a progress callback (or None).
 ProgressFactory = Callable[[str, str, str | None, int], Progress | None]
 
@@ -151,6 +152,16 @@ def evaluate_encoded(
             "relevance_threshold": dataset.relevance_threshold, "source": dataset.source,
             "truncated_documents": data.truncated_docs, "chunked_documents": data.chunked_docs,
         }
+        dropped = dataset.dropped_qrels()
+        if dropped:
+            examples = list(dropped)[:DROPPED_SHOWN]
+            report.datasets[dataset.name]["dropped_qrels"] = {
+                "judgements": sum(dropped.values()), "query_ids": len(dropped), "examples": examples,
+            }
+            logger.warning(
+                "%s: %d qrels of %d query ids are not evaluated: those ids are not in the queries (e.g. %s)",
+                dataset.name, sum(dropped.values()), len(dropped), ", ".join(map(repr, examples)),
+            )
         report.timings[dataset.name] = {"encode": {"seconds": data.encode_seconds}}
         report.results[dataset.name] = {}
         for backend in backends:

@@ -31,8 +31,10 @@ from splade_connectors.ingest.incremental import Status
 from splade_connectors.ingest.isolation import encode_isolating, write_isolating
 from splade_connectors.ingest.report import IngestReport
 from splade_connectors.ingest.session import (
+    FirstIdWins,
     IngestSession,
     claim_store,
+    duplicate,
     start_state,
     stopped,
     stored_statuses,
@@ -133,32 +135,50 @@ class _Run:
 
     # ---- reading --------------------------------------------------------------------------------------
     def _batches(self, records: Iterable[RawRecord]) -> Iterator[_Pending]:
-        """Valid documents in batches, with the number of input records consumed so far."""
+        """Valid documents in batches, with the number of input records consumed so far.
+
+        A duplicate id keeps its first valid record (`session.DUPLICATE_REASON`): later ones in the batch, or
+        whose id an earlier batch kept, are refused. Records done by an earlier run are read for their ids.
+        """
         config, skip = self.config, self.skip
         docs: list[Document] = []
         positions: list[int] = []
         ids_in_batch: set[str] = set()
-        for raw in records:
-            self.consumed += 1
-            if self.consumed <= skip:
-                if self.session.source_ids is not None:
-                    self.session.remember(to_document(raw, config.fields))
-                continue
-            result = to_document(raw, config.fields)
-            self.session.remember(result)
-            if isinstance(result, Document) and result.id in ids_in_batch:
-                result = InvalidRecord(position=raw.position, doc_id=result.id, reason="duplicate id in the same batch")
-            if isinstance(result, InvalidRecord):
-                self.session.reject(result)
-                continue
-            docs.append(result)
-            positions.append(raw.position)
-            ids_in_batch.add(result.id)
-            if len(docs) >= config.batch_size:
-                yield _Pending(docs, positions, self.consumed)
-                docs, positions, ids_in_batch = [], [], set()
-        if docs or self.consumed > skip:
-            yield _Pending(docs, positions, self.consumed)
+        seen = FirstIdWins()
+
+        def kept() -> _Pending:
+            earlier = seen.earlier([d.id for d in docs])
+            keep = [i for i, d in enumerate(docs) if d.id not in earlier]
+            for i in (i for i, d in enumerate(docs) if d.id in earlier):
+                self.session.reject(duplicate(positions[i], docs[i].id))
+            seen.keep(docs[i].id for i in keep)
+            return _Pending([docs[i] for i in keep], [positions[i] for i in keep], self.consumed)
+
+        try:
+            for raw in records:
+                self.consumed += 1
+                result = to_document(raw, config.fields)
+                if self.consumed <= skip:
+                    self.session.remember(result)
+                    if isinstance(result, Document):
+                        seen.keep([result.id])  # refused later copies were refused then too: adding is enough
+                    continue
+                self.session.remember(result)
+                if isinstance(result, Document) and result.id in ids_in_batch:
+                    result = duplicate(raw.position, result.id)
+                if isinstance(result, InvalidRecord):
+                    self.session.reject(result)
+                    continue
+                docs.append(result)
+                positions.append(raw.position)
+                ids_in_batch.add(result.id)
+                if len(docs) >= config.batch_size:
+                    yield kept()
+                    docs, positions, ids_in_batch = [], [], set()
+            if docs or self.consumed > skip:
+                yield kept()
+        finally:
+            seen.close()
 
     # ---- classifying and encoding (main thread) -------------------------------------------------------
     def _prepare(self, pending: _Pending) -> _WriteJob:

@@ -55,6 +55,65 @@ def stored_statuses(
     )
 
 
+# Duplicate ids: the first valid record of an id wins, every later one is refused (reported) with this reason.
+# Why first: it is decided while streaming (no look-ahead), and a later copy is never written, so engines that
+# write batches in parallel (Ray) store the same copy as the single-process engine, whatever the write order.
+DUPLICATE_REASON = "duplicate id: an earlier record of the input has it (the first one is kept)"
+
+
+def duplicate(position: int, doc_id: str) -> InvalidRecord:
+    """The refused record of a later occurrence of `doc_id` (see `DUPLICATE_REASON`)."""
+    return InvalidRecord(position=position, doc_id=doc_id, reason=DUPLICATE_REASON)
+
+
+class FirstIdWins:
+    """The ids of the valid records kept so far (on disk: memory stays bounded), deciding batch by batch."""
+
+    def __init__(self) -> None:
+        self.ids = SourceIdSet()
+
+    def earlier(self, doc_ids: Sequence[str]) -> set[str]:
+        """The ids of `doc_ids` an earlier kept record has."""
+        return set(doc_ids) - set(self.ids.missing(doc_ids))
+
+    def keep(self, doc_ids: Iterable[str]) -> None:
+        self.ids.update(doc_ids)
+
+    def close(self) -> None:
+        self.ids.close()
+
+
+def later_duplicates(records: Iterable[RawRecord], config: IngestConfig) -> set[int]:
+    """Positions of the valid records whose id an earlier valid record has: one pass over the source, for
+    engines that validate in parallel workers (Ray) and so cannot see which occurrence came first."""
+    positions: set[int] = set()
+    seen = FirstIdWins()
+    try:
+        batch: list[tuple[int, str]] = []
+
+        def decide() -> None:
+            earlier = seen.earlier([d for _, d in batch])
+            first: dict[str, int] = {}
+            for position, doc_id in batch:
+                if doc_id in earlier or doc_id in first:
+                    positions.add(position)
+                else:
+                    first[doc_id] = position
+            seen.keep(first)
+            batch.clear()
+
+        for raw in records:
+            result = to_document(raw, config.fields)
+            if isinstance(result, Document):
+                batch.append((raw.position, result.id))
+                if len(batch) >= 4096:
+                    decide()
+        decide()
+    finally:
+        seen.close()
+    return positions
+
+
 def fail_on(record: InvalidRecord, config: IngestConfig) -> None:
     """Under `on_invalid="fail"`, the first refused record stops the run (any engine, any worker)."""
     if config.on_invalid == "fail":

@@ -42,6 +42,9 @@ class OpenSearchConfig(StoreConfigBase):
     refresh_interval: str = Field("1s", description="restored after a bulk load")
     ingest_refresh_interval: str = Field("-1", description="during a bulk load (-1: no refresh)")
     ingest_replicas: int = Field(0, ge=0, description="replicas during a bulk load (restored to `replicas` after)")
+    load_lease_seconds: float = Field(
+        600.0, gt=0, description="a bulk load on another host whose heartbeat is older than this is taken for dead (see load_lease.py)"
+    )
     sparse_field: str = "splade"
     codec: Literal["default", "best_compression"] = Field(
         "default", description="stored-fields codec: best_compression makes _source ~30% smaller, fetches slower"

@@ -111,25 +111,31 @@ def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, 
     return False
 
 
-def _meta_of(client: Any, index: str) -> dict[str, Any]:
+def read_meta(client: Any, index: str) -> dict[str, Any]:
+    """The index's whole mapping `_meta` (empty when it has none): the encoding record and the load lease live there."""
     mapping = client.indices.get_mapping(index=index)
     (body,) = mapping.values()
-    meta = body.get("mappings", {}).get("_meta")
+    meta = (body.get("mappings") or {}).get("_meta")
     return dict(meta) if isinstance(meta, dict) else {}
+
+
+def write_meta(client: Any, index: str, meta: dict[str, Any]) -> None:
+    """Replace the index's `_meta` (a mapping update replaces it whole: read it, change one key, write it back)."""
+    client.indices.put_mapping(index=index, body={"_meta": dict(meta)})
 
 
 def read_encoding_meta(client: Any, index: str) -> dict[str, Any] | None:
     """The encoding record (`splade_connectors.stored_encoding`) in `_meta.splade_connectors.encoding`, or None."""
-    record = (_meta_of(client, index).get(META_KEY) or {}).get("encoding")
+    record = (read_meta(client, index).get(META_KEY) or {}).get("encoding")
     return dict(record) if isinstance(record, dict) else None
 
 
 def write_encoding_meta(client: Any, index: str, record: dict[str, Any]) -> None:
     """Set `_meta.splade_connectors.encoding`; a mapping update replaces the whole `_meta`, so the rest is written back."""
-    meta = _meta_of(client, index)
+    meta = read_meta(client, index)
     ours = dict(meta.get(META_KEY) or {})
     ours["encoding"] = record
-    client.indices.put_mapping(index=index, body={"_meta": {**meta, META_KEY: ours}})
+    write_meta(client, index, {**meta, META_KEY: ours})
 
 
 def get_index_settings(client: Any, index: str, *names: str) -> dict[str, str]:

@@ -15,8 +15,9 @@ Behaviour worth knowing:
   writers; per-item failures raise `RejectedDocumentsError` naming every failed doc id (items that
   succeeded stay indexed); when every failure is a 429, or a request failed transiently, the whole
   batch is retried instead (`TransientStoreError`).
-- Bulk loads: `begin_ingest` switches refresh off and replicas to `ingest_replicas`; `finish_ingest`
-  restores both (the pipeline calls it after failures too), refreshes, and optionally force-merges.
+- Bulk loads: `begin_ingest` records a lease in the index's `_meta`, then switches refresh off and replicas
+  to `ingest_replicas`; `finish_ingest` restores both (the pipeline calls it after failures too), refreshes,
+  and optionally force-merges. Every open heals load settings a dead ingestion left (`load_lease.py`).
 - Queries: exact (a `rank_feature` clause per term) or two-phase (`two_phase.py`: heaviest terms, then
   a rescore with the rest); batches go through `_msearch` sized to the cluster (`msearch.py`); hits
   fetch only the payload fields asked for (`payload_fields`). Queries over the clause limit are pruned
@@ -55,8 +56,18 @@ from splade_connectors.opensearch.index import (
     ensure_index,
     get_index_settings,
     read_encoding_meta,
+    read_meta,
     thread_pool_sizes,
     write_encoding_meta,
+    write_meta,
+)
+from splade_connectors.opensearch.load_lease import (
+    LEASE_KEY,
+    Heartbeat,
+    describe_holders,
+    holder_entry,
+    holder_key,
+    live_holders,
 )
 from splade_connectors.opensearch.msearch import MultiSearch
 from splade_connectors.opensearch.queries import (
@@ -145,6 +156,8 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._max_clauses: int | None = None
         self._threads: dict[str, int] | None = None
         self._restore: dict[str, Any] | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._refresh_before_read = False  # set on open when a live ingestion holds the index with refresh off
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._sources = SourceEncoder(self.codec, config.sparse_field)
@@ -168,13 +181,17 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
             self._client = connect(self.config)
         try:
             with mapped_errors(self.describe(), "open"):
-                return ensure_index(self._client, self.config, self.codec, create=create)
+                created = ensure_index(self._client, self.config, self.codec, create=create)
+                if not created:
+                    self._heal()
+                return created
         except BaseException:
             self._close_client()
             raise
 
     def _disconnect(self) -> None:
         """Stop the writer threads and close the client's connections (when this store made the client)."""
+        self._stop_heartbeat()
         with self._executor_lock:
             executor, self._executor = self._executor, None
         if executor is not None:
@@ -306,22 +323,110 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         if failures:
             raise StoreError(f"{self.describe()}: {len(failures)} deletes failed: {failures[0].get('error')}")
 
+    def _load_settings(self) -> dict[str, str]:
+        return get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
+
+    def _heal(self) -> None:
+        """On open: restore bulk-load settings no live ingestion holds (a dead one left them), else refresh.
+
+        An index in load settings hides acknowledged documents (no refresh). A load whose holders
+        are all dead (`load_lease.py`), or load settings without any lease (a version without one),
+        is finished here; while another ingestion is alive only a refresh is made, which shows what
+        it wrote without touching its settings.
+        """
+        client = self.client
+        meta = read_meta(client, self.name)
+        lease = meta.get(LEASE_KEY)
+        current = get_index_settings(client, self.name, "index.refresh_interval", "index.number_of_replicas")
+        load, _ = bulk_load_settings(current, self.config)
+        in_load = current.get("index.refresh_interval") == str(load["refresh_interval"]) != self.config.refresh_interval
+        if lease is None and not in_load:
+            return
+        if live_holders(lease, self.config.load_lease_seconds, exclude=holder_key()):
+            # reads refresh once first (`_before_read`); a writer (e.g. a Ray write task) never pays for it
+            logger.info("%s: an ingestion is running (%s); refreshing before reads", self.describe(), describe_holders(lease))
+            self._refresh_before_read = True
+            return
+        restore = self._restore_values(lease, current)
+        logger.warning(
+            "%s was left in bulk-load settings by an ingestion that is gone (%s): restoring %s",
+            self.describe(), describe_holders(lease) if lease else "no lease", restore,
+        )
+        client.indices.put_settings(index=self.name, body={"index": restore})
+        if lease is not None:
+            meta.pop(LEASE_KEY, None)
+            write_meta(client, self.name, meta)
+        client.indices.refresh(index=self.name)
+
+    def _restore_values(self, lease: dict[str, Any] | None, current: dict[str, str]) -> dict[str, Any]:
+        """What to put back after a load: the lease's record, else the current values unless they are load values."""
+        recorded = (lease or {}).get("restore")
+        if isinstance(recorded, dict) and recorded:
+            return dict(recorded)
+        return bulk_load_settings(current, self.config)[1]
+
+    def _before_read(self) -> None:
+        """Refresh once before the first count or search of an index a live ingestion holds (see `_heal`)."""
+        if self._refresh_before_read:
+            self._refresh_before_read = False
+            self.refresh()
+
+    def _renew_lease(self) -> None:
+        meta = read_meta(self.client, self.name)
+        lease = dict(meta.get(LEASE_KEY) or {})
+        holders = dict(lease.get("holders") or {})
+        holders[holder_key()] = holder_entry()
+        meta[LEASE_KEY] = {**lease, "holders": holders}
+        write_meta(self.client, self.name, meta)
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
     def begin_ingest(self) -> None:
-        """Switch refresh off and replicas to `ingest_replicas` for a bulk load (remembering what to restore)."""
+        """Record this load in the index's lease, then switch refresh off and replicas to `ingest_replicas`.
+
+        The lease (`load_lease.py`) keeps the settings to restore, so that any later open restores them
+        if this process dies before `finish_ingest`; a heartbeat thread renews it while the load runs.
+        """
         self._require_open()
         with mapped_errors(self.describe(), "begin_ingest"):
-            current = get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
-            load, self._restore = bulk_load_settings(current, self.config)
+            current = self._load_settings()
+            meta = read_meta(self.client, self.name)
+            lease = meta.get(LEASE_KEY)
+            others = live_holders(lease, self.config.load_lease_seconds, exclude=holder_key())
+            # another live load's record is the truth; otherwise what the index has now (unless it is load values)
+            restore = self._restore_values(lease if others else None, current)
+            load, _ = bulk_load_settings(current, self.config)
+            meta[LEASE_KEY] = {"holders": {**others, holder_key(): holder_entry()}, "restore": restore}
+            write_meta(self.client, self.name, meta)  # the lease first: settings never change without one
             self.client.indices.put_settings(index=self.name, body={"index": load})
+        self._restore = restore
+        self._stop_heartbeat()
+        self._heartbeat = Heartbeat(self._renew_lease, self.config.load_lease_seconds / 4)
 
     def finish_ingest(self) -> None:
-        """Restore refresh and replicas, refresh (everything written becomes searchable), optionally force-merge."""
+        """Leave the lease; restore refresh and replicas unless another live load holds them; refresh; optionally force-merge.
+
+        Also finishes a load an earlier process left (nothing begun here): the lease's values are restored.
+        """
         self._require_open()
+        self._stop_heartbeat()
         with mapped_errors(self.describe(), "finish_ingest"):
-            if self._restore is None:  # not begun in this process: restore what an interrupted load left
-                current = get_index_settings(self.client, self.name, "index.refresh_interval", "index.number_of_replicas")
-                _, self._restore = bulk_load_settings(current, self.config)
-            self.client.indices.put_settings(index=self.name, body={"index": self._restore})
+            meta = read_meta(self.client, self.name)
+            lease = meta.get(LEASE_KEY)
+            others = live_holders(lease, self.config.load_lease_seconds, exclude=holder_key())
+            if others:  # another ingestion still loads: keep its settings, leave the lease
+                assert lease is not None
+                meta[LEASE_KEY] = {**lease, "holders": others}
+                write_meta(self.client, self.name, meta)
+            else:
+                restore = self._restore or self._restore_values(lease, self._load_settings())
+                self.client.indices.put_settings(index=self.name, body={"index": restore})
+                if lease is not None:  # settings first: load settings never remain without a lease
+                    meta.pop(LEASE_KEY, None)
+                    write_meta(self.client, self.name, meta)
             self.client.indices.refresh(index=self.name)
         self._restore = None
         if self.config.merge_after_ingest is not None:
@@ -357,6 +462,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     # ---- reads --------------------------------------------------------------------------------------
     def count(self) -> int:
         self._require_open()
+        self._before_read()
         with mapped_errors(self.describe(), "count"):
             return int(self.client.count(index=self.name)["count"])
 
@@ -477,6 +583,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         payload_fields: Sequence[str] | None | Configured,
     ) -> _Plan:
         self._require_open()
+        self._before_read()
         require_top_k(top_k)
         phased = self._two_phase(two_phase)
         fields = self._fields(payload_fields)
@@ -531,6 +638,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         payload_fields: Sequence[str] | None | Configured,
     ) -> _Plan:
         self._require_open()
+        self._before_read()
         require_top_k(top_k)
         filters = filter_clauses(filter)
         source = source_spec(self._fields(payload_fields), self.sparse_field, explain_vectors is not None)
@@ -669,6 +777,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     def iter_doc_ids(self, batch_size: int = 1000) -> Iterator[list[str]]:
         """Every document id (as of the last refresh), paged with `search_after` on the `doc_id` keyword."""
         self._require_open()
+        self._before_read()
         require_batch_size(batch_size)
         after: list[Any] | None = None
         while True:

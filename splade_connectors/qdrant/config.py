@@ -94,6 +94,11 @@ class QdrantConfig(StoreConfigBase):
                 "give the API key as api_key (CLI: $QDRANT_API_KEY or --qdrant-api-key-env)"
             )
         return parsed.url
+    embedded_free_reserve_mb: float = Field(
+        64.0, ge=0,
+        description="embedded engine: free space (MB) its folder's file system must keep after a write; opens and "
+        "writes that would go below are refused (the engine dies with SIGBUS on a full disk); 0 disables the check",
+    )
 
     @field_validator("payload_indexes")
     @classmethod
@@ -140,6 +145,10 @@ class QdrantConfig(StoreConfigBase):
     def embedded(self) -> bool:
         """Whether the store runs in this process (embedded engine or local mode)."""
         return self.backend != "server"
+
+    @property
+    def in_process(self) -> bool:
+        return self.embedded
 
     @property
     def collection_name(self) -> str:

@@ -12,6 +12,12 @@ runs optimizers and flushes only when asked (every `embedded_optimize_every` ups
 appendable segment and the WAL stay bounded during a large ingestion, and in `finish_ingest`), and it has no API to
 describe its configuration (it is read from `edge_config.json`), and none for collection metadata (kept
 in `splade_metadata.json` beside it, written atomically).
+
+Disk space: the engine writes through memory maps, so on a full file system it is killed by SIGBUS
+(exit 135, no message), even when only opening a collection. So every open, upsert and optimize first
+checks the folder's free space (`shutil.disk_usage`) against an estimate of what it writes plus
+`embedded_free_reserve_mb`, and refuses with a `StorageFullError` (one line) instead; everything written
+before stays (the WAL), and a checkpointed ingestion resumes once space is freed.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from splade_connectors.errors import ConfigMismatchError, NotFoundError, StoreError
+from splade_connectors.errors import ConfigMismatchError, NotFoundError, StorageFullError, StoreError
 from splade_connectors.qdrant.collection import check_layout, check_name, missing_indexes, wanted_sparse
 from splade_connectors.qdrant.config import QdrantConfig
 from splade_connectors.qdrant.engine import (
@@ -46,6 +52,26 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "edge_config.json"
 METADATA_FILE = "splade_metadata.json"  # the collection metadata the engine itself cannot keep
+MB = 1024 * 1024
+# Bytes one point takes on disk, estimated (WAL + appendable segment + sparse index, measured ~9 KB for
+# 150 terms and 300 characters of payload): a margin over the real use, so a batch never overruns the check.
+BYTES_PER_TERM = 64
+BYTES_PER_POINT = 1024
+
+
+def point_bytes(point: PointData) -> int:
+    """The estimated bytes a point adds to the shard folder (see `BYTES_PER_TERM`)."""
+    payload = len(json.dumps(point.payload, default=str))
+    dense = 8 * len(point.dense) if point.dense is not None else 0
+    return BYTES_PER_POINT + BYTES_PER_TERM * point.sparse.nnz + 2 * payload + 2 * dense
+
+
+def existing_ancestor(path: Path) -> Path:
+    """`path`, or its closest parent that exists (what `shutil.disk_usage` can measure before a folder is made)."""
+    path = path.absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 def collection_folder(root: Path, name: str) -> Path:
@@ -99,6 +125,7 @@ class EdgeEngine:
             self._temp_root = root = Path(tempfile.mkdtemp(prefix="splade-qdrant-embedded-"))
         folder = self.folder = collection_folder(root, config.collection)
         try:
+            self.require_space(0, "open")  # even a search maps (and writes) the WAL
             with self._errors("open"):
                 if (folder / CONFIG_FILE).is_file():
                     layout = layout_from_file(folder / CONFIG_FILE)
@@ -184,9 +211,28 @@ class EdgeEngine:
             vector[self.config.dense_name] = [float(v) for v in point.dense]
         return qe.Point(point.id, vector, point.payload)
 
+    def require_space(self, needed: int, action: str) -> None:
+        """Refuse (`StorageFullError`) an action whose `needed` bytes would leave less than the reserve free."""
+        reserve = int(self.config.embedded_free_reserve_mb * MB)
+        if self.folder is None or reserve == 0:
+            return
+        where = existing_ancestor(self.folder)
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError as exc:
+            logger.debug("cannot measure the free space of %s: %s", where, exc)
+            return
+        if free - needed < reserve:
+            raise StorageFullError(
+                f"{self.config.describe()}: {action} refused: {free / MB:.1f} MB free on the folder's file system, "
+                f"{needed / MB:.1f} MB needed plus a reserve of {reserve / MB:g} MB (the embedded engine dies on a full "
+                "disk); free space, then rerun (an ingestion resumes from its checkpoint), or lower --qdrant-free-reserve-mb"
+            )
+
     def upsert(self, points: Sequence[PointData]) -> None:
         import qdrant_edge as qe
 
+        self.require_space(sum(point_bytes(p) for p in points), f"upsert of {len(points)} points")
         edge_points = [self._point(p) for p in points]
         with self._errors(f"upsert of {len(edge_points)} points"):
             self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
@@ -197,9 +243,20 @@ class EdgeEngine:
 
     def _optimize(self) -> None:
         """Optimize, then flush: appendable segments (held in RAM) become optimized ones, and the flushed WAL
-        can be truncated. Without both, a large ingestion grows memory and the WAL with the corpus."""
+        can be truncated. Without both, a large ingestion grows memory and the WAL with the corpus.
+
+        Merging segments writes new ones before the old go: it may need up to the shard's size again, so
+        with less free space than that (plus the reserve) only the flush runs, with a warning: the data is
+        safe and searchable, just not merged yet."""
+        optimize = True
+        if self._unoptimized and self.folder is not None:
+            try:
+                self.require_space(disk_bytes(self.folder) or 0, "optimize")
+            except StorageFullError as exc:
+                logger.warning("not optimizing (flush only): %s", exc)
+                optimize = False
         with self._errors("optimize and flush"):
-            optimized = self.shard.optimize()
+            optimized = self.shard.optimize() if optimize else False
             self.shard.flush()
         logger.debug("optimized %s after %d points (%s)", self.config.describe(), self._unoptimized, optimized)
         self._unoptimized = 0
@@ -281,8 +338,8 @@ class EdgeEngine:
     def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
         import qdrant_edge as qe
 
-        requests = [self._request(q) for q in queries]
-        with self._errors(f"search of {len(requests)} queries"):
+        with self._errors(f"search of {len(queries)} queries"):  # a request the engine cannot build is one line too
+            requests = [self._request(q) for q in queries]
             responses = self.shard.query_batch(qe.QueryBatchRequest(requests))
         return [[ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points] for points in responses]
 

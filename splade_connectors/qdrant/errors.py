@@ -9,7 +9,7 @@
 `translate` maps each to a `StoreError` subclass with one line naming the store (collection and
 location, never the API key), the action and the cause; its `transient` flag drives the retry
 policy: network trouble, timeouts, 429, 5xx and gRPC UNAVAILABLE/DEADLINE_EXCEEDED are transient;
-validation, authentication, missing collections, locked folders and engine errors are permanent. A
+validation, authentication, missing collections, locked folders, full disks and engine errors are permanent. A
 request over the server's size limit (HTTP 400 "larger than allowed", 413, a gRPC message over its
 limit) is a `RequestTooLargeError`: permanent for that request, smaller ones may pass.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 from collections.abc import Iterable, Iterator
 
@@ -26,6 +27,7 @@ from splade_connectors.errors import (
     NotFoundError,
     RequestTooLargeError,
     SpladeError,
+    StorageFullError,
     StoreError,
     StoreLockedError,
     StoreUnavailableError,
@@ -135,6 +137,8 @@ def translate(error: BaseException, where: str, action: str, *, edge: bool = Fal
             return TransientStoreError(f"{prefix}: {code} {details}")
         return StoreError(f"{prefix}: the server refused the request ({code}: {details})")
     message = _one_line(str(error)) or type(error).__name__
+    if _is_disk_full(error, message):
+        return StorageFullError(f"{prefix}: the disk is full ({message})")
     if "already accessed by another instance" in message or isinstance(error, PermissionError):
         return StoreLockedError(f"{prefix}: the folder is in use by another process or not writable ({message})")
     if isinstance(error, OSError):
@@ -144,11 +148,21 @@ def translate(error: BaseException, where: str, action: str, *, edge: bool = Fal
     return StoreError(f"{prefix}: {type(error).__name__}: {message}")
 
 
+def _is_disk_full(error: BaseException, message: str) -> bool:
+    """ENOSPC/EDQUOT as an OSError, or in an engine's message ("No space left on device", "os error 28")."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    lowered = message.lower()
+    return "no space left" in lowered or "os error 28" in lowered or "disk quota exceeded" in lowered
+
+
 def _translate_edge(error: BaseException, prefix: str, message: str) -> StoreError:
     """The embedded engine's errors: all permanent (nothing to retry in-process)."""
     if type(error).__name__ == "PanicException":
         return StoreError(f"{prefix}: the embedded Qdrant engine panicked ({message})")
     lowered = message.lower()
+    if _is_disk_full(error, message):
+        return StorageFullError(f"{prefix}: the disk is full ({message}); free space, then resume")
     if "wouldblock" in lowered or "resource temporarily unavailable" in lowered:
         return StoreLockedError(f"{prefix}: the folder is in use by another process or store ({message})")
     if isinstance(error, PermissionError) or "permission denied" in lowered or "read-only file system" in lowered:

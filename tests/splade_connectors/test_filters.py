@@ -85,6 +85,12 @@ def test_cli_filters_mean_the_same() -> None:
         ({"tags": [["a"]]}, "'tags'"),
         ({"tags": []}, "'tags'"),
         ({"doc_id": None}, "'doc_id'"),
+        ({"*": "x"}, "'*'"),
+        ({"a b": "x"}, "'a b'"),
+        ({"tags[]": "x"}, "'tags[]'"),
+        ({"source.na me": "x"}, "'source.na me'"),
+        ({"year": 2**63}, "'year'"),
+        ({"year": [1, -(2**63) - 1]}, "'year'"),
     ],
 )
 def test_invalid_filters_are_config_errors_naming_the_key(filter: Any, names: str) -> None:

@@ -171,7 +171,8 @@ def test_a_filter_means_the_same_on_every_store(store: SparseStore, filter: dict
 def test_a_bad_filter_is_a_config_error_on_every_store(store: SparseStore) -> None:
     _load(store, _filter_docs()[:2])
     query = SparseVector.from_pairs({3000: 1.0})
-    bad_filters: list[Any] = ["group=g0", {"year": 1.5}, {"year": None}, {"tags": []}, {"": "x"}, {"text": "whole"}, {"title.x": "y"}]
+    bad_filters: list[Any] = ["group=g0", {"year": 1.5}, {"year": None}, {"tags": []}, {"": "x"}, {"text": "whole"}, {"title.x": "y"},
+                             {"*": "x"}, {"a b": 1}, {"year": 2**64}]
     for bad in bad_filters:
         with pytest.raises(ConfigError):
             store.search_batch([query], top_k=3, filter=bad)

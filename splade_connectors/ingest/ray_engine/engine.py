@@ -25,7 +25,7 @@ from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import EncodingIdentity, encoding_identity
 from splade_connectors.ingest.ray_engine.options import EncoderSpec, RayOptions
 from splade_connectors.ingest.report import IngestReport
-from splade_connectors.ingest.session import IngestSession, claim_store, stopped
+from splade_connectors.ingest.session import IngestSession, claim_store, later_duplicates, stopped
 from splade_connectors.ingest.sources import beir_corpus_path, open_source
 from splade_connectors.registry import open_store
 from splade_connectors.store import StoreConfigBase
@@ -46,6 +46,11 @@ def ingest_file_ray(
     if config.checkpoint is not None:
         raise ConfigError(
             "the Ray engine keeps no checkpoint: to resume, run again with skip_unchanged (--skip-unchanged)"
+        )
+    if store.in_process:
+        raise ConfigError(
+            f"the Ray engine cannot write to {store.describe()}: an embedded store is one process's folder (or memory) "
+            "and Ray writes from worker processes; use the single engine (--engine single) or a Qdrant server (--qdrant-url)"
         )
     corpus = beir_corpus_path(path)
     _require_ray()
@@ -148,6 +153,8 @@ def _run_pipeline(
     try:
         group = options.encode_batch_size or config.batch_size
         shard_records = -(-(options.shard_records or 16 * group) // group) * group  # whole encoder groups per block
+        # duplicate ids: which occurrence is first is only known in input order, so the driver finds the later ones
+        duplicates = frozenset(later_duplicates(open_source(corpus), config))
         source = RecordDatasource(corpus, shard_records)
         # one block per shard (no splitting), prepared whole: each encoder group is one row (see stages.py)
         dataset = ray.data.read_datasource(source, num_cpus=options.task_cpus, override_num_blocks=max(1, len(source.shards)))
@@ -155,6 +162,7 @@ def _run_pipeline(
             PrepareBatches,
             fn_constructor_kwargs={
                 "store_config": store, "vocabulary": vocabulary, "config": config, "identity_key": identity.key(), "group": group,
+                "duplicates": duplicates,
             },
             batch_size=None,
             batch_format="pyarrow",

@@ -27,7 +27,7 @@ from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import EncodingIdentity, encoding_identity
 from splade_connectors.ingest.isolation import encode_isolating
 from splade_connectors.ingest.ray_engine.options import EncoderSpec
-from splade_connectors.ingest.session import fail_on, stored_statuses, with_content_hash
+from splade_connectors.ingest.session import duplicate, fail_on, stored_statuses, with_content_hash
 from splade_connectors.ingest.sources import parse_jsonl_line
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document
@@ -63,7 +63,6 @@ class _Group:
     def __init__(self) -> None:
         self.fields: dict[str, list[Any]] = {name: [] for name, _ in _FIELDS}
         self.texts: list[str | None] = []
-        self.ids: set[str] = set()  # duplicates within a group are refused, as within a single-process batch
 
     def add(self, position: int, doc_id: str | None, status: str, reason: str | None = None) -> int:
         for name, value in (("positions", position), ("doc_ids", doc_id), ("statuses", status), ("existed", False),
@@ -77,9 +76,11 @@ class PrepareBatches:
     """Parse and validate raw rows, hash valid documents, look up their stored hashes; emit groups."""
 
     def __init__(
-        self, store_config: StoreConfigBase, vocabulary: list[str], config: IngestConfig, identity_key: str, group: int
+        self, store_config: StoreConfigBase, vocabulary: list[str], config: IngestConfig, identity_key: str, group: int,
+        duplicates: frozenset[int] = frozenset(),
     ) -> None:
         self.config, self.identity_key, self.group = config, identity_key, group
+        self.duplicates = duplicates  # positions of later copies of an id (the driver's pass: first one wins)
         self.store = build_store(store_config, vocabulary=vocabulary).open(create=False)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -89,13 +90,12 @@ class PrepareBatches:
         for position, raw in zip(batch.column("position").to_pylist(), batch.column("raw").to_pylist()):
             group = groups.setdefault(position // self.group, _Group())
             result = to_document(parse_jsonl_line(position, raw or b""), config.fields)
-            if isinstance(result, Document) and result.id in group.ids:
-                result = InvalidRecord(position=position, doc_id=result.id, reason="duplicate id in the same batch")
+            if isinstance(result, Document) and position in self.duplicates:
+                result = duplicate(position, result.id)
             if isinstance(result, InvalidRecord):
                 fail_on(result, config)
                 group.add(position, result.doc_id, INVALID, result.reason)
                 continue
-            group.ids.add(result.id)
             document = with_content_hash(result, self.identity_key)
             valid.append((group, group.add(position, document.id, ENCODE), document))
         if valid:

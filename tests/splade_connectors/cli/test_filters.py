@@ -63,6 +63,41 @@ def test_filters_on_qdrant(cli: Cli, tmp_path: Path) -> None:
     _check_filters(cli, store, strict_types=True)
 
 
+def test_bad_field_names_and_integers_are_one_line_on_the_embedded_engine(cli: Cli, tmp_path: Path) -> None:
+    """`*`, `a b` or an integer beyond 64 bits: one error line, as the server gives, not an engine traceback."""
+    corpus = write_jsonl(tmp_path / "docs.jsonl", DOCS)
+    store = ["--qdrant-path", str(tmp_path / "qdrant"), "--collection", "sf"]
+    assert cli("ingest", "--input", str(corpus), *store, "--no-progress").code == 0
+    search = ["search", *store, "-q", QUERY]
+    assert "'*' is not a valid field name" in cli(*search, "--filter", "*=1").error_line()
+    assert "'a b' is not a valid field name" in cli(*search, "--filter", "a b=1").error_line()
+    assert "out of the 64-bit range" in cli(*search, "--filter", f"year:int={2**64}").error_line()
+    assert _ids(cli(*search, "--json", "--filter", "year:int=2019")) == ["5001"]  # the store still answers
+
+
+def test_a_native_filter_the_embedded_engine_refuses_is_one_store_error(tmp_path: Path) -> None:
+    """A qdrant-client Filter (passed through unchecked) with a key or value the engine refuses: one StoreError line."""
+    from qdrant_client import models
+
+    from splade_connectors.errors import StoreError
+    from splade_connectors.qdrant import QdrantConfig, QdrantStore
+    from splade_connectors.records import Document, EncodedDocument
+    from trainer.sparse import SparseVector
+
+    vector = SparseVector.from_pairs({5: 1.0})
+    with QdrantStore(QdrantConfig(path=str(tmp_path / "q"), collection="c")) as store:
+        store.upsert([EncodedDocument(document=Document(id="a", text="t", metadata={"year": 1}), sparse=vector)])
+        for condition in (
+            models.FieldCondition(key="*", match=models.MatchValue(value=1)),
+            models.FieldCondition(key="metadata.year", match=models.MatchValue(value=2**70)),
+        ):
+            with pytest.raises(StoreError) as raised:
+                store.search_batch([vector], top_k=3, filter=models.Filter(must=[condition]))
+            message = str(raised.value)
+            assert "embedded Qdrant engine refused it" in message and "\n" not in message
+        assert [h.id for h in store.search_batch([vector], top_k=3)[0]] == ["a"]
+
+
 @pytest.fixture
 def opensearch_index(opensearch_store: Any) -> Iterator[str]:
     name = f"cli-filter-{uuid.uuid4().hex[:8]}"

@@ -24,7 +24,7 @@ from splade_connectors.errors import ConfigError, IngestError
 from splade_connectors.ingest import IngestConfig, ingest_file
 from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions, ingest_file_ray
 from splade_connectors.ingest.ray_engine.source import jsonl_shards
-from splade_connectors.registry import open_store
+from splade_connectors.registry import open_store, store_config
 from splade_connectors.store import SparseStore
 from tests.splade_connectors.ingest.conftest import ray_processes, store_config_for, write_jsonl
 from tests.splade_connectors.ingest.test_incremental import edit
@@ -122,6 +122,42 @@ def test_invalid_records_are_reported_as_by_the_single_process_pipeline(
     assert (ray.accepted, ray.records) == (single.accepted, single.records) == (23, 30)
     with pytest.raises(IngestError, match=r"invalid input, record #\d+"):
         ingest_file_ray(path, SPEC, make_config("fail"), config.model_copy(update={"on_invalid": "fail"}), RayOptions(encoders=1))
+
+
+def test_duplicate_ids_keep_the_first_record_on_both_engines(
+    make_config: Any, vocabulary: list[str], encoder: SpladeEncoder, ray_local: Any, short_docs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The first valid record of an id wins, every later one is reported: same copies, same counts on both engines,
+    whether the copies share a batch, sit in different batches (of input positions or of valid records), or the
+    first occurrence is itself invalid."""
+    docs = [dict(d) for d in short_docs[:30]]
+    first = {d["_id"]: d["text"] for d in docs}
+    a, b = docs[2]["_id"], docs[9]["_id"]
+    rows = [json.dumps(d) for d in docs]
+    rows[5] = json.dumps({"_id": a, "text": "copy one of a"})  # same batch of 8 as the first
+    rows[13] = json.dumps({"_id": a, "text": "copy two of a"})  # a later batch
+    rows[10] = json.dumps({"_id": b, "text": "adjacent copy of b"})
+    rows[20] = json.dumps({"text": "no id"})  # shifts the single engine's batches of valid records
+    rows[24] = json.dumps({"_id": "late", "text": "   "})  # invalid first occurrence: the next valid one is kept
+    rows[27] = json.dumps({"_id": "late", "text": "the valid record of late"})
+    rows[29] = json.dumps({"_id": b, "text": "last copy of b"})
+    first["late"] = "the valid record of late"
+    path = write_jsonl(tmp_path / "dupes.jsonl", rows)
+    config = IngestConfig(batch_size=8)
+    single_config, ray_config = make_config("dup-single"), make_config("dup-ray")
+    with open_store(single_config, vocabulary=vocabulary) as store:
+        single = ingest_file(path, encoder, store, config)
+    ray = ingest_file_ray(path, SPEC, ray_config, config, RayOptions(encoders=1))
+    described = [r.describe() for r in single.invalid]
+    assert [r.describe() for r in ray.invalid] == described
+    assert [r.position for r in single.invalid] == [5, 10, 13, 20, 24, 29]
+    assert all("the first one is kept" in line for i, line in enumerate(described) if i not in (3, 4))
+    assert (ray.accepted, ray.invalid_count, ray.stored) == (single.accepted, single.invalid_count, single.stored) == (24, 6, 24)
+    for config_ in (single_config, ray_config):
+        with open_store(config_, vocabulary=vocabulary) as store:
+            texts = {d: p["text"] for d, p in store.fetch_payloads(list(first), ["text"]).items()}
+        assert texts == {d: t for d, t in first.items() if d in texts} and len(texts) == 24
+        assert texts[a] == first[a] and texts[b] == first[b] and texts["late"] == "the valid record of late"
 
 
 @pytest.mark.slow
@@ -230,3 +266,16 @@ def test_ray_refuses_a_collection_of_another_encoding(
             assert store.count() == 20
         finally:
             store.drop()
+
+
+def test_an_embedded_store_is_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--qdrant-path` (one process's folder) is one error line before Ray starts; stdout stays empty for `--json`."""
+    path = write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "x"}])
+    code = main(["ingest", "--input", str(path), "--qdrant-path", str(tmp_path / "q"), "--engine", "ray", "--json", "--no-progress"])
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2 and captured.out == "" and len(errors) == 1
+    assert errors[0].startswith("error: the Ray engine cannot write to qdrant collection 'splade' (embedded")
+    assert not (tmp_path / "q").exists()  # refused before anything was created
+    with pytest.raises(ConfigError, match="embedded store is one process's folder"):
+        ingest_file_ray(path, SPEC, store_config("qdrant", path=str(tmp_path / "q"), collection="c"))
