@@ -140,7 +140,7 @@ def test_a_checkpoint_without_encoding_identity_is_never_resumed(
 def test_the_cli_refuses_skip_unchanged_with_an_encoder_without_identity(
     encoder: SpladeEncoder, docs: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("splade_connectors.cli.ingest.load_encoder", lambda args: NoIdentityEncoder(encoder))
+    monkeypatch.setattr("splade_connectors.cli.ingesting.load_encoder", lambda args: NoIdentityEncoder(encoder))
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     code = main(["ingest", "--no-progress", "-i", str(corpus), "--qdrant-path", str(tmp_path / "q"), "--skip-unchanged"])
     err = capsys.readouterr().err
