@@ -11,6 +11,10 @@ custom encoder (a cache, a remote service, a test double) implements just that p
   it: skip-unchanged, checkpoints, delete-missing (`require_identity` refuses an encoder without one).
 - `SparseEncoder`: all of the above plus the streaming form `iter_encode`.
 
+A sentence-transformers `SparseEncoder` object goes wherever an encoder goes: the entry points (ingest,
+search, evaluation) wrap it with `as_encoder` into `trainer.st_encoder.SentenceTransformersEncoder`,
+which fulfils the whole contract (identity included) without this module importing sentence-transformers.
+
 Per-call `overrides` are `EncodeOptions` fields (`top_k=...`, `max_length=...`); an unknown one is a
 `ConfigError`. `stats` (`EncodeStats` of the last call) is part of `SparseEncoder`; ingestion reads
 it for its truncation and chunking counts when a `DocumentEncoder` has it.
@@ -18,14 +22,17 @@ it for its truncation and chunking counts when a `DocumentEncoder` has it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 from splade_connectors.errors import ConfigError
 from trainer.identity import EncoderIdentity
 from trainer.sparse import SparseVector
 
 if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
+
     from trainer.encoder import EncodeStats
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "QueryEncoder",
     "SparseEncoder",
     "Vocabulary",
+    "as_encoder",
     "require_identity",
 ]
 
@@ -99,3 +107,17 @@ def require_identity(encoder: object, needed_by: str) -> EncoderIdentity:
             f"{type(encoder).__qualname__}.identity() returned {type(identity).__name__}, not a trainer.identity.EncoderIdentity"
         )
     return identity
+
+
+_Encoder = TypeVar("_Encoder")
+
+
+def as_encoder(encoder: _Encoder | SentenceTransformersModel) -> _Encoder:
+    """`encoder` itself, or a sentence-transformers `SparseEncoder` wrapped as a full `SparseEncoder` of this library."""
+    module = sys.modules.get("sentence_transformers")  # an object of it exists only once it is imported
+    model_class = getattr(module, "SparseEncoder", None)
+    if isinstance(model_class, type) and isinstance(encoder, model_class):
+        from trainer.st_encoder import SentenceTransformersEncoder
+
+        return SentenceTransformersEncoder(encoder)  # type: ignore[arg-type,return-value]  # checked above; it fulfils every protocol
+    return encoder  # type: ignore[return-value]  # not a sentence-transformers model, so one of the protocols

@@ -11,16 +11,21 @@ what the store has beside it: BM25 on the text (OpenSearch) or a dense vector (Q
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from splade_connectors.encoding import QueryEncoder
+from splade_connectors.encoding import QueryEncoder, as_encoder
 from splade_connectors.errors import ConfigError
 from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
 from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, SparseStore, require_top_k
 from trainer.sparse import SparseVector
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
 
 DenseQueryEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
 
@@ -39,7 +44,7 @@ class HybridOptions(BaseModel):
 
 def search(
     store: SparseStore,
-    encoder: QueryEncoder,
+    encoder: QueryEncoder | SentenceTransformersModel,
     queries: Sequence[str],
     *,
     top_k: int = 10,
@@ -55,7 +60,8 @@ def search(
         raise ConfigError("queries must be a list of texts; wrap a single query in a list")
     require_top_k(top_k)  # before encoding: the store would refuse it after the work
     queries = list(queries)
-    vectors = encoder.encode_queries(queries)
+    query_encoder: QueryEncoder = as_encoder(encoder)
+    vectors = query_encoder.encode_queries(queries)
     if hybrid is None:
         if dense_encoder is not None:
             raise ConfigError("a dense encoder is used by hybrid search only: pass hybrid=HybridOptions(...)")
@@ -72,7 +78,7 @@ def search(
             candidates=hybrid.candidates, filter=filter,
         )
     if explain:
-        results = explain_results(store, vectors, results, encoder.model.id_to_token(), limit=explain_terms)
+        results = explain_results(store, vectors, results, query_encoder.model.id_to_token(), limit=explain_terms)
     return results
 
 

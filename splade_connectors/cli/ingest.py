@@ -102,7 +102,7 @@ def _run_ray(args: argparse.Namespace, corpus: Path, config: IngestConfig) -> tu
 
     try:
         spec = EncoderSpec(
-            model=args.model, device=args.device, dtype=args.dtype,
+            model=args.model, device=args.device, dtype=args.dtype, backend=args.encoder_backend,
             options=encode_options(args)[0],
         )
         options = RayOptions(

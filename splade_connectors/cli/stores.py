@@ -28,7 +28,7 @@ from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
 
 if TYPE_CHECKING:
-    from trainer.encoder import SpladeEncoder
+    from splade_connectors.encoding import QueryEncoder
 
 DEFAULT_QDRANT_PATH = "./qdrant_data"
 DEFAULT_OPENSEARCH_URL = "http://localhost:9200"
@@ -134,7 +134,7 @@ def store_config_from_args(args: argparse.Namespace) -> StoreConfigBase:
 
 def open_store_from_args(
     args: argparse.Namespace,
-    encoder: SpladeEncoder | None = None,
+    encoder: QueryEncoder | None = None,
     *,
     create: bool = True,
     config: StoreConfigBase | None = None,

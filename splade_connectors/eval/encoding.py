@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from splade_connectors.encoding import SparseEncoder
+from splade_connectors.encoding import SparseEncoder, as_encoder
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.records import EncodedDocument
 from trainer.sparse import SparseVector
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +62,14 @@ def _encode_chunked(
 
 
 def encode_dataset(
-    encoder: SparseEncoder,
+    model: SparseEncoder | SentenceTransformersModel,
     dataset: RetrievalDataset,
     *,
     chunk: int = 1024,
     progress: Progress | None = None,
 ) -> EncodedDataset:
     """Encode every document and every evaluated query once; `progress` gets counts of texts done."""
+    encoder: SparseEncoder = as_encoder(model)
     started = time.perf_counter()
     doc_ids = list(dataset.corpus)
     query_ids = dataset.eval_query_ids()

@@ -15,6 +15,8 @@ accepted are safe. An input without any record, or without a single usable one, 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import queue
 import random
 import threading
@@ -23,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from splade_connectors.encoding import DocumentEncoder
+from splade_connectors.encoding import DocumentEncoder, as_encoder
 from splade_connectors.errors import IngestError
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import run_identity
@@ -35,6 +37,9 @@ from splade_connectors.ingest.sources import RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, EncodedDocument
 from splade_connectors.store import SparseStore
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
 
 DenseEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
 
@@ -62,14 +67,15 @@ class IngestPipeline:
 
     def __init__(
         self,
-        encoder: DocumentEncoder,
+        encoder: DocumentEncoder | SentenceTransformersModel,
         store: SparseStore,
         config: IngestConfig | None = None,
         *,
         dense_encoder: DenseEncoder | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        self.encoder, self.store = encoder, store
+        self.encoder: DocumentEncoder = as_encoder(encoder)
+        self.store = store
         self.config = config or IngestConfig()
         self.dense_encoder = dense_encoder
         self.progress = progress
