@@ -11,9 +11,8 @@ what the store has beside it: BM25 on the text (OpenSearch) or a dense vector (Q
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from splade_connectors.encoding import SparseEncoder, as_encoder
 from splade_connectors.eval.datasets import RetrievalDataset

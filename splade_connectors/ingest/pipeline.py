@@ -15,8 +15,6 @@ accepted are safe. An input without any record, or without a single usable one, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import queue
 import random
 import threading
@@ -24,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from splade_connectors.encoding import DocumentEncoder, as_encoder
 from splade_connectors.errors import IngestError

@@ -139,8 +139,8 @@ def test_options_mean_the_same_as_splade_encoder(st_model: Any, encoder: SpladeE
     texts = ["Cornelius was a centurion in the book of acts", "u.s. tariffs on steel imports " * 20, "", "   \u200b"]
     wrapped = as_encoder(st_model)
     for role in ("document", "query"):
-        found = wrapped.encode(texts, role=role, **overrides)  # type: ignore[arg-type]
-        expected = encoder.encode(texts, role=role, **overrides)  # type: ignore[arg-type]
+        found = wrapped.encode(texts, role=role, **overrides)
+        expected = encoder.encode(texts, role=role, **overrides)
         for f, e in zip(found, expected):
             assert np.array_equal(f.indices, e.indices)
             np.testing.assert_allclose(f.values, e.values, rtol=1e-4, atol=1e-5)
@@ -155,7 +155,7 @@ def test_refusals_are_one_line_errors(st_model: Any) -> None:
     from trainer.encoder import EncodingInputError
 
     with pytest.raises(EncodingInputError, match="input #1: text is None"):
-        wrapped.encode_documents(["fine", None])  # type: ignore[list-item]
+        wrapped.encode_documents(["fine", None])
     with pytest.raises(ConfigError, match="chunk_tokens"):
         wrapped.encode_documents(["fine"], chunk_tokens=64)
     with pytest.raises(ConfigError, match="unknown encoder option 'topk'"):
