@@ -15,22 +15,23 @@ import pytest
 
 pytest.importorskip("langchain_qdrant")
 pytest.importorskip("langchain_tests")
+# the imports below come after the skips: the [langchain] extra may be missing
 
-from langchain_core.documents import Document  # noqa: E402 - after the skips: the extra may be missing
-from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
-from langchain_qdrant import QdrantVectorStore, RetrievalMode  # noqa: E402
-from langchain_tests.integration_tests import RetrieversIntegrationTests  # noqa: E402
-from qdrant_client import QdrantClient  # noqa: E402
+from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_qdrant import QdrantVectorStore, RetrievalMode
+from langchain_tests.integration_tests import RetrieversIntegrationTests
+from qdrant_client import QdrantClient
 
-from splade_connectors.errors import ConfigError  # noqa: E402
-from splade_connectors.ingest import IngestConfig, ingest  # noqa: E402
-from splade_connectors.integrations.langchain import SparseStoreRetriever, SpladeSparseEmbeddings  # noqa: E402
-from splade_connectors.records import point_id  # noqa: E402
-from splade_connectors.registry import build_store, store_config  # noqa: E402
-from splade_connectors.search import HybridOptions, search  # noqa: E402
-from splade_connectors.store import SparseStore  # noqa: E402
-from tests.live_stores import LiveStore  # noqa: E402
-from trainer.encoder import SpladeEncoder  # noqa: E402
+from splade_connectors.errors import ConfigError
+from splade_connectors.ingest import IngestConfig, ingest
+from splade_connectors.integrations.langchain import SparseStoreRetriever, SpladeSparseEmbeddings
+from splade_connectors.records import point_id
+from splade_connectors.registry import build_store, store_config
+from splade_connectors.search import HybridOptions, search
+from splade_connectors.store import SparseStore
+from tests.live_stores import LiveStore
+from trainer.encoder import SpladeEncoder
 
 pytestmark = [pytest.mark.live, pytest.mark.filterwarnings("ignore:Qdrant client version:UserWarning")]
 
