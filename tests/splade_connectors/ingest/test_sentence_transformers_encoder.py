@@ -5,6 +5,7 @@ the same on both encoders."""
 from __future__ import annotations
 
 import copy
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ import torch
 
 from splade_connectors.encoding import SparseEncoder as SparseEncoderProtocol, as_encoder
 from splade_connectors.errors import ConfigError, IngestError, ResumeError
-from splade_connectors.ingest import IngestConfig, ingest, ingest_file
-from splade_connectors.ingest.ray_engine import EncoderSpec
+from splade_connectors.ingest import IngestConfig, ingest, ingest_file, ingest_file_ray
+from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions
+from splade_connectors.registry import open_store
 from splade_connectors.search import search
-from tests.splade_connectors.ingest.conftest import InterruptedStore, write_jsonl
+from tests.splade_connectors.ingest.conftest import InterruptedStore, store_config_for, write_jsonl
 from trainer.encoder import EncodeOptions, SpladeEncoder
 from trainer.model import SpladeModel
 from trainer.st_encoder import SentenceTransformersEncoder
@@ -107,6 +109,30 @@ def test_checkpoint_and_skip_unchanged_with_a_sentence_transformers_encoder(
     assert again.unchanged == len(docs) and again.accepted == 0
     changed = ingest_file(corpus, other, store, IngestConfig(batch_size=BATCH, skip_unchanged=True))
     assert changed.unchanged == 0 and changed.accepted == len(docs)
+
+
+@pytest.mark.live
+def test_ray_engine_encodes_with_sentence_transformers(
+    qdrant_url: str, vocabulary: list[str], ray_local: Any, st_model: Any, st_dir: Path, encoder: SpladeEncoder,
+    docs: list[dict[str, Any]], tmp_path: Path,
+) -> None:
+    """Ray encoder actors load the directory with sentence-transformers: the hashes they store are the ones a
+    single-process run with the same SparseEncoder object computes, and the vectors are SpladeEncoder's."""
+    config = store_config_for("qdrant", qdrant_url, f"ingest-st-ray-{uuid.uuid4().hex[:8]}")
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", docs[:40])
+    spec = EncoderSpec(model=str(st_dir), backend="sentence-transformers")
+    with open_store(config, vocabulary=vocabulary) as store:
+        try:
+            report = ingest_file_ray(corpus, spec, config, IngestConfig(batch_size=BATCH), RayOptions(encoders=1))
+            assert report.stored == 40
+            again = ingest_file(corpus, st_model, store, IngestConfig(batch_size=BATCH, skip_unchanged=True))
+            assert again.unchanged == 40 and again.accepted == 0
+            ids = [d["_id"] for d in docs[:40]]
+            stored = store.fetch_vectors(ids)
+            for doc_id, expected in zip(ids, encoder.encode_documents([d["text"] for d in docs[:40]])):
+                np.testing.assert_allclose(stored[doc_id].to_dense(expected.dim), expected.to_dense(), rtol=1e-4, atol=1e-5)
+        finally:
+            store.drop()
 
 
 # ---- without a store ---------------------------------------------------------------------------------------
