@@ -23,8 +23,9 @@ it for its truncation and chunking counts when a `DocumentEncoder` has it.
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from splade_connectors.errors import ConfigError
 from trainer.identity import EncoderIdentity
@@ -110,6 +111,7 @@ def require_identity(encoder: object, needed_by: str) -> EncoderIdentity:
 
 
 _Encoder = TypeVar("_Encoder")
+_WRAPPED: weakref.WeakKeyDictionary[object, Any] = weakref.WeakKeyDictionary()
 
 
 def as_encoder(encoder: _Encoder | SentenceTransformersModel) -> _Encoder:
@@ -117,7 +119,10 @@ def as_encoder(encoder: _Encoder | SentenceTransformersModel) -> _Encoder:
     module = sys.modules.get("sentence_transformers")  # an object of it exists only once it is imported
     model_class = getattr(module, "SparseEncoder", None)
     if isinstance(model_class, type) and isinstance(encoder, model_class):
-        from trainer.st_encoder import SentenceTransformersEncoder
+        wrapped = _WRAPPED.get(encoder)
+        if wrapped is None:  # one wrapper per model object: repeated search() calls do not re-read its tokenizer
+            from trainer.st_encoder import SentenceTransformersEncoder
 
-        return SentenceTransformersEncoder(encoder)  # type: ignore[arg-type,return-value]  # checked above; it fulfils every protocol
+            wrapped = _WRAPPED[encoder] = SentenceTransformersEncoder(encoder)  # type: ignore[arg-type]  # checked above
+        return wrapped  # type: ignore[return-value]  # a SentenceTransformersEncoder fulfils every protocol
     return encoder  # type: ignore[return-value]  # not a sentence-transformers model, so one of the protocols

@@ -111,7 +111,6 @@ class SentenceTransformersEncoder:
         self.stats = EncodeStats()
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self._counter: Tokenizer | None = Tokenizer.from_str(backend.to_str()) if backend is not None else None
-        self._fingerprint: str | None = None
 
     @classmethod
     def from_pretrained(
@@ -150,14 +149,12 @@ class SentenceTransformersEncoder:
 
     def identity(self) -> EncoderIdentity:
         """What this encoder's document vectors are made from (see the module docstring)."""
-        if self._fingerprint is None:  # weights do not change under an encoder; the digest costs a pass over them
-            self._fingerprint = sentence_transformers_fingerprint(self.sentence_transformer)
         options = self.options
         limit = int(self.sentence_transformer.max_seq_length or 0) or None
         requested = options.max_length
         prune = options.prune
         return EncoderIdentity(
-            model=self._fingerprint,
+            model=sentence_transformers_fingerprint(self.sentence_transformer),  # taken each time: the model may change
             max_length=min(requested, limit) if requested and limit else (requested or limit),
             top_k=options.top_k,
             min_weight=float(options.min_weight),
