@@ -61,14 +61,14 @@ def _encode_chunked(
 
 
 def encode_dataset(
-    model: SparseEncoder | SentenceTransformersModel,
+    encoder: SparseEncoder | SentenceTransformersModel,
     dataset: RetrievalDataset,
     *,
     chunk: int = 1024,
     progress: Progress | None = None,
 ) -> EncodedDataset:
     """Encode every document and every evaluated query once; `progress` gets counts of texts done."""
-    encoder: SparseEncoder = as_encoder(model)
+    encoder = as_encoder(encoder)
     started = time.perf_counter()
     doc_ids = list(dataset.corpus)
     query_ids = dataset.eval_query_ids()
