@@ -18,7 +18,8 @@ Qdrant server (``qdrant_server_store``), first that works:
   Otherwise skip, or fail when ``SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER=1`` (CI).
 ``qdrant_store`` is that server, else the embedded engine (``source="embedded"``, ``url=None``).
 ``qdrant_binary`` is the native binary itself, for tests that kill and restart their own server
-(skips/fails like the server when there is none).
+(skips/fails like the server when there is none). ``qdrant_cluster`` is a 3-node Qdrant cluster from that
+binary (`splade_connectors.live.qdrant_cluster`), one per test module; mark its tests ``cluster``.
 
 Other knobs: ``SPLADE_CONNECTORS_NO_DOCKER=1`` (never probe Docker),
 ``SPLADE_CONNECTORS_OPENSEARCH_VERSION`` (native version and image tag).
@@ -43,6 +44,7 @@ import pytest
 
 from splade_connectors.errors import ServerError
 from splade_connectors.live.opensearch_native import DEFAULT_VERSION, NativeOpenSearch
+from splade_connectors.live.qdrant_cluster import QdrantCluster
 from splade_connectors.live.qdrant_server import QdrantBinaryNotFound, QdrantServer, ensure_binary, find_binary_source
 
 log = logging.getLogger(__name__)
@@ -344,6 +346,21 @@ def qdrant_binary() -> str:
     except StoreUnavailable as exc:
         _unavailable("Qdrant server binary", [str(exc)], "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER")
         raise
+
+
+@pytest.fixture(scope="module")
+def qdrant_cluster(qdrant_binary: str) -> Iterator[QdrantCluster]:
+    """A 3-node Qdrant cluster on 127.0.0.1 from the native binary, one per module (tests may kill and restart nodes)."""
+    cluster = QdrantCluster(3, qdrant_binary)
+    try:
+        cluster.start()
+    except ServerError as exc:
+        _unavailable("Qdrant cluster", [str(exc)], "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER")
+    _USED["qdrant cluster"] = LiveStore("qdrant", cluster.url, "native", f"{cluster.version} x{cluster.size} nodes")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # ---------------------------------------------------------------- hooks

@@ -41,8 +41,7 @@ from trainer.identity import EncoderIdentity, encoder_identity, model_fingerprin
 from trainer.model import SpladeModel, resolve_device
 from trainer.options import EncodeOptions as EncodeOptions  # re-exported: the public home of the options is still trainer.encoder
 from trainer.pooling import VocabProjection
-from trainer.precision import PrecisionPlan, build_projection, resolve_precision
-from trainer.quantization import quantize_linears
+from trainer.precision import PrecisionPlan, prepare_route, resolve_precision
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -98,15 +97,11 @@ class SpladeEncoder:
             plan = fastest_precision(model, self.device)
         self.precision: PrecisionPlan = plan
         self.dtype = self.precision.dtype
-        decoder = model.output_embeddings
-        bias = getattr(decoder, "bias", None)
-        fp32_bias = None if bias is None else bias.detach().to(device=self.device, dtype=torch.float32, copy=True)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self._fingerprint: str | None = None  # None: taken from the model at each identity() call
         if plan.int8_body:  # in place: the encoder owns the model it encodes with (pass a copy to keep an fp32 one)
-            self._fingerprint = model_fingerprint(self.model)  # before int8 layers replace the weights it samples
-            quantize_linears(self.model.mlm, skip=self.model.output_embeddings)
-        self._projection = build_projection(self.model.output_embeddings.weight, fp32_bias, self.precision)
+            self._fingerprint = model_fingerprint(model)  # before int8 layers replace the weights it samples
+        self._projection = prepare_route(model, self.device, self.precision)
+        self.model = model
         logger.info("encoding on %s in %s (%s)", self.device, self.precision.precision, self.precision.reason)
         self.options = options or EncodeOptions()
         self.query_options = query_options or self.options

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import torch
 
 from trainer.cpu import CpuFeatures, cpu_features
 from trainer.errors import ConfigError
 from trainer.pooling import DenseProjection, VocabProjection
+
+if TYPE_CHECKING:
+    from trainer.model import SpladeModel
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,23 @@ def build_projection(weight: torch.Tensor, bias: torch.Tensor | None, plan: Prec
 
         return Int8Projection(weight, bias)
     return DenseProjection(weight, bias, fp32_kernels=not plan.native)
+
+
+def prepare_route(model: SpladeModel, device: torch.device, plan: PrecisionPlan, *, features: CpuFeatures | None = None) -> VocabProjection:
+    """Put `model` into route `plan` in place and return its vocabulary projection.
+
+    The one route set-up shared by the encoder and the `auto` probe: cast to the plan's dtype on `device`, int8 body
+    layers when the plan asks (`int8-full`), and the projection built with the bias taken in fp32 before the cast.
+    """
+    decoder = model.output_embeddings
+    bias = getattr(decoder, "bias", None)
+    fp32_bias = None if bias is None else bias.detach().to(device=device, dtype=torch.float32, copy=True)
+    model.to(device=device, dtype=plan.dtype).eval()
+    if plan.int8_body:
+        from trainer.quantization import quantize_linears  # imported when used: needs oneDNN int8 kernels
+
+        quantize_linears(model.mlm, skip=model.output_embeddings, features=features)
+    return build_projection(model.output_embeddings.weight, fp32_bias, plan)
 
 
 def auto_candidates(features: CpuFeatures | None = None) -> list[Precision]:

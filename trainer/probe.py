@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainer.cpu import CpuFeatures, cpu_features, cpu_model_name
-from trainer.precision import Precision, PrecisionPlan, auto_candidates, build_projection, resolve_precision
+from trainer.precision import Precision, PrecisionPlan, auto_candidates, prepare_route, resolve_precision
 
 if TYPE_CHECKING:
     from trainer.model import SpladeModel
@@ -86,17 +86,10 @@ def fastest_precision(
 
 def measure_route(model: SpladeModel, device: torch.device, name: Precision, features: CpuFeatures) -> float:
     """Seconds for the fastest of `PROBE_REPEATS` forward passes of a synthetic batch in route `name`."""
-    from trainer.quantization import quantize_linears
-
     plan = resolve_precision(device, name, features=features)
-    candidate = model
-    if plan.int8_body or model.output_embeddings.weight.dtype != plan.dtype:
-        candidate = copy.deepcopy(model).to(device=device, dtype=plan.dtype)
-    if plan.int8_body:
-        quantize_linears(candidate.mlm, skip=candidate.output_embeddings, features=features)
-    decoder = candidate.output_embeddings
-    bias = getattr(decoder, "bias", None)
-    projection = build_projection(decoder.weight, None if bias is None else bias.detach().float(), plan)
+    needs_copy = plan.int8_body or model.output_embeddings.weight.dtype != plan.dtype or model.output_embeddings.weight.device != device
+    candidate = copy.deepcopy(model) if needs_copy else model  # the caller's model stays as it is
+    projection = prepare_route(candidate, device, plan, features=features)
     length = min(PROBE_LENGTH, candidate.max_seq_length)
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, candidate.vocab_size, (PROBE_BATCH, length), generator=generator).to(device)

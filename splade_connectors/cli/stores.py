@@ -9,7 +9,8 @@ as everywhere else. Bad values are refused while parsing or by the config (one `
 Qdrant: `--qdrant-url` (server; API key from `--qdrant-api-key-env`, default `QDRANT_API_KEY`, so it
 never appears in shell history or process lists) or `--qdrant-path` (the embedded Qdrant engine, on disk;
 default ./qdrant_data for ingest/search, a temporary folder for eval; `--qdrant-local-mode` for
-qdrant-client's local mode instead). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else
+qdrant-client's local mode instead); `--qdrant-shards`, `--qdrant-replication-factor`, `--qdrant-write-consistency`
+for a new collection on a server (refused with a path). OpenSearch: `--opensearch-url` (default $OPENSEARCH_URL, else
 http://localhost:9200; credentials in the URL are moved out of it and never printed), `--opensearch-user`
 (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or `--opensearch-password`, which
 shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--two-phase [SPEC]`
@@ -61,6 +62,12 @@ def add_qdrant_options(parser: argparse.ArgumentParser, *, path_default: str = "
     qdrant.add_argument("--prefer-grpc", action="store_true", help="talk gRPC to the server")
     qdrant.add_argument("--qdrant-grpc-port", type=positive_int, default=None, help="server gRPC port (default 6334)")
     qdrant.add_argument("--upload-parallel", type=positive_int, default=1, help="concurrent upsert requests per batch (server)")
+    qdrant.add_argument("--qdrant-shards", type=positive_int, default=None, metavar="N",
+                        help="shards of a new collection (server or cluster; default: the server's, 1)")
+    qdrant.add_argument("--qdrant-replication-factor", type=positive_int, default=None, metavar="N",
+                        help="copies of each shard on a cluster, the first included (default: the server's, 1)")
+    qdrant.add_argument("--qdrant-write-consistency", type=positive_int, default=None, metavar="N",
+                        help="copies that must acknowledge each write (default: the server's, 1)")
 
 
 def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool = False) -> None:
@@ -92,7 +99,8 @@ def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dic
         "on_disk": args.on_disk, "timeout": args.qdrant_timeout, "prefer_grpc": args.prefer_grpc,
         "local_mode": args.qdrant_local_mode, "datatype": args.sparse_datatype,
         "payload_indexes": _payload_indexes(args.payload_index), "grpc_port": args.qdrant_grpc_port,
-        "upload_parallel": args.upload_parallel,
+        "upload_parallel": args.upload_parallel, "shard_number": args.qdrant_shards,
+        "replication_factor": args.qdrant_replication_factor, "write_consistency_factor": args.qdrant_write_consistency,
     }
 
 

@@ -6,13 +6,17 @@ memory holds one line (JSONL) or one record batch (Parquet) at a time, whatever 
 
 `parse_jsonl_line` is the one reading of a JSONL line, shared by the single-process pipeline and
 the Ray engine, so both report the same positions and reasons. A UTF-8 byte-order mark at the start
-of a file is not part of the first record.
+of a file is not part of the first record. Reading is bounded: a line longer than `MAX_LINE_BYTES` is
+refused without being held (the reader skips it in chunks), and one nested deeper than
+`MAX_JSON_DEPTH` is refused before `json.loads` (which recurses) sees it; so is an integer too long
+for Python to convert. Such lines are unreadable records, reported like any other.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,12 @@ UTF8_BOM = b"\xef\xbb\xbf"
 SourceFormat = Literal["jsonl", "parquet"]
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _PARQUET_BATCH_ROWS = 1024
+MAX_LINE_BYTES = 32 * 1024 * 1024  # a JSONL line (one record); the Qdrant server's default request limit
+MAX_JSON_DEPTH = 64  # nested arrays/objects in one line, the record object included
+_SKIP_CHUNK = 1024 * 1024
+# A JSON string (skipped whole, so brackets inside it do not count) or one bracket.
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_OPENING = frozenset(b"[{")
 
 
 class FieldMap(BaseModel):
@@ -54,28 +64,74 @@ def from_iterable(items: Iterable[Mapping[str, Any] | Document]) -> Iterator[Raw
         yield RawRecord(position, item)
 
 
-def parse_jsonl_line(position: int, line: bytes) -> RawRecord:
-    """One JSONL line (bytes, any line ending) as a record; unreadable lines (bad UTF-8, bad JSON) become errors."""
+def nested_deeper_than(line: bytes, limit: int) -> bool:
+    """Whether the JSON text `line` nests arrays/objects more than `limit` deep (brackets in strings do not count)."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    depth = 0
+    for token in _JSON_TOKENS.finditer(line):
+        char = line[token.start()]
+        if char in _OPENING:
+            depth += 1
+            if depth > limit:
+                return True
+        elif char != 0x22:  # a closing bracket (0x22: a string)
+            depth -= 1
+    return False
+
+
+def content_size(line: bytes) -> int:
+    """A line's size in bytes without its line ending (the size `MAX_LINE_BYTES` bounds)."""
+    return len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith((b"\n", b"\r")) else 0)
+
+
+def too_long(position: int, size: int | None, limit: int = MAX_LINE_BYTES) -> RawRecord:
+    """The refusal of a line longer than `limit` bytes."""
+    return RawRecord(position, None, f"line {position + 1} is longer than {limit} bytes" + (f" ({size} bytes)" if size else ""))
+
+
+def parse_jsonl_line(position: int, line: bytes, *, max_bytes: int = MAX_LINE_BYTES) -> RawRecord:
+    """One JSONL line (bytes, any line ending) as a record; unreadable lines (bad UTF-8, bad JSON, too long,
+    too deep) become errors."""
     if position == 0 and line.startswith(UTF8_BOM):
         line = line[len(UTF8_BOM):]
+    if content_size(line) > max_bytes:
+        return too_long(position, content_size(line), max_bytes)
     if not line.strip():
         return RawRecord(position, None, "blank line")
+    if nested_deeper_than(line, MAX_JSON_DEPTH):
+        return RawRecord(position, None, f"line {position + 1} nests arrays/objects more than {MAX_JSON_DEPTH} levels deep")
     try:
         data = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as exc:
         return RawRecord(position, None, f"line {position + 1} is not valid UTF-8 ({exc.reason} at byte {exc.start})")
     except json.JSONDecodeError as exc:
         return RawRecord(position, None, f"line {position + 1} is not valid JSON ({exc.msg})")
+    except (ValueError, RecursionError) as exc:  # an integer past Python's digit limit; nesting the scan missed
+        why = "a number has too many digits" if "integer string conversion" in str(exc) else " ".join(str(exc).split())[:120]
+        return RawRecord(position, None, f"line {position + 1} is not readable JSON ({why})")
     if not isinstance(data, dict):
         return RawRecord(position, None, f"line {position + 1} is not a JSON object")
     return RawRecord(position, data)
 
 
-def from_jsonl(path: str | Path) -> Iterator[RawRecord]:
-    """Read a JSONL file line by line (streamed); every line is one record position, blank ones included."""
+def from_jsonl(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[RawRecord]:
+    """Read a JSONL file line by line (streamed); every line is one record position, blank ones included.
+
+    Memory holds at most `max_line_bytes` (+ a BOM) of one line: a longer line is read past in chunks and refused.
+    """
+    read_at_most = max_line_bytes + len(UTF8_BOM) + 2  # the content, a BOM, a CRLF
     with open(path, "rb") as handle:
-        for position, line in enumerate(handle):
-            yield parse_jsonl_line(position, line)
+        position = 0
+        while line := handle.readline(read_at_most):
+            if not line.endswith(b"\n") and len(line) == read_at_most:  # cut: the line is too long
+                size = len(line)
+                while not line.endswith(b"\n") and (line := handle.readline(_SKIP_CHUNK)):
+                    size += len(line)
+                yield too_long(position, size - (len(line) - content_size(line)), max_line_bytes)
+            else:
+                yield parse_jsonl_line(position, line, max_bytes=max_line_bytes)
+            position += 1
 
 
 def from_parquet(path: str | Path) -> Iterator[RawRecord]:

@@ -3,22 +3,22 @@
 The same rules hold for every engine (single process, Ray) and every source. Besides shapes and
 types, text must be encodable: a lone UTF-16 surrogate (JSON `"\\ud800"` without its pair) is not
 valid Unicode, makes the tokenizer raise, and cannot be written as UTF-8 to a store, so it is
-refused here, naming the field and the character position.
+refused here, naming the field and the character position. Metadata follows the payload rule
+(`splade_connectors.payload`: JSON values, non-finite numbers as null, key names, depth, sizes),
+the same for every store.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from splade_connectors.ingest.sources import FieldMap, RawRecord
+from splade_connectors.payload import PayloadRuleError, checked_metadata, lone_surrogate
 from splade_connectors.records import Document
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_MAX_NESTING = 32
 _SHOWN_ID_CHARS = 80
 
 
@@ -43,45 +43,24 @@ class InvalidRecord(BaseModel):
         return f"id {self.doc_id[:_SHOWN_ID_CHARS]!r}... ({len(self.doc_id)} characters)"
 
 
-def lone_surrogate(text: str) -> str | None:
-    """Where `text` holds a lone surrogate ("U+D800 at character 4"), or None when it is valid Unicode."""
-    match = _LONE_SURROGATE.search(text)
-    if match is None:
-        return None
-    return f"U+{ord(match.group()):04X} at character {match.start()}"
-
-
-def _surrogate_in(value: Any, path: str, depth: int = 0) -> str | None:
-    """The first lone surrogate in a metadata value (keys and strings, nested), named by its path."""
-    if isinstance(value, str):
-        found = lone_surrogate(value)
-        return f"{path} has a lone surrogate ({found})" if found else None
-    if depth > _MAX_NESTING:
-        return None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str) and (found := lone_surrogate(key)):
-                return f"{path} has a key with a lone surrogate ({found})"
-            if problem := _surrogate_in(item, f"{path}.{key}", depth + 1):
-                return problem
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            if problem := _surrogate_in(item, f"{path}[{index}]", depth + 1):
-                return problem
-    return None
-
-
 def _id_problem(doc_id: str) -> str | None:
     found = lone_surrogate(doc_id)
     return f"id has a lone surrogate ({found}): not valid Unicode" if found else None
 
 
-def _unicode_problem(text: str, title: str | None, metadata: Mapping[str, Any]) -> str | None:
+def _unicode_problem(text: str, title: str | None) -> str | None:
     for field, value in (("text", text), ("title", title)):
         if value is not None and (found := lone_surrogate(value)):
             return f"{field} has a lone surrogate ({found}): not valid Unicode"
-    problem = _surrogate_in(dict(metadata), "metadata")
-    return f"{problem}: not valid Unicode" if problem else None
+    return None
+
+
+def _checked(position: int, doc_id: str, metadata: Mapping[str, Any]) -> dict[str, Any] | InvalidRecord:
+    """The metadata under the payload rule (`splade_connectors.payload`), or the record's refusal."""
+    try:
+        return checked_metadata(metadata)
+    except PayloadRuleError as exc:
+        return InvalidRecord(position=position, doc_id=doc_id, reason=str(exc))
 
 
 def to_document(raw: RawRecord, fields: FieldMap) -> Document | InvalidRecord:
@@ -94,9 +73,10 @@ def to_document(raw: RawRecord, fields: FieldMap) -> Document | InvalidRecord:
             return InvalidRecord(position=raw.position, doc_id=doc.id, reason="text is empty")
         if problem := _id_problem(doc.id):
             return InvalidRecord(position=raw.position, doc_id=None, reason=problem)
-        if problem := _unicode_problem(doc.text, doc.title, doc.metadata):
+        if problem := _unicode_problem(doc.text, doc.title):
             return InvalidRecord(position=raw.position, doc_id=doc.id, reason=problem)
-        return doc
+        checked = _checked(raw.position, doc.id, doc.metadata)
+        return checked if isinstance(checked, InvalidRecord) else doc.model_copy(update={"metadata": checked})
     data: Mapping[str, Any] = raw.data
     doc_id = data.get(fields.id)
     if doc_id is None or doc_id == "":
@@ -125,6 +105,9 @@ def to_document(raw: RawRecord, fields: FieldMap) -> Document | InvalidRecord:
         metadata = {k: data[k] for k in fields.metadata if k in data}
     if isinstance(data.get("metadata"), dict) and fields.metadata is None:
         metadata = {**{k: v for k, v in metadata.items() if k != "metadata"}, **data["metadata"]}
-    if problem := _unicode_problem(text, title, metadata):
+    if problem := _unicode_problem(text, title):
         return InvalidRecord(position=raw.position, doc_id=doc_id, reason=problem)
-    return Document(id=doc_id, text=text, title=title or None, metadata=metadata)
+    checked = _checked(raw.position, doc_id, metadata)
+    if isinstance(checked, InvalidRecord):
+        return checked
+    return Document(id=doc_id, text=text, title=title or None, metadata=checked)

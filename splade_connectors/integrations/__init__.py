@@ -1,5 +1,1 @@
-"""Bridges to RAG frameworks, one module per framework, each imported only when used (its own install extra).
-
-- `splade_connectors.integrations.langchain` (`pip install "splade-connectors[langchain]"`): SPLADE sparse
-  embeddings for `langchain_qdrant.QdrantVectorStore`, and a LangChain retriever over any `SparseStore`.
-"""
+"""Integrations with RAG frameworks (LangChain, LlamaIndex, Haystack): each module imports its framework, so import the one you use."""

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,18 @@ VERBS = ("fetch", "run", "start", "stop")
 
 
 @dataclass(frozen=True)
+class ExtraVerb:
+    """A verb one kind of server has beyond the four (``qdrant-server cluster``): runs like ``run`` until Ctrl-C.
+
+    ``open`` returns what to run: a context manager (start on enter, stop on exit) with a ``describe()``.
+    """
+
+    help: str
+    add_options: Callable[[argparse.ArgumentParser], None]
+    open: Callable[[argparse.Namespace], Any]
+
+
+@dataclass(frozen=True)
 class ServerCommands:
     """The four verbs for one kind of server; the callables say what is specific to it."""
 
@@ -34,6 +46,7 @@ class ServerCommands:
     add_options: Callable[[argparse.ArgumentParser, str], None]  # (verb's parser, verb): its own options
     fetch: Callable[[argparse.Namespace], Path]  # download or unpack; the path it prints
     server: Callable[[argparse.Namespace, bool], ManagedServer]  # (args, tie_to_parent): a server to start
+    extra_verbs: dict[str, ExtraVerb] = field(default_factory=dict)  # verbs of this kind only, after the four
 
     @property
     def module(self) -> str:
@@ -82,6 +95,10 @@ class ServerCommands:
             if verb in ("start", "stop"):
                 command.add_argument("--pidfile", type=Path, required=True, help="JSON state of the detached server")
             command.set_defaults(server_verb=verb)
+        for verb, extra in self.extra_verbs.items():
+            command = verbs.add_parser(verb, help=extra.help, description=extra.help)
+            extra.add_options(command)
+            command.set_defaults(server_verb=verb)
 
     def parser(self) -> argparse.ArgumentParser:
         """The standalone parser of ``python -m``."""
@@ -95,6 +112,12 @@ class ServerCommands:
     def run(self, args: argparse.Namespace) -> int:
         """Run the verb ``args`` were parsed for; failures raise `ServerError`."""
         verb: str = args.server_verb
+        if verb in self.extra_verbs:
+            with self.extra_verbs[verb].open(args) as running:
+                print(f"{running.describe()}\nCtrl-C stops", flush=True)
+                wait_for_signal()
+            print("stopped", flush=True)
+            return 0
         if verb == "fetch":
             print(self.fetch(args))
         elif verb == "run":

@@ -21,6 +21,7 @@ CLI (also ``splade-connectors qdrant-server ...``; each verb has ``--help``)::
     python -m splade_connectors.live.qdrant_server run [--storage DIR] [--api-key-env VAR]
     python -m splade_connectors.live.qdrant_server start --pidfile q.json
     python -m splade_connectors.live.qdrant_server stop --pidfile q.json
+    python -m splade_connectors.live.qdrant_server cluster --nodes 3   # a local cluster (`qdrant_cluster`), Ctrl-C stops
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from splade_connectors.errors import ConfigError
 from splade_connectors.live.cache import cache_root
-from splade_connectors.live.commands import ServerCommands
+from splade_connectors.live.commands import ExtraVerb, ServerCommands
 from splade_connectors.live.managed import Launch, ManagedServer, die_with_parent, free_port
 from splade_connectors.live.qdrant_binary import BINARY_ENV, QdrantBinaryNotFound, ensure_binary, find_binary_source, sha256_of
 
@@ -186,12 +188,35 @@ def _server(args: argparse.Namespace, tie_to_parent: bool) -> QdrantServer:
     )
 
 
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--binary", default=None, help=f"executable or .xz archive (default: ${BINARY_ENV}, else ../shared/qdrant)")
+    parser.add_argument("--nodes", type=int, default=3, help="number of nodes (default: 3)")
+    parser.add_argument("--api-key-env", default=None, metavar="VAR", help="environment variable holding an API key to require")
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    """The local cluster ``cluster`` runs (a `QdrantCluster`)."""
+    from splade_connectors.live.qdrant_cluster import QdrantCluster  # it builds on this module
+
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not api_key:
+        raise ConfigError(f"${args.api_key_env} is empty")
+    return QdrantCluster(args.nodes, args.binary, api_key=api_key)
+
+
 COMMANDS = ServerCommands(
     server_class=QdrantServer,
     fetch_help="decompress the binary into the cache and print its path",
     add_options=_add_options,
     fetch=lambda args: ensure_binary(args.binary),
     server=_server,
+    extra_verbs={
+        "cluster": ExtraVerb(
+            help="start a local Qdrant cluster (--nodes, each its own ports, storage and process) until Ctrl-C or SIGTERM",
+            add_options=_cluster_options,
+            open=_cluster,
+        )
+    },
 )
 
 

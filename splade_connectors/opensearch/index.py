@@ -34,7 +34,10 @@ def index_mappings(config: OpenSearchConfig, codec: FeatureCodec) -> dict[str, A
                     "match_mapping_type": "string",
                     "mapping": {"type": "keyword", "ignore_above": EXACT_MAX_CHARS},
                 }
-            }
+            },
+            # metadata floats as doubles (the default, float, refuses finite values past 3.4e38 that
+            # the payload rule and every other store accept)
+            {"metadata_floats": {"path_match": "metadata.*", "match_mapping_type": "double", "mapping": {"type": "double"}}},
         ],
         "properties": {
             config.sparse_field: {"type": "rank_features"},

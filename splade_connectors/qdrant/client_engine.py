@@ -19,7 +19,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from splade_connectors.errors import NotFoundError, StoreError
-from splade_connectors.qdrant.collection import check_layout, missing_indexes, wanted_sparse
+from splade_connectors.qdrant.collection import CLUSTER_SETTINGS, check_layout, cluster_settings, missing_indexes, wanted_sparse
 from splade_connectors.qdrant.config import QdrantConfig, connect
 from splade_connectors.qdrant.engine import (
     CollectionLayout,
@@ -78,7 +78,11 @@ def layout_of(info: models.CollectionInfo) -> CollectionLayout:
         vectors = {"": vectors}
     dense = {name: (v.size, v.distance.value) for name, v in (vectors or {}).items()}
     indexed = {path: str(getattr(schema.data_type, "value", schema.data_type)) for path, schema in (info.payload_schema or {}).items()}
-    return CollectionLayout(sparse=sparse, dense=dense, indexed_fields=indexed)
+    cluster = {
+        name: int(value) for name in CLUSTER_SETTINGS
+        if (value := getattr(params, name, None)) is not None
+    }
+    return CollectionLayout(sparse=sparse, dense=dense, indexed_fields=indexed, cluster=cluster)
 
 
 class ClientEngine:
@@ -138,6 +142,7 @@ class ClientEngine:
                     modifier=models.Modifier.IDF if sparse.idf else None,
                 )
             },
+            **cluster_settings(config),  # type: ignore[arg-type]  # shard_number, replication_factor, write_consistency_factor
         )
         self._create_indexes(config.index_fields())
         logger.info("created %s", config.describe())

@@ -1,7 +1,8 @@
 """What a collection must look like for a config, and the differences from an existing one.
 
 Opening a collection that was made differently (another sparse vector name, IDF on/off, another
-dense size or distance, or another sparse datatype / on-disk setting when the config names one)
+dense size or distance, or another sparse datatype / on-disk setting, shard number, replication or
+write consistency factor when the config names one)
 would silently give other scores or failing upserts, so every engine refuses it with a
 `ConfigMismatchError` that names each difference. Engines read the existing collection into a
 `CollectionLayout` their own way; the comparison is the same for all.
@@ -12,6 +13,8 @@ from __future__ import annotations
 from splade_connectors.errors import ConfigMismatchError
 from splade_connectors.qdrant.config import QdrantConfig
 from splade_connectors.qdrant.engine import CollectionLayout, SparseSettings
+
+CLUSTER_SETTINGS = ("shard_number", "replication_factor", "write_consistency_factor")
 
 
 def wanted_sparse(config: QdrantConfig) -> SparseSettings:
@@ -45,7 +48,16 @@ def mismatches(existing: CollectionLayout, config: QdrantConfig) -> list[str]:
                 problems.append(
                     f"dense vector {config.dense_name!r} uses {distance} distance, config asks for {config.dense_distance}"
                 )
+    for name in CLUSTER_SETTINGS:
+        wanted, found = getattr(config, name), existing.cluster.get(name)
+        if wanted is not None and found is not None and wanted != found:
+            problems.append(f"{name} is {found}, config asks for {wanted}")
     return problems
+
+
+def cluster_settings(config: QdrantConfig) -> dict[str, int]:
+    """The shard and replication settings the config names (a new collection gets them; the rest are the server's defaults)."""
+    return {name: value for name in CLUSTER_SETTINGS if (value := getattr(config, name)) is not None}
 
 
 def check_layout(existing: CollectionLayout, config: QdrantConfig) -> None:

@@ -5,6 +5,9 @@
   collection is a shard in `<path>/collections/<name>/`.
 - neither: the embedded engine in a temporary folder, deleted on close ("in-memory"; the default,
   for demos and tests).
+- `shard_number`, `replication_factor`, `write_consistency_factor`: how a server (or a Qdrant cluster)
+  spreads a new collection over its nodes; None leaves the server's default when creating and accepts
+  any value when opening. Only a server has shards: the config refuses them with `path` or in memory.
 - `local_mode=True` (with `path` or nothing): qdrant-client's pure-Python local mode instead of the
   engine. Kept for folders written by earlier versions (`<path>/collection/<name>/storage.sqlite`)
   and for platforms without a qdrant-edge wheel; it is a brute-force scan (~0.6 s per query at 5k
@@ -58,6 +61,13 @@ class QdrantConfig(StoreConfigBase):
     timeout: int = Field(60, ge=1, description="request timeout in seconds (server)")
     prefer_grpc: bool = Field(False, description="talk gRPC to the server")
     grpc_port: int | None = Field(None, ge=1, le=65535, description="server gRPC port (default 6334)")
+    shard_number: int | None = Field(None, ge=1, description="shards of a new collection (server; None: the server's default, 1)")
+    replication_factor: int | None = Field(
+        None, ge=1, description="copies of each shard on a cluster, the first included (server; None: the server's default, 1)"
+    )
+    write_consistency_factor: int | None = Field(
+        None, ge=1, description="copies that must acknowledge a write (server; None: the server's default, 1)"
+    )
     upload_parallel: int = Field(1, ge=1, le=64, description="concurrent upsert requests per written batch (server)")
     embedded_optimize_every: int | None = Field(
         50_000, ge=1,
@@ -78,6 +88,18 @@ class QdrantConfig(StoreConfigBase):
             raise ValueError("give either url or path, not both")
         if self.url and self.local_mode:
             raise ValueError("local_mode is an embedded store: it takes a path (or nothing), not a url")
+        cluster = {
+            name: value for name in ("shard_number", "replication_factor", "write_consistency_factor")
+            if (value := getattr(self, name)) is not None
+        }
+        if cluster and not self.url:
+            raise ValueError(
+                f"{', '.join(cluster)} only apply to a Qdrant server (url): the embedded engine and local mode hold one shard"
+            )
+        if self.write_consistency_factor is not None and self.write_consistency_factor > (self.replication_factor or 1):
+            raise ValueError(
+                f"write_consistency_factor {self.write_consistency_factor} exceeds replication_factor {self.replication_factor or 1}"
+            )
         if (self.dense_name is None) != (self.dense_size is None):
             raise ValueError("dense_name and dense_size go together")
         if self.dense_name is not None and self.dense_name == self.sparse_name:

@@ -90,11 +90,16 @@ class SparseSettings:
 
 @dataclass(frozen=True)
 class CollectionLayout:
-    """What an existing collection holds: its sparse vectors (name -> settings) and dense vectors (name -> size, distance)."""
+    """What an existing collection holds: its sparse vectors (name -> settings) and dense vectors (name -> size, distance).
+
+    `cluster`: its shard_number, replication_factor and write_consistency_factor as a server reports them
+    (empty for the embedded engines, which have one shard).
+    """
 
     sparse: dict[str, SparseSettings]
     dense: dict[str, tuple[int, str]] = field(default_factory=dict)
     indexed_fields: dict[str, str] = field(default_factory=dict)
+    cluster: dict[str, int] = field(default_factory=dict)
 
 
 class Engine(Protocol):

@@ -85,3 +85,10 @@ def test_python_dash_m_has_the_same_verbs_and_error_line(module: str, tmp_path: 
     assert helped.returncode == 0 and helped.stdout.startswith(f"usage: python -m splade_connectors.live.{module} stop")
     failed = run("stop", "--pidfile", str(tmp_path / "none.json"))
     assert (failed.returncode, failed.stderr, failed.stdout) == (2, f"error: no pidfile {tmp_path / 'none.json'}\n", "")
+
+
+def test_qdrant_cluster_verb_has_help_and_refuses_no_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["qdrant-server", "cluster", "--help"]) == 0
+    assert "--nodes NODES" in capsys.readouterr().out
+    assert main(["qdrant-server", "cluster", "--nodes", "0"]) == 2
+    assert capsys.readouterr().err == "error: a cluster needs at least one node, not 0\n"

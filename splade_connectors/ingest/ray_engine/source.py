@@ -10,6 +10,7 @@ row as JSON (Parquet); parsing and validation happen downstream with the shared 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -91,13 +92,18 @@ def _read_jsonl(path: str, shard: Shard, block_rows: int) -> Iterator[pa.Table]:
         yield pa.table([pa.array(positions, pa.int64()), pa.array(part, pa.binary())], schema=RAW_SCHEMA)
 
 
+def _json_default(value: object) -> str:
+    """Parquet values JSON lacks: dates and times as ISO 8601 (as the payload rule stores them), others as text."""
+    return value.isoformat() if isinstance(value, (dt.date, dt.time)) else str(value)
+
+
 def _read_parquet(path: str, shard: Shard, block_rows: int) -> Iterator[pa.Table]:
     import pyarrow.parquet as pq
 
     position = shard.first_position
     with pq.ParquetFile(path) as parquet:
         for batch in parquet.iter_batches(batch_size=block_rows, row_groups=[shard.row_group]):
-            rows = [json.dumps(row, ensure_ascii=False, default=str).encode("utf-8") for row in batch.to_pylist()]
+            rows = [json.dumps(row, ensure_ascii=False, default=_json_default).encode("utf-8") for row in batch.to_pylist()]
             positions = range(position, position + len(rows))
             position += len(rows)
             yield pa.table([pa.array(positions, pa.int64()), pa.array(rows, pa.binary())], schema=RAW_SCHEMA)
