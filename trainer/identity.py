@@ -9,6 +9,8 @@
   tokenizer, pooling, precision or option changes it. Frozen (hashable) and JSON-serialisable, so
   the ingestion layer can store it in checkpoints and hash it into every stored point.
 - `encoder_identity(model, options, precision)`: builds it; `SpladeEncoder.identity()` calls it.
+- `update_with_weights`, `clean_config`: the weights sample and the config cleaning, shared with the
+  fingerprint of a sentence-transformers model (`trainer.st_encoder`).
 
 Query options do not enter: they never change a stored vector.
 """
