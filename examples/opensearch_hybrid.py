@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 
-from splade_connectors.ingest import IngestConfig, ingest
-from splade_connectors.registry import open_store, store_config
-from splade_connectors.search import HybridOptions, search
-from trainer.encoder import SpladeEncoder
-from trainer.models import shipped_model_dir
+from splade_connectors import (
+    HybridOptions,
+    IngestConfig,
+    SpladeEncoder,
+    ingest,
+    open_store,
+    search,
+    shipped_model_dir,
+    store_config,
+)
 
 DOCS = [
     {"_id": "1", "title": "Cornelius", "text": "Cornelius was a centurion in Caesarea, told of in the book of Acts."},

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from splade_connectors.ingest import ingest_file
-from splade_connectors.qdrant import QdrantConfig, QdrantStore
+from splade_connectors import HybridOptions, SpladeEncoder, ingest_file, open_store, search, shipped_model_dir, store_config
+from splade_connectors.qdrant import QdrantStore
 from splade_connectors.qdrant.dense import MeanPooledEncoder
 from splade_connectors.samples import SAMPLE_CORPUS
-from splade_connectors.search import HybridOptions, search
-from trainer.encoder import SpladeEncoder
-from trainer.models import shipped_model_dir
 
 
 def main() -> None:
@@ -30,8 +27,9 @@ def main() -> None:
 
     sparse_encoder = SpladeEncoder.from_pretrained(shipped_model_dir(), device="cpu")
     dense_encoder = MeanPooledEncoder()
-    config = QdrantConfig(collection="hybrid-demo", dense_name="dense", dense_size=dense_encoder.dim)
-    with QdrantStore(config) as store:
+    config = store_config("qdrant", collection="hybrid-demo", dense_name="dense", dense_size=dense_encoder.dim)
+    with open_store(config) as store:
+        assert isinstance(store, QdrantStore)  # the dense-only ranking below is Qdrant's own method
         ingest_file(SAMPLE_CORPUS, sparse_encoder, store, dense_encoder=dense_encoder)
         dense = dense_encoder([args.query])[0]
         rankings = {

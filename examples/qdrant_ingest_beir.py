@@ -15,10 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from splade_connectors.ingest import IngestConfig, ingest_file
-from splade_connectors.qdrant import QdrantConfig, QdrantStore
-from trainer.encoder import EncodeOptions, SpladeEncoder
-from trainer.models import shipped_model_dir
+from splade_connectors import EncodeOptions, IngestConfig, SpladeEncoder, ingest_file, open_store, shipped_model_dir, store_config
 
 
 def main() -> None:
@@ -34,14 +31,15 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    config = QdrantConfig(
+    config = store_config(
+        "qdrant",
         url=args.url, path=None if args.url else args.path, api_key=os.environ.get("QDRANT_API_KEY") if args.url else None,
         collection=args.collection or args.beir_dir.name, idf=args.idf,
     )
     encoder = SpladeEncoder.from_pretrained(args.model or shipped_model_dir(), options=EncodeOptions(batch_size=32))
-    checkpoint = Path(f".ingest-{config.collection}.ckpt")
+    checkpoint = Path(f".ingest-{config.collection_name}.ckpt")
     started = time.perf_counter()
-    with QdrantStore(config) as store:
+    with open_store(config) as store:
         report = ingest_file(args.beir_dir, encoder, store, IngestConfig(batch_size=args.batch_size, checkpoint=checkpoint))
         print(f"{report.accepted} documents ({report.skipped_by_resume} skipped by resume, {len(report.invalid)} invalid) "
               f"in {time.perf_counter() - started:.1f}s -> {config.describe()} holds {store.count()}")

@@ -8,11 +8,19 @@ requests, authentication, missing collections, rejected documents) fails at once
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from splade_connectors.errors import StoreError
 
@@ -37,22 +45,30 @@ class RetryPolicy(BaseModel):
 
     def retrying(self, what: str = "store operation") -> Retrying:
         """A tenacity `Retrying` for this policy; logs each retry with the error that caused it."""
+        return Retrying(**self._options(what))
+
+    def _options(self, what: str) -> dict[str, Any]:
+        """The tenacity options of this policy, shared by the blocking and the async form."""
 
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             logger.warning("%s failed (attempt %d of %d), retrying: %s", what, state.attempt_number, self.attempts, error)
 
-        return Retrying(
-            retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self.initial_wait, max=self.max_wait) + wait_random(0, self.initial_wait),
-            before_sleep=log_retry,
-            reraise=True,
-        )
+        return {
+            "retry": retry_if_exception(is_transient),
+            "stop": stop_after_attempt(self.attempts),
+            "wait": wait_exponential(multiplier=self.initial_wait, max=self.max_wait) + wait_random(0, self.initial_wait),
+            "before_sleep": log_retry,
+            "reraise": True,
+        }
 
     def call(self, fn: Callable[..., T], *args: object, what: str = "store operation", **kwargs: object) -> T:
         """`fn(*args, **kwargs)`, retried on transient store errors."""
         return self.retrying(what)(fn, *args, **kwargs)
+
+    async def acall(self, fn: Callable[..., Awaitable[T]], *args: object, what: str = "store operation", **kwargs: object) -> T:
+        """`await fn(*args, **kwargs)`, retried on transient store errors (waits without blocking the event loop)."""
+        return await AsyncRetrying(**self._options(what))(fn, *args, **kwargs)
 
 
 DEFAULT_RETRY = RetryPolicy()

@@ -2,6 +2,7 @@
 
     hits = search(store, encoder, ["vitamin D and bone density"], top_k=10, explain=True)
     hits = search(store, encoder, queries, hybrid=HybridOptions(fusion="rrf"), dense_encoder=minilm)
+    hits = await asearch(store, encoder, ["vitamin D"], top_k=10)      # the same, from an event loop
 
 Queries are encoded once, searched in one batch, and (with `explain`) each hit gets the decoded
 terms it shares with its query, with both weights (`Hit.terms`). Hybrid search fuses SPLADE with
@@ -11,16 +12,27 @@ what the store has beside it: BM25 on the text (OpenSearch) or a dense vector (Q
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from splade_connectors.aio import serialised
 from splade_connectors.encoding import QueryEncoder, as_encoder
 from splade_connectors.errors import ConfigError
 from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
-from splade_connectors.store import DEFAULT_RRF_K, Filter, Fusion, HybridQuery, SparseStore, require_top_k
+from splade_connectors.store import (
+    DEFAULT_RRF_K,
+    AsyncSearchStore,
+    Filter,
+    Fusion,
+    HybridQuery,
+    SparseStore,
+    require_top_k,
+)
 from trainer.sparse import SparseVector
 
 if TYPE_CHECKING:
@@ -41,6 +53,65 @@ class HybridOptions(BaseModel):
     use_text: bool = Field(True, description="send the query text for a lexical list (stores that have one)")
 
 
+@dataclass(frozen=True)
+class _SearchCall:
+    """One `search` / `asearch` call, checked: how its queries are encoded and which store method runs them."""
+
+    queries: list[str]
+    top_k: int
+    filter: Filter | None
+    score_threshold: float | None
+    hybrid: HybridOptions | None
+    dense_encoder: DenseQueryEncoder | None
+
+    def __post_init__(self) -> None:
+        require_top_k(self.top_k)  # before encoding: the store would refuse it after the work
+        if self.hybrid is None and self.dense_encoder is not None:
+            raise ConfigError("a dense encoder is used by hybrid search only: pass hybrid=HybridOptions(...)")
+        if self.hybrid is not None and self.score_threshold is not None:
+            raise ConfigError("score_threshold applies to SPLADE scores, not to fused hybrid scores")
+
+    def encode(self, encoder: QueryEncoder) -> tuple[list[SparseVector], list[list[float] | None]]:
+        """The SPLADE vectors of the queries and, for hybrid search with a dense encoder, their dense vectors."""
+        vectors = encoder.encode_queries(self.queries)
+        if self.dense_encoder is None:
+            return vectors, [None] * len(self.queries)
+        return vectors, [list(v) for v in self.dense_encoder(self.queries)]
+
+    def run(self, store: SparseStore, vectors: list[SparseVector], dense: list[list[float] | None]) -> list[list[Hit]]:
+        """The store's blocking search: `search_batch`, or `hybrid_search_batch` with the hybrid options."""
+        if self.hybrid is None:
+            return store.search_batch(vectors, top_k=self.top_k, filter=self.filter, score_threshold=self.score_threshold)
+        hybrid = self.hybrid
+        return store.hybrid_search_batch(
+            self.hybrid_queries(vectors, dense), top_k=self.top_k, fusion=hybrid.fusion, rrf_k=hybrid.rrf_k,
+            weights=hybrid.weights, candidates=hybrid.candidates, filter=self.filter,
+        )
+
+    async def arun(self, store: AsyncSearchStore, vectors: list[SparseVector], dense: list[list[float] | None]) -> list[list[Hit]]:
+        """`run` through the store's async methods (same arguments)."""
+        if self.hybrid is None:
+            return await store.asearch_batch(vectors, top_k=self.top_k, filter=self.filter, score_threshold=self.score_threshold)
+        hybrid = self.hybrid
+        return await store.ahybrid_search_batch(
+            self.hybrid_queries(vectors, dense), top_k=self.top_k, fusion=hybrid.fusion, rrf_k=hybrid.rrf_k,
+            weights=hybrid.weights, candidates=hybrid.candidates, filter=self.filter,
+        )
+
+    def hybrid_queries(self, vectors: list[SparseVector], dense: list[list[float] | None]) -> list[HybridQuery]:
+        use_text = self.hybrid is not None and self.hybrid.use_text
+        return [HybridQuery(sparse=v, text=q if use_text else None, dense=d) for q, v, d in zip(self.queries, vectors, dense)]
+
+
+def _call(
+    queries: Sequence[str], top_k: int, filter: Filter | None, score_threshold: float | None,
+    hybrid: HybridOptions | None, dense_encoder: DenseQueryEncoder | None,
+) -> _SearchCall:
+    if isinstance(queries, str):
+        raise ConfigError("queries must be a list of texts; wrap a single query in a list")
+    return _SearchCall(list(queries), top_k, filter, score_threshold, hybrid, dense_encoder)
+
+
 def search(
     store: SparseStore,
     encoder: QueryEncoder | SentenceTransformersModel,
@@ -55,29 +126,50 @@ def search(
     dense_encoder: DenseQueryEncoder | None = None,
 ) -> list[list[Hit]]:
     """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query."""
-    if isinstance(queries, str):
-        raise ConfigError("queries must be a list of texts; wrap a single query in a list")
-    require_top_k(top_k)  # before encoding: the store would refuse it after the work
-    queries = list(queries)
-    query_encoder: QueryEncoder = as_encoder(encoder)
-    vectors = query_encoder.encode_queries(queries)
-    if hybrid is None:
-        if dense_encoder is not None:
-            raise ConfigError("a dense encoder is used by hybrid search only: pass hybrid=HybridOptions(...)")
-        results = store.search_batch(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold)
-    else:
-        if score_threshold is not None:
-            raise ConfigError("score_threshold applies to SPLADE scores, not to fused hybrid scores")
-        dense = [list(v) for v in dense_encoder(queries)] if dense_encoder is not None else [None] * len(queries)
-        requests = [
-            HybridQuery(sparse=v, text=q if hybrid.use_text else None, dense=d) for q, v, d in zip(queries, vectors, dense)
-        ]
-        results = store.hybrid_search_batch(
-            requests, top_k=top_k, fusion=hybrid.fusion, rrf_k=hybrid.rrf_k, weights=hybrid.weights,
-            candidates=hybrid.candidates, filter=filter,
-        )
+    call = _call(queries, top_k, filter, score_threshold, hybrid, dense_encoder)
+    query_encoder: QueryEncoder = as_encoder(encoder)  # a sentence-transformers SparseEncoder is wrapped
+    vectors, dense = call.encode(query_encoder)
+    results = call.run(store, vectors, dense)
     if explain:
         results = explain_results(store, vectors, results, query_encoder.model.id_to_token(), limit=explain_terms)
+    return results
+
+
+async def asearch(
+    store: SparseStore,
+    encoder: QueryEncoder | SentenceTransformersModel,
+    queries: Sequence[str],
+    *,
+    top_k: int = 10,
+    filter: Filter | None = None,
+    score_threshold: float | None = None,
+    explain: bool = False,
+    explain_terms: int | None = 5,
+    hybrid: HybridOptions | None = None,
+    dense_encoder: DenseQueryEncoder | None = None,
+) -> list[list[Hit]]:
+    """`search` for an event loop: same arguments, results and errors, without blocking the loop.
+
+    Encoding (CPU work) runs in a worker thread, one call at a time per encoder (an encoder is not
+    safe to share between threads: it keeps per-call state and swaps its model's projection); the store's async
+    search (`AsyncSearchStore`: the async client of a server, a worker thread for an in-process
+    engine) runs the queries; a store without async methods is searched in a worker thread.
+    """
+    call = _call(queries, top_k, filter, score_threshold, hybrid, dense_encoder)
+    query_encoder: QueryEncoder = as_encoder(encoder)  # one wrapper per sentence-transformers model, so one lock
+
+    def encode() -> tuple[list[SparseVector], list[list[float] | None], list[str] | None]:
+        # the vocabulary is read under the encoder's lock too: encoding swaps the model's projection meanwhile
+        vectors, dense = call.encode(query_encoder)
+        return vectors, dense, query_encoder.model.id_to_token() if explain else None
+
+    vectors, dense, vocabulary = await asyncio.to_thread(serialised(query_encoder, encode))
+    if isinstance(store, AsyncSearchStore):
+        results = await call.arun(store, vectors, dense)
+    else:
+        results = await asyncio.to_thread(call.run, store, vectors, dense)
+    if vocabulary is not None:
+        results = await asyncio.to_thread(explain_results, store, vectors, results, vocabulary, limit=explain_terms)
     return results
 
 

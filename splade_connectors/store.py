@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+; the project supports 3.10
 
 __all__ = [
+    "AsyncSearchStore",
     "ConfigMismatchError",
     "Filter",
     "Fusion",
@@ -169,6 +170,39 @@ class SparseStore(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncSearchStore(Protocol):
+    """The async form of a store's searches, for event loops (`splade_connectors.search.asearch`).
+
+    Same arguments, results and errors as `search_batch` / `hybrid_search_batch`; a server store
+    awaits its client library's async client, an in-process one runs the search in a worker thread.
+    `aclose` releases the async clients too (the store's `close` can only drop them).
+    """
+
+    async def asearch_batch(
+        self,
+        vectors: Sequence[SparseVector],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[Hit]]: ...
+
+    async def ahybrid_search_batch(
+        self,
+        queries: Sequence[HybridQuery],
+        *,
+        top_k: int = 10,
+        fusion: Fusion = "rrf",
+        rrf_k: int = DEFAULT_RRF_K,
+        weights: Sequence[float] | None = None,
+        candidates: int | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class StoreConfigBase(BaseModel):
     """What every store config has: its kind, where it lives, the collection/index it names, and its secrets."""
 
@@ -241,6 +275,14 @@ class StoreBase(Generic[ConfigT]):
         """Release connections (and an embedded store's folder lock). Idempotent."""
         self._opened = False
         self._disconnect()
+
+    async def aclose(self) -> None:
+        """`close()` from a coroutine: also closes the async clients the async searches made on this loop."""
+        await self._aclose_async_clients()
+        self.close()
+
+    async def _aclose_async_clients(self) -> None:
+        """Close the async clients (adapters that have some override this)."""
 
     def _connect(self, *, create: bool) -> bool:  # pragma: no cover - every adapter overrides
         """Connect and create or require the collection; True when it was created. Releases what it took on failure."""

@@ -5,6 +5,7 @@ The password is a `SecretStr`: it never appears in `repr`, `str`, logs or `model
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -12,12 +13,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from splade_connectors.errors import mask_url
+from splade_connectors.errors import ConfigError, mask_url
 from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.store import StoreConfigBase
 
 if TYPE_CHECKING:  # pragma: no cover
-    from opensearchpy import OpenSearch
+    from opensearchpy import AsyncOpenSearch, OpenSearch
 
 logger = logging.getLogger(__name__)
 
@@ -133,24 +134,43 @@ def connect(config: OpenSearchConfig) -> OpenSearch:
     """An opensearch-py client for `config` (TLS when a host URL is https)."""
     from opensearchpy import OpenSearch
 
+    logger.debug("connecting to %s", config.describe())
+    return OpenSearch(
+        **_client_options(config),
+        pool_maxsize=max(10, (config.bulk_writers or 8) + 2),  # one pooled connection per parallel request
+    )
+
+
+def connect_async(config: OpenSearchConfig) -> AsyncOpenSearch:
+    """opensearch-py's async client for `config` (same options as `connect`), for async searches.
+
+    It needs aiohttp (`pip install 'splade-connectors[async]'`); without it, a `ConfigError` says so.
+    """
+    if importlib.util.find_spec("aiohttp") is None:  # opensearch-py's async transport runs on it
+        raise ConfigError("async search on OpenSearch needs the 'aiohttp' package: pip install 'splade-connectors[async]'")
+    from opensearchpy import AsyncOpenSearch
+
+    logger.debug("connecting (async) to %s", config.describe())
+    return AsyncOpenSearch(**_client_options(config))
+
+
+def _client_options(config: OpenSearchConfig) -> dict[str, Any]:
+    """The client options of a config, shared by the blocking and the async client."""
     auth = None
     if config.username:
         auth = (config.username, config.password.get_secret_value() if config.password else "")
-    use_ssl = any(h.startswith("https://") for h in config.hosts)
-    logger.debug("connecting to %s", config.describe())
-    return OpenSearch(
-        hosts=list(config.hosts),
-        http_auth=auth,
-        use_ssl=use_ssl,
-        verify_certs=config.verify_certs,
-        ssl_show_warn=config.verify_certs,
-        ca_certs=str(config.ca_certs) if config.ca_certs else None,
-        timeout=config.timeout,
-        max_retries=config.max_retries,
-        retry_on_timeout=False,
-        http_compress=False,  # bulk bodies are gzipped by the adapter itself (fast level, only where it pays)
-        pool_maxsize=max(10, (config.bulk_writers or 8) + 2),  # one pooled connection per parallel request
-    )
+    return {
+        "hosts": list(config.hosts),
+        "http_auth": auth,
+        "use_ssl": any(h.startswith("https://") for h in config.hosts),
+        "verify_certs": config.verify_certs,
+        "ssl_show_warn": config.verify_certs,
+        "ca_certs": str(config.ca_certs) if config.ca_certs else None,
+        "timeout": config.timeout,
+        "max_retries": config.max_retries,
+        "retry_on_timeout": False,
+        "http_compress": False,  # bulk bodies are gzipped by the adapter itself (fast level, only where it pays)
+    }
 
 
 def is_loopback(config: OpenSearchConfig) -> bool:

@@ -26,13 +26,16 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from splade_connectors.aio import LoopClient
 from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
 from splade_connectors.explain import overlapping_terms
 from splade_connectors.fusion import fuse
@@ -44,7 +47,7 @@ from splade_connectors.opensearch.bulk import (
     SourceEncoder,
     raise_for_outcome,
 )
-from splade_connectors.opensearch.config import OpenSearchConfig, connect, is_loopback
+from splade_connectors.opensearch.config import OpenSearchConfig, connect, connect_async, is_loopback
 from splade_connectors.opensearch.errors import mapped_errors
 from splade_connectors.opensearch.features import FeatureCodec
 from splade_connectors.opensearch.index import bulk_load_settings, ensure_index, get_index_settings, thread_pool_sizes
@@ -94,6 +97,17 @@ CONFIGURED: Final = _Default.CONFIGURED
 Configured = Literal[_Default.CONFIGURED]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One search, planned: the search bodies to send, and how their responses become the hits to return.
+
+    The blocking and the async searches run the same plans (`_execute`, `_aexecute`).
+    """
+
+    bodies: list[dict[str, Any]]
+    finish: Callable[[list[dict[str, Any]]], list[list[Hit]]]
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -127,6 +141,8 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._sources = SourceEncoder(self.codec, config.sparse_field)
+        # async searches: opensearch-py's AsyncOpenSearch, one per event loop (made on first use)
+        self._async: LoopClient[Any] = LoopClient(lambda: connect_async(self.config), _close_async)
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     @property
@@ -159,6 +175,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._close_client()
 
     def _close_client(self) -> None:
+        self._async.discard()
         if self._owns_client and self._client is not None:
             close = getattr(self._client, "close", None)
             self._client = None
@@ -333,6 +350,23 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
             self.client, self.name, self.describe(), threads=threads, size=self.config.msearch_size, executor=self._pool
         )
 
+    def _execute(self, plan: _Plan) -> list[list[Hit]]:
+        """Send a plan's search bodies (batched `_msearch`) and turn the responses into hits."""
+        return plan.finish(self._multi_search().run(plan.bodies) if plan.bodies else [])
+
+    async def _aexecute(self, plan: _Plan) -> list[list[Hit]]:
+        """`_execute` through opensearch-py's async client (`AsyncOpenSearch`, needs aiohttp)."""
+        return plan.finish(await self._multi_search().arun(self._async.get(), plan.bodies) if plan.bodies else [])
+
+    async def _prepare_async(self) -> None:
+        """Read, once and off the loop, the cluster settings that plans and batches are sized by."""
+        self._require_open()
+        if self._max_clauses is None or self._threads is None:
+            await asyncio.to_thread(lambda: (self.max_clauses(), self.cluster_threads()))
+
+    async def _aclose_async_clients(self) -> None:
+        await self._async.aclose()
+
     def search_batch(
         self,
         vectors: Sequence[SparseVector],
@@ -353,6 +387,44 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         payload each hit carries (default: the config's; `None` all of it, `[]` ids and scores only).
         `with_terms` fills `Hit.terms` from the stored document vectors.
         """
+        return self._execute(
+            self._sparse_plan(
+                vectors, top_k=top_k, filter=filter, score_threshold=score_threshold, with_terms=with_terms,
+                two_phase=two_phase, payload_fields=payload_fields,
+            )
+        )
+
+    async def asearch_batch(
+        self,
+        vectors: Sequence[SparseVector],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+        with_terms: bool = False,
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
+        payload_fields: Sequence[str] | None | Configured = CONFIGURED,
+    ) -> list[list[Hit]]:
+        """`search_batch` for an event loop, through `AsyncOpenSearch`: the same bodies, hits and errors."""
+        await self._prepare_async()
+        return await self._aexecute(
+            self._sparse_plan(
+                vectors, top_k=top_k, filter=filter, score_threshold=score_threshold, with_terms=with_terms,
+                two_phase=two_phase, payload_fields=payload_fields,
+            )
+        )
+
+    def _sparse_plan(
+        self,
+        vectors: Sequence[SparseVector],
+        *,
+        top_k: int,
+        filter: Filter | None,
+        score_threshold: float | None,
+        with_terms: bool,
+        two_phase: TwoPhase | str | bool | None | Configured,
+        payload_fields: Sequence[str] | None | Configured,
+    ) -> _Plan:
         self._require_open()
         require_top_k(top_k)
         phased = self._two_phase(two_phase)
@@ -370,14 +442,17 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
                 score_threshold=score_threshold, source=source,
             )
             searches.append((position, vector, body))
-        results: list[list[Hit]] = [[] for _ in vectors]
-        responses = self._multi_search().run([s[2] for s in searches]) if searches else []
-        for (position, vector, body), response in zip(searches, responses):
-            hits = self._hits(response, vector if with_terms else None)
-            if score_threshold is not None and "rescore" in body:  # min_score would see phase one's partial score
-                hits = [h for h in hits if h.score >= score_threshold]
-            results[position] = hits
-        return results
+
+        def finish(responses: list[dict[str, Any]]) -> list[list[Hit]]:
+            results: list[list[Hit]] = [[] for _ in vectors]
+            for (position, vector, body), response in zip(searches, responses):
+                hits = self._hits(response, vector if with_terms else None)
+                if score_threshold is not None and "rescore" in body:  # min_score would see phase one's partial score
+                    hits = [h for h in hits if h.score >= score_threshold]
+                results[position] = hits
+            return results
+
+        return _Plan([s[2] for s in searches], finish)
 
     def search_text_batch(
         self,
@@ -390,6 +465,20 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         payload_fields: Sequence[str] | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
         """BM25 top-k per query text; with `explain_vectors` (the SPLADE queries) hits carry `terms`."""
+        return self._execute(
+            self._text_plan(texts, top_k=top_k, filter=filter, fields=fields, explain_vectors=explain_vectors, payload_fields=payload_fields)
+        )
+
+    def _text_plan(
+        self,
+        texts: Sequence[str],
+        *,
+        top_k: int,
+        filter: Filter | None,
+        fields: Sequence[str],
+        explain_vectors: Sequence[SparseVector] | None,
+        payload_fields: Sequence[str] | None | Configured,
+    ) -> _Plan:
         self._require_open()
         require_top_k(top_k)
         filters = filter_clauses(filter)
@@ -398,11 +487,14 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
             {"size": top_k, "query": text_query(text, fields, filters), **source, "track_total_hits": False}
             for text in texts
         ]
-        responses = self._multi_search().run(bodies) if bodies else []
-        return [
-            self._hits(resp, explain_vectors[i] if explain_vectors is not None else None)
-            for i, resp in enumerate(responses)
-        ]
+
+        def finish(responses: list[dict[str, Any]]) -> list[list[Hit]]:
+            return [
+                self._hits(resp, explain_vectors[i] if explain_vectors is not None else None)
+                for i, resp in enumerate(responses)
+            ]
+
+        return _Plan(bodies, finish)
 
     def hybrid_search_batch(
         self,
@@ -420,28 +512,79 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     ) -> list[list[Hit]]:
         """SPLADE (exact or two-phase, as `search_batch`) fused client-side with BM25 on `text_fields`.
 
-        Dense vectors are not stored in the OpenSearch index: a query carrying one is refused.
+        Dense vectors are not stored in the OpenSearch index: a query carrying one is refused. The
+        SPLADE and the BM25 searches of all queries go out in one batch of `_msearch` requests.
         """
+        return self._execute(
+            self._hybrid_plan(
+                queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter,
+                text_fields=text_fields, two_phase=two_phase, payload_fields=payload_fields,
+            )
+        )
+
+    async def ahybrid_search_batch(
+        self,
+        queries: Sequence[HybridQuery],
+        *,
+        top_k: int = 10,
+        fusion: Fusion = "rrf",
+        rrf_k: int = DEFAULT_RRF_K,
+        weights: Sequence[float] | None = None,
+        candidates: int | None = None,
+        filter: Filter | None = None,
+        text_fields: Sequence[str] = ("text",),
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
+        payload_fields: Sequence[str] | None | Configured = CONFIGURED,
+    ) -> list[list[Hit]]:
+        """`hybrid_search_batch` for an event loop, through `AsyncOpenSearch`."""
+        await self._prepare_async()
+        return await self._aexecute(
+            self._hybrid_plan(
+                queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter,
+                text_fields=text_fields, two_phase=two_phase, payload_fields=payload_fields,
+            )
+        )
+
+    def _hybrid_plan(
+        self,
+        queries: Sequence[HybridQuery],
+        *,
+        top_k: int,
+        fusion: Fusion,
+        rrf_k: int,
+        weights: Sequence[float] | None,
+        candidates: int | None,
+        filter: Filter | None,
+        text_fields: Sequence[str],
+        two_phase: TwoPhase | str | bool | None | Configured,
+        payload_fields: Sequence[str] | None | Configured,
+    ) -> _Plan:
         self._require_open()
         if any(q.dense is not None for q in queries):
             raise ConfigError(f"{self.describe()} stores no dense vectors: hybrid search uses BM25 on the text")
         depth = hybrid_depth(top_k, candidates=candidates, rrf_k=rrf_k)
         empty = SparseVector.empty()
-        sparse = self.search_batch(
-            [q.sparse or empty for q in queries], top_k=depth, filter=filter, two_phase=two_phase,
+        sparse = self._sparse_plan(
+            [q.sparse or empty for q in queries], top_k=depth, filter=filter, score_threshold=None, with_terms=False,
+            two_phase=two_phase, payload_fields=payload_fields,
+        )
+        with_text = [i for i, q in enumerate(queries) if q.text]
+        lexical = self._text_plan(
+            [queries[i].text or "" for i in with_text], top_k=depth, filter=filter, fields=text_fields, explain_vectors=None,
             payload_fields=payload_fields,
         )
-        texts = [q.text for q in queries]
-        with_text = [i for i, t in enumerate(texts) if t]
-        lexical: list[list[Hit]] = [[] for _ in queries]
-        if with_text:
-            found = self.search_text_batch(
-                [texts[i] for i in with_text], top_k=depth, filter=filter, fields=text_fields,  # type: ignore[misc]  # with_text holds the indices of non-empty texts
-                payload_fields=payload_fields,
-            )
-            for i, hits in zip(with_text, found):
-                lexical[i] = hits
-        return [fuse([s, b], fusion, rrf_k=rrf_k, weights=weights, top_k=top_k) for s, b in zip(sparse, lexical)]
+        split = len(sparse.bodies)
+
+        def finish(responses: list[dict[str, Any]]) -> list[list[Hit]]:
+            by_text: list[list[Hit]] = [[] for _ in queries]
+            for i, hits in zip(with_text, lexical.finish(responses[split:])):
+                by_text[i] = hits
+            return [
+                fuse([s, b], fusion, rrf_k=rrf_k, weights=weights, top_k=top_k)
+                for s, b in zip(sparse.finish(responses[:split]), by_text)
+            ]
+
+        return _Plan([*sparse.bodies, *lexical.bodies], finish)
 
     def _hits(self, response: Mapping[str, Any], query: SparseVector | None) -> list[Hit]:
         hits: list[Hit] = []
@@ -506,3 +649,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
                     source = doc["_source"]
                     out[str(source["doc_id"])] = self.codec.decode(source.get(self.sparse_field) or {})
         return out
+
+
+async def _close_async(client: Any) -> None:
+    await client.close()

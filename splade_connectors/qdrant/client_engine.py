@@ -16,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import QdrantClient, models
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
+from splade_connectors.aio import LoopClient
 from splade_connectors.errors import NotFoundError, StoreError
 from splade_connectors.qdrant.collection import CLUSTER_SETTINGS, check_layout, cluster_settings, missing_indexes, wanted_sparse
-from splade_connectors.qdrant.config import QdrantConfig, connect
+from splade_connectors.qdrant.config import QdrantConfig, connect, connect_async
 from splade_connectors.qdrant.engine import (
     CollectionLayout,
     NearestQuery,
@@ -94,6 +95,8 @@ class ClientEngine:
         self._owns_client = client is None
         self._pool: ThreadPoolExecutor | None = None
         self.local = _is_local(client) if client is not None else config.url is None
+        # async searches of a server: qdrant-client's AsyncQdrantClient, one per event loop (made on first use)
+        self._async: LoopClient[AsyncQdrantClient] = LoopClient(lambda: connect_async(self.config), _close_async)
 
     def _errors(self, action: str) -> Any:
         return mapped_errors(self.config.describe(), action, self.config.secrets())
@@ -156,6 +159,7 @@ class ClientEngine:
             logger.debug("payload index %s (%s) on %s", path, kind, self.config.describe())
 
     def close(self) -> None:
+        self._async.discard()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -228,10 +232,18 @@ class ClientEngine:
         requests = [self._request(q) for q in queries]
         with self._errors(f"search of {len(requests)} queries"):
             responses = self.client.query_batch_points(collection_name=self.name, requests=requests)
-        return [
-            [ScoredPoint(id=_point_id(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
-            for response in responses
-        ]
+        return _scored(responses)
+
+    async def aquery_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
+        """`query_batch` through the async client of a server (same requests, results and error mapping)."""
+        requests = [self._request(q) for q in queries]
+        with self._errors(f"search of {len(requests)} queries"):
+            responses = await self._async.get().query_batch_points(collection_name=self.name, requests=requests)
+        return _scored(responses)
+
+    async def aclose_async(self) -> None:
+        """Close the async client of the running loop."""
+        await self._async.aclose()
 
     def retrieve(self, ids: Sequence[str], *, payload: bool | Sequence[str], sparse: bool) -> list[StoredPoint]:
         with self._errors("retrieve"):
@@ -287,6 +299,17 @@ class ClientEngine:
                 local = shard.get("local") or {}
                 total = (total or 0) + int(local.get("vectors_size_bytes") or 0) + int(local.get("payloads_size_bytes") or 0)
         return total
+
+
+def _scored(responses: Sequence[models.QueryResponse]) -> list[list[ScoredPoint]]:
+    return [
+        [ScoredPoint(id=_point_id(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+        for response in responses
+    ]
+
+
+async def _close_async(client: AsyncQdrantClient) -> None:
+    await client.close()
 
 
 def _is_local(client: QdrantClient) -> bool:

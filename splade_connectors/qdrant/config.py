@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from qdrant_client import QdrantClient
+from qdrant_client import AsyncQdrantClient, QdrantClient
 
-from splade_connectors.errors import mask_url
+from splade_connectors.errors import ConfigError, mask_url
 from splade_connectors.filters import payload_path
 from splade_connectors.store import StoreConfigBase
 
@@ -160,19 +160,32 @@ def connect(config: QdrantConfig) -> QdrantClient:
     """
     logger.debug("connecting to %s", config.describe())  # describe() never holds the API key
     if config.url:
-        options: dict[str, object] = {}
-        if config.grpc_port is not None:
-            options["grpc_port"] = config.grpc_port
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # qdrant-client's version warning: checked (and logged) by the store
-            return QdrantClient(
-                url=config.url,
-                api_key=config.api_key.get_secret_value() if config.api_key else None,
-                timeout=config.timeout,
-                prefer_grpc=config.prefer_grpc,
-                check_compatibility=False,
-                **options,  # type: ignore[arg-type]  # extra client options, passed through for QdrantClient to check
-            )
+            return QdrantClient(**_server_options(config))
     if config.path:
         return QdrantClient(path=config.path, force_disable_check_same_thread=True)
     return QdrantClient(location=":memory:")
+
+
+def connect_async(config: QdrantConfig) -> AsyncQdrantClient:
+    """qdrant-client's async client for a server config (same options as `connect`), for async searches."""
+    if not config.url:
+        raise ConfigError(f"{config.describe()}: only a server has an async client")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AsyncQdrantClient(**_server_options(config))
+
+
+def _server_options(config: QdrantConfig) -> dict[str, Any]:
+    """The client options of a server config, shared by the blocking and the async client."""
+    options: dict[str, Any] = {
+        "url": config.url,
+        "api_key": config.api_key.get_secret_value() if config.api_key else None,
+        "timeout": config.timeout,
+        "prefer_grpc": config.prefer_grpc,
+        "check_compatibility": False,
+    }
+    if config.grpc_port is not None:
+        options["grpc_port"] = config.grpc_port
+    return options

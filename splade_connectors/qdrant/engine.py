@@ -10,6 +10,7 @@ Point ids are UUID strings (`records.point_id`); payloads are plain JSON-like di
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,3 +154,63 @@ def disk_bytes(folder: Path) -> int | None:
     if not folder.exists():
         return None
     return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
+
+
+class SerialEngine:
+    """An engine whose calls run one at a time, from whichever thread makes them.
+
+    The embedded engine and qdrant-client's local mode are not documented as thread-safe, and async
+    searches (and `explain`) run them in worker threads; this lock keeps those calls, and any blocking
+    call made meanwhile, from overlapping. Other attributes are the wrapped engine's.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.inner = engine
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def open(self, *, create: bool) -> bool:
+        with self._lock:
+            return self.inner.open(create=create)
+
+    def close(self) -> None:
+        with self._lock:
+            self.inner.close()
+
+    def drop(self) -> None:
+        with self._lock:
+            self.inner.drop()
+
+    def upsert(self, points: Sequence[PointData]) -> None:
+        with self._lock:
+            self.inner.upsert(points)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            self.inner.delete(ids)
+
+    def count(self) -> int:
+        with self._lock:
+            return self.inner.count()
+
+    def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
+        with self._lock:
+            return self.inner.query_batch(queries)
+
+    def retrieve(self, ids: Sequence[str], *, payload: bool | Sequence[str], sparse: bool) -> list[StoredPoint]:
+        with self._lock:
+            return self.inner.retrieve(ids, payload=payload, sparse=sparse)
+
+    def scroll(self, limit: int, offset: Any, *, payload: bool | Sequence[str]) -> tuple[list[StoredPoint], Any]:
+        with self._lock:
+            return self.inner.scroll(limit, offset, payload=payload)
+
+    def finish_ingest(self) -> None:
+        with self._lock:
+            self.inner.finish_ingest()
+
+    def storage_bytes(self) -> int | None:
+        with self._lock:
+            return self.inner.storage_bytes()

@@ -14,6 +14,7 @@ validation, authentication, missing collections, locked folders and engine error
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterable, Iterator
@@ -160,7 +161,7 @@ def mapped_errors(where: str, action: str, secrets: Iterable[str] = (), *, edge:
         yield
     except SpladeError:
         raise
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError):  # an async search's cancellation too
         raise
     except BaseException as exc:  # pyo3's PanicException is a BaseException
         mapped = translate(exc, where, action, edge=edge)

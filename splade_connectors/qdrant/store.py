@@ -13,8 +13,10 @@ hits with score <= 0 on every engine, so results are the same.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ from qdrant_client import QdrantClient
 from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
 from splade_connectors.fusion import fuse
 from splade_connectors.qdrant.config import QdrantConfig
-from splade_connectors.qdrant.engine import Engine, NearestQuery, PointData, Query, ScoredPoint
+from splade_connectors.qdrant.engine import Engine, NearestQuery, PointData, Query, ScoredPoint, SerialEngine
 from splade_connectors.qdrant.filters import build_filter
 from splade_connectors.qdrant.hybrid import MIN_SCORE, candidate_lists, fused_query
 from splade_connectors.records import EncodedDocument, Hit, point_id
@@ -46,6 +48,21 @@ _RETRIEVE_CHUNK = 256
 _QUERY_CHUNK = 256  # queries per engine round trip
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One search, planned: the engine queries to run, and how their ranked points become the hits to return.
+
+    The blocking and the async searches run the same plans (`_execute`, `_aexecute`).
+    """
+
+    queries: Sequence[Query]
+    finish: Callable[[list[list[ScoredPoint]]], list[list[Hit]]]
+
+
+def _chunks(queries: Sequence[Query]) -> list[Sequence[Query]]:
+    return [queries[start : start + _QUERY_CHUNK] for start in range(0, len(queries), _QUERY_CHUNK)]
+
+
 def to_hit(point: ScoredPoint) -> Hit:
     """A hit with the engine's float32 score as its exact value: REST prints the shortest decimal of a float32
     (8.669551), gRPC and the embedded engine give the float32 itself (8.669550895690918); both become the latter."""
@@ -58,7 +75,8 @@ def make_engine(config: QdrantConfig, client: QdrantClient | None = None) -> Eng
     if client is not None or config.backend in ("server", "local"):
         from splade_connectors.qdrant.client_engine import ClientEngine
 
-        return ClientEngine(config, client)
+        engine = ClientEngine(config, client)
+        return SerialEngine(engine) if engine.local else engine
     try:
         import qdrant_edge  # noqa: F401 - imported only to check that qdrant-edge-py is installed
     except ImportError as exc:
@@ -68,7 +86,7 @@ def make_engine(config: QdrantConfig, client: QdrantClient | None = None) -> Eng
         ) from exc
     from splade_connectors.qdrant.edge_engine import EdgeEngine
 
-    return EdgeEngine(config)
+    return SerialEngine(EdgeEngine(config))
 
 
 class QdrantStore(StoreBase[QdrantConfig]):
@@ -109,7 +127,7 @@ class QdrantStore(StoreBase[QdrantConfig]):
         """The qdrant-client of a server or local-mode store (the embedded engine has none)."""
         from splade_connectors.qdrant.client_engine import ClientEngine
 
-        engine = self.engine
+        engine = getattr(self.engine, "inner", self.engine)
         if not isinstance(engine, ClientEngine):
             raise StoreError(f"{self.describe()} runs the embedded engine: it has no qdrant-client (use the store's methods)")
         return engine.client
@@ -170,7 +188,23 @@ class QdrantStore(StoreBase[QdrantConfig]):
 
         Hits with score <= 0 are dropped; `score_threshold` keeps hits with score >= it (inclusive).
         """
-        engine = self.engine
+        return self._execute(self._search_plan(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold))
+
+    async def asearch_batch(
+        self,
+        vectors: Sequence[SparseVector],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[Hit]]:
+        """`search_batch` for an event loop: the server's async client, or a worker thread in process."""
+        return await self._aexecute(self._search_plan(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold))
+
+    def _search_plan(
+        self, vectors: Sequence[SparseVector], *, top_k: int, filter: Filter | None, score_threshold: float | None
+    ) -> _Plan:
+        self._require_open()
         require_top_k(top_k)
         native_filter = self._filter(filter)
         floor = max(score_threshold, MIN_SCORE) if score_threshold is not None else MIN_SCORE
@@ -181,14 +215,18 @@ class QdrantStore(StoreBase[QdrantConfig]):
             NearestQuery(using=self.config.sparse_name, limit=top_k, sparse=vectors[i], filter=native_filter, score_threshold=engine_floor)
             for i in todo
         ]
-        results: list[list[Hit]] = [[] for _ in vectors]
-        for i, points in zip(todo, self._run(engine, queries)):
-            results[i] = [hit for hit in map(to_hit, points) if hit.score > 0 and hit.score >= floor]
-        return results
+
+        def finish(ranked: list[list[ScoredPoint]]) -> list[list[Hit]]:
+            results: list[list[Hit]] = [[] for _ in vectors]
+            for i, points in zip(todo, ranked):
+                results[i] = [hit for hit in map(to_hit, points) if hit.score > 0 and hit.score >= floor]
+            return results
+
+        return _Plan(queries, finish)
 
     def dense_search_batch(self, vectors: Sequence[Sequence[float]], *, top_k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
         """Top-k by the collection's dense vector (for comparing hybrid results with their dense list)."""
-        engine = self.engine
+        self._require_open()
         require_top_k(top_k)
         config = self.config
         if config.dense_name is None:
@@ -197,7 +235,7 @@ class QdrantStore(StoreBase[QdrantConfig]):
         queries: list[Query] = []
         for vector in vectors:
             queries.extend(candidate_lists(config, None, vector, limit=top_k, filter=native_filter))
-        return [[to_hit(p) for p in points] for points in self._run(engine, queries)]
+        return self._execute(_Plan(queries, lambda ranked: [[to_hit(p) for p in points] for points in ranked]))
 
     def hybrid_search_batch(
         self,
@@ -211,7 +249,31 @@ class QdrantStore(StoreBase[QdrantConfig]):
         filter: Filter | None = None,
     ) -> list[list[Hit]]:
         """Sparse + dense lists fused inside Qdrant (RRF, DBSF) or here (linear); see `qdrant.hybrid`."""
-        engine = self.engine
+        return self._execute(
+            self._hybrid_plan(queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter)
+        )
+
+    async def ahybrid_search_batch(
+        self,
+        queries: Sequence[HybridQuery],
+        *,
+        top_k: int = 10,
+        fusion: Fusion = "rrf",
+        rrf_k: int = DEFAULT_RRF_K,
+        weights: Sequence[float] | None = None,
+        candidates: int | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        """`hybrid_search_batch` for an event loop: the server's async client, or a worker thread in process."""
+        return await self._aexecute(
+            self._hybrid_plan(queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter)
+        )
+
+    def _hybrid_plan(
+        self, queries: Sequence[HybridQuery], *, top_k: int, fusion: Fusion, rrf_k: int, weights: Sequence[float] | None,
+        candidates: int | None, filter: Filter | None,
+    ) -> _Plan:
+        self._require_open()
         limit = hybrid_depth(top_k, candidates=candidates, rrf_k=rrf_k)
         native_filter = self._filter(filter)
         lists_per_query: list[list[NearestQuery]] = []
@@ -223,23 +285,51 @@ class QdrantStore(StoreBase[QdrantConfig]):
                 raise ConfigError(f"{len(weights)} fusion weights for {len(sources)} lists")
             lists_per_query.append(sources)
         if fusion == "linear":
-            flat = [source for sources in lists_per_query for source in sources]
-            ranked = iter(self._run(engine, flat))
-            out = []
-            for sources in lists_per_query:
-                lists = [[to_hit(p) for p in next(ranked) if p.score > 0 or s.dense is not None] for s in sources]
-                out.append(fuse(lists, "linear", weights=weights, top_k=top_k) if lists else [])
-            return out
-        fused: list[Query] = [fused_query(s, fusion, top_k=top_k, rrf_k=rrf_k, weights=weights) for s in lists_per_query if s]
-        ranked_fused = iter(self._run(engine, fused))
-        return [[to_hit(p) for p in next(ranked_fused)] if sources else [] for sources in lists_per_query]
 
-    def _run(self, engine: Engine, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
-        out: list[list[ScoredPoint]] = []
-        for start in range(0, len(queries), _QUERY_CHUNK):
-            chunk = queries[start : start + _QUERY_CHUNK]
-            out.extend(self._search_retry.call(engine.query_batch, chunk, what=f"search on {self.describe()}"))
-        return out
+            def fuse_here(ranked_lists: list[list[ScoredPoint]]) -> list[list[Hit]]:
+                ranked = iter(ranked_lists)
+                out = []
+                for sources in lists_per_query:
+                    lists = [[to_hit(p) for p in next(ranked) if p.score > 0 or s.dense is not None] for s in sources]
+                    out.append(fuse(lists, "linear", weights=weights, top_k=top_k) if lists else [])
+                return out
+
+            return _Plan([source for sources in lists_per_query for source in sources], fuse_here)
+
+        def fused_hits(ranked_lists: list[list[ScoredPoint]]) -> list[list[Hit]]:
+            ranked = iter(ranked_lists)
+            return [[to_hit(p) for p in next(ranked)] if sources else [] for sources in lists_per_query]
+
+        fused: list[Query] = [fused_query(s, fusion, top_k=top_k, rrf_k=rrf_k, weights=weights) for s in lists_per_query if s]
+        return _Plan(fused, fused_hits)
+
+    def _execute(self, plan: _Plan) -> list[list[Hit]]:
+        """Run a plan's queries on the engine, `_QUERY_CHUNK` per round trip (transient errors retried)."""
+        engine = self.engine
+        ranked: list[list[ScoredPoint]] = []
+        for chunk in _chunks(plan.queries):
+            ranked.extend(self._search_retry.call(engine.query_batch, chunk, what=f"search on {self.describe()}"))
+        return plan.finish(ranked)
+
+    async def _aexecute(self, plan: _Plan) -> list[list[Hit]]:
+        """`_execute` without blocking the loop: a server through its async client, the in-process engines
+        (embedded, local mode) in a worker thread (their calls are serialised: `SerialEngine`)."""
+        engine = getattr(self.engine, "inner", self.engine)
+        from splade_connectors.qdrant.client_engine import ClientEngine
+
+        if not isinstance(engine, ClientEngine) or engine.local:
+            return await asyncio.to_thread(self._execute, plan)
+        ranked: list[list[ScoredPoint]] = []
+        for chunk in _chunks(plan.queries):
+            ranked.extend(await self._search_retry.acall(engine.aquery_batch, chunk, what=f"search on {self.describe()}"))
+        return plan.finish(ranked)
+
+    async def _aclose_async_clients(self) -> None:
+        from splade_connectors.qdrant.client_engine import ClientEngine
+
+        engine = getattr(self._engine, "inner", self._engine)
+        if isinstance(engine, ClientEngine):
+            await engine.aclose_async()
 
     def _filter(self, filter: Filter | None) -> Any:
         try:
