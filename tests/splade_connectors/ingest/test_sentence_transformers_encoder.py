@@ -4,6 +4,7 @@ the same on both encoders."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ from splade_connectors.errors import ConfigError, IngestError, ResumeError
 from splade_connectors.ingest import IngestConfig, ingest, ingest_file, ingest_file_ray
 from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions
 from splade_connectors.registry import open_store
-from splade_connectors.search import search
+from splade_connectors.search import asearch, search
 from tests.splade_connectors.ingest.conftest import InterruptedStore, store_config_for, write_jsonl
 from trainer.encoder import EncodeOptions, SpladeEncoder
 from trainer.model import SpladeModel
@@ -76,6 +77,8 @@ def test_same_stored_vectors_and_hits_as_splade_encoder(
         for hits, ref in zip(results, reference):
             assert [h.id for h in hits] == [h.id for h in ref]
             np.testing.assert_allclose([h.score for h in hits], [h.score for h in ref], rtol=1e-4)
+    for hits, ref in zip(asyncio.run(asearch(theirs, st_model, QUERIES, top_k=10)), reference):  # the async front door too
+        assert [h.id for h in hits] == [h.id for h in ref]
     explained = search(theirs, st_model, QUERIES, top_k=1, explain=True)
     assert explained[0][0].terms  # decoded with the sentence-transformers model's vocabulary
 
