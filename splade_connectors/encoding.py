@@ -15,6 +15,10 @@ custom encoder (a cache, a remote service, a test double) implements just that p
 title rule. Ingestion checkpoints, content hashes and the collection's own record
 (`splade_connectors.stored_encoding`) all use it.
 
+A sentence-transformers `SparseEncoder` object goes wherever an encoder goes: the entry points (ingest,
+search, evaluation) wrap it with `as_encoder` into `trainer.st_encoder.SentenceTransformersEncoder`,
+which fulfils the whole contract (identity included) without this module importing sentence-transformers.
+
 Per-call `overrides` are `EncodeOptions` fields (`top_k=...`, `max_length=...`); an unknown one is a
 `ConfigError`. `stats` (`EncodeStats` of the last call) is part of `SparseEncoder`; ingestion reads
 it for its truncation and chunking counts when a `DocumentEncoder` has it.
@@ -22,14 +26,18 @@ it for its truncation and chunking counts when a `DocumentEncoder` has it.
 
 from __future__ import annotations
 
+import sys
+import weakref
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from splade_connectors.errors import ConfigError
 from trainer.identity import EncoderIdentity
 from trainer.sparse import SparseVector
 
 if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
+
     from trainer.encoder import EncodeStats
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "QueryEncoder",
     "SparseEncoder",
     "Vocabulary",
+    "as_encoder",
     "require_identity",
 ]
 
@@ -115,3 +124,21 @@ def require_identity(encoder: object, needed_by: str) -> EncoderIdentity:
             f"{type(encoder).__qualname__}.identity() returned {type(identity).__name__}, not a trainer.identity.EncoderIdentity"
         )
     return identity
+
+
+_Encoder = TypeVar("_Encoder")
+_WRAPPED: weakref.WeakKeyDictionary[object, Any] = weakref.WeakKeyDictionary()
+
+
+def as_encoder(encoder: _Encoder | SentenceTransformersModel) -> _Encoder:
+    """`encoder` itself, or a sentence-transformers `SparseEncoder` wrapped as a full `SparseEncoder` of this library."""
+    module = sys.modules.get("sentence_transformers")  # an object of it exists only once it is imported
+    model_class = getattr(module, "SparseEncoder", None)
+    if isinstance(model_class, type) and isinstance(encoder, model_class):
+        wrapped = _WRAPPED.get(encoder)
+        if wrapped is None:  # one wrapper per model object: repeated search() calls do not re-read its tokenizer
+            from trainer.st_encoder import SentenceTransformersEncoder
+
+            wrapped = _WRAPPED[encoder] = SentenceTransformersEncoder(encoder)  # type: ignore[arg-type]  # checked above
+        return wrapped  # type: ignore[return-value]  # a SentenceTransformersEncoder fulfils every protocol
+    return encoder  # type: ignore[return-value]  # not a sentence-transformers model, so one of the protocols

@@ -33,8 +33,8 @@ from splade_connectors.store import AliasStore, SparseStore, StoreConfigBase
 from trainer.retrieval.metrics import retrieval_metrics
 
 if TYPE_CHECKING:
+    from splade_connectors.encoding import SparseEncoder
     from splade_connectors.eval.datasets import RetrievalDataset
-    from trainer.encoder import SpladeEncoder
 
 __all__ = [
     "Build", "MigrationReport", "cleanup", "current_target", "migrate", "new_collection_name", "previous_alias", "rollback",
@@ -89,12 +89,12 @@ def _aliases(store: SparseStore) -> AliasStore:
     return store
 
 
-def _open(config: StoreConfigBase, encoder: SpladeEncoder | None, *, create: bool = False) -> SparseStore:
+def _open(config: StoreConfigBase, encoder: SparseEncoder | None, *, create: bool = False) -> SparseStore:
     vocabulary = encoder.model.id_to_token() if encoder is not None else None
     return open_store(config, vocabulary=vocabulary, create=create)
 
 
-def current_target(config: StoreConfigBase, encoder: SpladeEncoder | None = None) -> str | None:
+def current_target(config: StoreConfigBase, encoder: SparseEncoder | None = None) -> str | None:
     """The collection the alias names now; None when nothing has that name. A collection of that name is an error."""
     alias = config.collection_name
     try:
@@ -111,7 +111,7 @@ def current_target(config: StoreConfigBase, encoder: SpladeEncoder | None = None
     return target
 
 
-def store_score(store: SparseStore, encoder: SpladeEncoder, dataset: RetrievalDataset, *, top_k: int = 10) -> float:
+def store_score(store: SparseStore, encoder: SparseEncoder, dataset: RetrievalDataset, *, top_k: int = 10) -> float:
     """nDCG@10 of the store's SPLADE search on the dataset's judged queries (queries encoded by `encoder`)."""
     query_ids = dataset.eval_query_ids()
     vectors = encoder.encode_queries([dataset.queries[q] for q in query_ids])
@@ -124,8 +124,8 @@ def migrate(
     config: StoreConfigBase,
     *,
     build: Build,
-    new_encoder: SpladeEncoder,
-    old_encoder: SpladeEncoder | None = None,
+    new_encoder: SparseEncoder,
+    old_encoder: SparseEncoder | None = None,
     dataset: RetrievalDataset | None = None,
     min_delta: float = 0.0,
     force: bool = False,
@@ -180,7 +180,7 @@ def _decide(report: MigrationReport, min_delta: float, force: bool) -> tuple[boo
     return False, f"{METRIC} {report.new_score:.4f} < {report.old_score:.4f} + {min_delta:g}"
 
 
-def _alias_pair(config: StoreConfigBase, encoder: SpladeEncoder | None) -> tuple[SparseStore, str, str]:
+def _alias_pair(config: StoreConfigBase, encoder: SparseEncoder | None) -> tuple[SparseStore, str, str]:
     alias = config.collection_name
     store = _open(config, encoder)
     aliases = _aliases(store).aliases()
@@ -191,7 +191,7 @@ def _alias_pair(config: StoreConfigBase, encoder: SpladeEncoder | None) -> tuple
     return store, current, previous
 
 
-def rollback(config: StoreConfigBase, *, encoder: SpladeEncoder | None = None) -> tuple[str, str]:
+def rollback(config: StoreConfigBase, *, encoder: SparseEncoder | None = None) -> tuple[str, str]:
     """Point the alias back at the previous collection (and `__previous` at the one it leaves), atomically; (now, previous)."""
     alias = config.collection_name
     store, current, previous = _alias_pair(config, encoder)
@@ -201,7 +201,7 @@ def rollback(config: StoreConfigBase, *, encoder: SpladeEncoder | None = None) -
     return previous, current
 
 
-def cleanup(config: StoreConfigBase, *, encoder: SpladeEncoder | None = None) -> str:
+def cleanup(config: StoreConfigBase, *, encoder: SparseEncoder | None = None) -> str:
     """Delete the previous collection and its `__previous` alias (no rollback afterwards); the deleted name."""
     alias = config.collection_name
     store, _, previous = _alias_pair(config, encoder)

@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from splade_connectors.aio import serialised
-from splade_connectors.encoding import QueryEncoder
+from splade_connectors.encoding import QueryEncoder, as_encoder
 from splade_connectors.errors import ConfigError
 from splade_connectors.explain import with_terms
 from splade_connectors.records import Hit
@@ -39,6 +40,9 @@ from splade_connectors.store import (
 )
 from splade_connectors.stored_encoding import check_query_encoder
 from trainer.sparse import SparseVector
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
 
 DenseQueryEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
 
@@ -116,7 +120,7 @@ def _call(
 
 def search(
     store: SparseStore,
-    encoder: QueryEncoder,
+    encoder: QueryEncoder | SentenceTransformersModel,
     queries: Sequence[str],
     *,
     top_k: int = 10,
@@ -133,17 +137,18 @@ def search(
     `allow_model_mismatch`: search a collection written by another model anyway (a WARNING is logged).
     """
     call = _call(queries, top_k, filter, score_threshold, hybrid, dense_encoder)
-    check_query_encoder(store, encoder, allow_mismatch=allow_model_mismatch)
-    vectors, dense = call.encode(encoder)
+    query_encoder: QueryEncoder = as_encoder(encoder)  # a sentence-transformers SparseEncoder is wrapped
+    check_query_encoder(store, query_encoder, allow_mismatch=allow_model_mismatch)
+    vectors, dense = call.encode(query_encoder)
     results = call.run(store, vectors, dense)
     if explain:
-        results = explain_results(store, vectors, results, encoder.model.id_to_token(), limit=explain_terms)
+        results = explain_results(store, vectors, results, query_encoder.model.id_to_token(), limit=explain_terms)
     return results
 
 
 async def asearch(
     store: SparseStore,
-    encoder: QueryEncoder,
+    encoder: QueryEncoder | SentenceTransformersModel,
     queries: Sequence[str],
     *,
     top_k: int = 10,
@@ -163,14 +168,15 @@ async def asearch(
     engine) runs the queries; a store without async methods is searched in a worker thread.
     """
     call = _call(queries, top_k, filter, score_threshold, hybrid, dense_encoder)
+    query_encoder: QueryEncoder = as_encoder(encoder)  # one wrapper per sentence-transformers model, so one lock
 
     def encode() -> tuple[list[SparseVector], list[list[float] | None], list[str] | None]:
         # the vocabulary is read under the encoder's lock too: encoding swaps the model's projection meanwhile
-        check_query_encoder(store, encoder, allow_mismatch=allow_model_mismatch)
-        vectors, dense = call.encode(encoder)
-        return vectors, dense, encoder.model.id_to_token() if explain else None
+        check_query_encoder(store, query_encoder, allow_mismatch=allow_model_mismatch)
+        vectors, dense = call.encode(query_encoder)
+        return vectors, dense, query_encoder.model.id_to_token() if explain else None
 
-    vectors, dense, vocabulary = await asyncio.to_thread(serialised(encoder, encode))
+    vectors, dense, vocabulary = await asyncio.to_thread(serialised(query_encoder, encode))
     if isinstance(store, AsyncSearchStore):
         results = await call.arun(store, vectors, dense)
     else:

@@ -18,6 +18,7 @@ _EXPORTS = {
     "SpladeEncoder": "trainer.encoder",
     "SpladeModel": "trainer.model",
     "Pruning": "trainer.pruning",
+    "SentenceTransformersEncoder": "trainer.st_encoder",
     "SparseStaticEmbedding": "trainer.static",
     "SparseVector": "trainer.sparse",
     "SparseVectorError": "trainer.sparse",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover - `X as X`: explicit re-exports for type c
         to_csr as to_csr,
         to_torch_sparse as to_torch_sparse,
     )
+    from trainer.st_encoder import SentenceTransformersEncoder as SentenceTransformersEncoder
     from trainer.static import SparseStaticEmbedding as SparseStaticEmbedding
 
 

@@ -11,6 +11,8 @@
   tokenizer, pooling, precision or option changes it. Frozen (hashable) and JSON-serialisable, so
   the ingestion layer can store it in checkpoints and hash it into every stored point.
 - `encoder_identity(model, options, precision)`: builds it; `SpladeEncoder.identity()` calls it.
+- `update_with_weights`, `clean_config`: the weights sample and the config cleaning, shared with the
+  fingerprint of a sentence-transformers model (`trainer.st_encoder`).
 
 Query options do not enter: they never change a stored vector.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -59,14 +62,12 @@ class EncoderIdentity(BaseModel):
 
 def model_fingerprint(model: SpladeModel) -> str:
     """`ARCHITECTURE:HEX` fingerprint of a `SpladeModel` (see the module docstring); cheap: samples the weights."""
-    import torch  # here, so the identity type itself is importable without torch
-
     digest = hashlib.sha256()
     mlm = model.mlm
     config = getattr(mlm, "config", None)
     settings: dict[str, Any] = {
         "architecture": type(mlm).__name__,
-        "config": {k: v for k, v in (config.to_dict() if config is not None else {}).items() if k not in _CONFIG_NOISE},
+        "config": clean_config(config),
         "pooling": model.pooling.model_dump(),
         "max_seq_length": model.max_seq_length,
         "do_lower_case": model.do_lower_case,
@@ -76,16 +77,28 @@ def model_fingerprint(model: SpladeModel) -> str:
     backend = getattr(model.tokenizer, "backend_tokenizer", None)
     if backend is not None:
         digest.update(backend.to_str().encode())
+    # an inference-free query side never changes a document vector: it is not part of the fingerprint
+    update_with_weights(digest, {k: v for k, v in model.state_dict().items() if not k.startswith(_QUERY_SIDE)})
+    return f"{settings['architecture']}:{digest.hexdigest()[:24]}"
+
+
+def clean_config(config: object) -> dict[str, Any]:
+    """A transformers config as a dict without the entries that say where or how it was saved."""
+    to_dict = getattr(config, "to_dict", None)
+    return {k: v for k, v in (to_dict() if callable(to_dict) else {}).items() if k not in _CONFIG_NOISE}
+
+
+def update_with_weights(digest: Any, state_dict: Mapping[str, Any]) -> None:
+    """Feed `digest` a strided sample of every tensor, rounded to bfloat16 (any dtype, device or path: same bytes)."""
+    import torch
+
     with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            if name.startswith(_QUERY_SIDE):
-                continue  # an inference-free query side never changes a document vector
+        for name, tensor in sorted(state_dict.items()):
             flat = tensor.detach().reshape(-1)
             step = max(1, flat.numel() // _WEIGHT_SAMPLES)
             sample = flat[::step][:_WEIGHT_SAMPLES].to(device="cpu", dtype=torch.bfloat16)
             digest.update(f"{name}|{tuple(tensor.shape)}|".encode())
             digest.update(sample.view(torch.int16).numpy().tobytes())
-    return f"{settings['architecture']}:{digest.hexdigest()[:24]}"
 
 
 def encoder_identity(model: SpladeModel, options: EncodeOptions, precision: str, *, fingerprint: str | None = None) -> EncoderIdentity:

@@ -22,7 +22,7 @@ from splade_connectors.ingest import FieldMap, IngestConfig, IngestReport, inges
 from splade_connectors.store import StoreConfigBase
 
 if TYPE_CHECKING:
-    from trainer.encoder import SpladeEncoder
+    from splade_connectors.encoding import SparseEncoder
 
 
 def add_ingest_options(parser: argparse.ArgumentParser, *, input_required: bool) -> None:
@@ -75,7 +75,7 @@ def ingest_config(args: argparse.Namespace) -> IngestConfig:
 
 def run_single(
     args: argparse.Namespace, corpus: Path, config: IngestConfig, *, target: StoreConfigBase | None = None,
-    encoder: SpladeEncoder | None = None,
+    encoder: SparseEncoder | None = None,
 ) -> tuple[IngestReport, str]:
     """Ingest in this process into `target` (default: the store the options name) with `encoder` (default: the options')."""
     store_config = target or store_config_from_args(args)  # bad store options fail here, before the model loads
@@ -101,7 +101,7 @@ def run_ray(
 
     try:
         spec = EncoderSpec(
-            model=args.model, device=args.device, dtype=args.dtype,
+            model=args.model, device=args.device, dtype=args.dtype, backend=args.encoder_backend,
             options=encode_options(args)[0],
         )
         options = RayOptions(

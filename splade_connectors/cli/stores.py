@@ -32,7 +32,7 @@ from splade_connectors.store import SparseStore, StoreConfigBase
 from splade_connectors.urls import parse_store_url
 
 if TYPE_CHECKING:
-    from trainer.encoder import SpladeEncoder
+    from splade_connectors.encoding import QueryEncoder
 
 DEFAULT_QDRANT_PATH = "./qdrant_data"
 DEFAULT_OPENSEARCH_URL = "http://localhost:9200"
@@ -156,7 +156,7 @@ def store_config_from_args(args: argparse.Namespace) -> StoreConfigBase:
 
 def open_store_from_args(
     args: argparse.Namespace,
-    encoder: SpladeEncoder | None = None,
+    encoder: QueryEncoder | None = None,
     *,
     create: bool = True,
     config: StoreConfigBase | None = None,

@@ -6,13 +6,16 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from splade_connectors.encoding import EncodingIdentity, IdentifiedEncoder, SparseEncoder
+from splade_connectors.encoding import EncodingIdentity, IdentifiedEncoder, SparseEncoder, as_encoder
 from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.records import EncodedDocument
 from splade_connectors.stored_encoding import encoder_vocabulary, encoding_record
 from trainer.sparse import SparseVector
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +63,14 @@ def _encode_chunked(
 
 
 def encode_dataset(
-    encoder: SparseEncoder,
+    encoder: SparseEncoder | SentenceTransformersModel,
     dataset: RetrievalDataset,
     *,
     chunk: int = 1024,
     progress: Progress | None = None,
 ) -> EncodedDataset:
     """Encode every document and every evaluated query once; `progress` gets counts of texts done."""
+    encoder = as_encoder(encoder)
     started = time.perf_counter()
     doc_ids = list(dataset.corpus)
     query_ids = dataset.eval_query_ids()

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from splade_connectors.encoding import SparseEncoder
 from splade_connectors.eval.backends import Backend, Ranking, build_backends
@@ -26,6 +26,9 @@ from trainer.retrieval.metrics import (
     required_depth,
     retrieval_metrics,
 )
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def _delta(metrics: Metrics, reference: Metrics) -> Metrics:
 
 
 def evaluate(
-    encoder: SparseEncoder,
+    encoder: SparseEncoder | SentenceTransformersModel,
     datasets: Sequence[RetrievalDataset],
     backends: Sequence[str | Backend] = ("exact", "qdrant", "opensearch"),
     *,

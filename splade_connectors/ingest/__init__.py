@@ -36,6 +36,8 @@ from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import SparseStore, StoreConfigBase
 
 if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
+
     from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions
 
 __all__ = [
@@ -63,7 +65,7 @@ __all__ = [
 
 def ingest(
     documents: Iterable[Mapping[str, Any] | Document],
-    encoder: DocumentEncoder,
+    encoder: DocumentEncoder | SentenceTransformersModel,
     store: SparseStore,
     config: IngestConfig | None = None,
     *,
@@ -77,7 +79,7 @@ def ingest(
 
 def ingest_file(
     path: str | Path,
-    encoder: DocumentEncoder,
+    encoder: DocumentEncoder | SentenceTransformersModel,
     store: SparseStore,
     config: IngestConfig | None = None,
     *,

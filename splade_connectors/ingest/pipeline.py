@@ -22,8 +22,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from splade_connectors.encoding import DocumentEncoder
+from splade_connectors.encoding import DocumentEncoder, as_encoder
 from splade_connectors.errors import IngestError
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import run_identity
@@ -45,6 +46,9 @@ from splade_connectors.ingest.validate import InvalidRecord, to_document
 from splade_connectors.records import Document, EncodedDocument
 from splade_connectors.store import SparseStore
 from splade_connectors.stored_encoding import encoder_vocabulary
+
+if TYPE_CHECKING:
+    from sentence_transformers import SparseEncoder as SentenceTransformersModel
 
 DenseEncoder = Callable[[list[str]], Sequence[Sequence[float]]]
 
@@ -72,14 +76,15 @@ class IngestPipeline:
 
     def __init__(
         self,
-        encoder: DocumentEncoder,
+        encoder: DocumentEncoder | SentenceTransformersModel,
         store: SparseStore,
         config: IngestConfig | None = None,
         *,
         dense_encoder: DenseEncoder | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        self.encoder, self.store = encoder, store
+        self.encoder: DocumentEncoder = as_encoder(encoder)
+        self.store = store
         self.config = config or IngestConfig()
         self.dense_encoder = dense_encoder
         self.progress = progress

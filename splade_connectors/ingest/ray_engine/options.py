@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from splade_connectors.encoding import SparseEncoder
@@ -20,6 +22,9 @@ class EncoderSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str
+    backend: Literal["splade", "sentence-transformers"] = Field(
+        "splade", description="who computes the vectors: this library's SpladeEncoder or sentence-transformers' SparseEncoder"
+    )
     device: str | None = Field(None, description="cpu, cuda...; default: cuda when the actor has a GPU, else cpu")
     dtype: str | None = Field(None, description="fp32, bf16, fp16; default: bf16 on GPU, fp32 on CPU")
     options: EncodeOptions = Field(default_factory=EncodeOptions)
@@ -41,6 +46,10 @@ class EncoderSpec(BaseModel):
         return "bf16" if self.actor_device(gpus_per_encoder).startswith("cuda") else "fp32"
 
     def load(self, *, device: str, dtype: str) -> SparseEncoder:
+        if self.backend == "sentence-transformers":
+            from trainer.st_encoder import SentenceTransformersEncoder
+
+            return SentenceTransformersEncoder.from_pretrained(self.model_path(), device=device, dtype=dtype, options=self.options)
         from trainer.encoder import SpladeEncoder
 
         return SpladeEncoder.from_pretrained(self.model_path(), device=device, dtype=dtype, options=self.options)
