@@ -13,8 +13,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from splade_connectors.errors import mask_url
-from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.store import StoreConfigBase
+from splade_connectors.two_phase import TwoPhase, coerce_two_phase
 
 if TYPE_CHECKING:  # pragma: no cover
     from opensearchpy import OpenSearch

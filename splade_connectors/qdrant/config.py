@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from qdrant_client import QdrantClient
@@ -25,6 +25,7 @@ from qdrant_client import QdrantClient
 from splade_connectors.errors import mask_url
 from splade_connectors.filters import payload_path
 from splade_connectors.store import StoreConfigBase
+from splade_connectors.two_phase import TwoPhase, coerce_two_phase
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ class QdrantConfig(StoreConfigBase):
         description="embedded engine: optimize and flush after this many upserted points (None: only in "
         "finish_ingest); bounds the in-RAM appendable segment and the WAL during large ingestions",
     )
+    two_phase: TwoPhase | None = Field(None, description="default two-phase query (None: exact queries)")
+
+    @field_validator("two_phase", mode="before")
+    @classmethod
+    def _two_phase_spec(cls, value: Any) -> Any:
+        return coerce_two_phase(value)
 
     @field_validator("payload_indexes")
     @classmethod
