@@ -141,13 +141,13 @@ def encoded_dataset(folder: Path) -> tuple[Any, Any]:
     return docs_csr, queries_csr
 
 
-def load_base(data_dir: Path) -> Base:
-    """The real encoded base vectors of SciFact and the DL19 subset."""
+def load_base(data_dir: Path, datasets: Sequence[str] = DATASETS) -> Base:
+    """The real encoded base vectors of SciFact and the DL19 subset (or of `datasets`)."""
     import scipy.sparse
 
     from trainer.sparse import from_csr
 
-    parts = [encoded_dataset(data_dir / name) for name in DATASETS]
+    parts = [encoded_dataset(data_dir / name) for name in datasets]
     docs = scipy.sparse.vstack([d for d, _ in parts], format="csr")
     docs.sort_indices()
     queries = [q for _, matrix in parts for q in from_csr(matrix)]
@@ -272,7 +272,7 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
     from splade_connectors.qdrant import QdrantStore
     from splade_connectors.records import point_id
 
-    synth = Synthesizer(load_base(args.data))
+    synth = Synthesizer(load_base(args.data, args.datasets))
     synth.chunk(0)
     baseline = current_rss_mb()
     collection = args.collection or f"bench-{args.side}-{args.points}-{uuid.uuid4().hex[:6]}"
@@ -344,7 +344,7 @@ def _latency(search_one: Any, search_many: Any, queries: list[SparseVector], rou
 
 def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     """Query latency on one backend at `args.points` points."""
-    base = load_base(args.data)
+    base = load_base(args.data, args.datasets)
     queries = base.queries[: args.queries]
     synth = Synthesizer(base)
     out: dict[str, Any] = {"backend": args.backend, "points": args.points, "queries": len(queries)}
@@ -424,7 +424,7 @@ def run_two_phase(args: argparse.Namespace) -> dict[str, Any]:
     batched, and recall@10 of each two-phase spec against the exact query on the same engine."""
     from splade_connectors.two_phase import TwoPhase
 
-    base = load_base(args.data)
+    base = load_base(args.data, args.datasets)
     queries = base.queries[: args.queries]
     out: dict[str, Any] = {"backend": args.backend, "points": args.points, "queries": len(queries)}
     store, temp = _open_backend(args, Synthesizer(base), out)
@@ -453,7 +453,7 @@ def run_two_phase(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _subprocess(command: list[str], args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
-    common = ["--data", str(args.data), "--queries", str(args.queries), "--rounds", str(args.rounds), "--batch", str(args.batch)]
+    common = ["--data", str(args.data), "--datasets", *args.datasets, "--queries", str(args.queries), "--rounds", str(args.rounds), "--batch", str(args.batch)]
     full = [sys.executable, str(Path(__file__).resolve()), *command, *common, *extra]
     print("$", " ".join(full[1:]), flush=True)
     done = subprocess.run(full, check=True, stdout=subprocess.PIPE, text=True)
@@ -463,7 +463,7 @@ def _subprocess(command: list[str], args: argparse.Namespace, extra: list[str]) 
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    load_base(args.data)  # encode once before any timing
+    load_base(args.data, args.datasets)  # encode once before any timing
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
@@ -504,7 +504,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 def run_two_phase_all(args: argparse.Namespace) -> dict[str, Any]:
     """The two-phase table: the points ingested into the server by our pipeline, then exact and every spec on the
     server and on the embedded engine (each in its own subprocess)."""
-    load_base(args.data)  # encode once before any timing
+    load_base(args.data, args.datasets)  # encode once before any timing
     results: dict[str, Any] = {
         "machine": _machine(), "settings": {"points": args.points, "queries": args.queries, "rounds": args.rounds,
                                             "batch": args.batch, "specs": args.specs},
@@ -546,12 +546,13 @@ def _machine() -> dict[str, Any]:
 
 
 def two_phase_markdown(results: dict[str, Any]) -> str:
-    lines = ["| engine | points | query | recall@10 vs exact | single p50 / p99 (ms) | x exact p50 / p99 | batch of 32 p50 / p99 (ms) | batched q/s |",
+    lines = ["| engine | points | query | recall@10 vs exact | single p50 / p99 (ms) | x exact p50 / p99 | batch p50 / p99 (ms) | batched q/s |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for block in results["two_phase"]:
         exact = block["runs"][0]["single"]
         for run in block["runs"]:
-            single, batch = run["single"], run.get("batch_of_32") or {}
+            single = run["single"]
+            batch = next((v for k, v in run.items() if k.startswith("batch_of_") and v), {})
             spec = run["spec"] if run["spec"] == "exact" else f"`{run['spec']}`"
             ratio = f"{single['p50_ms'] / exact['p50_ms']:.2f} / {single['p99_ms'] / exact['p99_ms']:.2f}"
             lines.append(f"| {block['backend']} | {block['points']:,} | {spec} | {run['recall_at_10']:.4f} | {single['p50_ms']:.2f} / "
@@ -590,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("all", "prepare", "_ingest", "_latency", "two-phase", "_two_phase"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "beir")
+        cmd.add_argument("--datasets", nargs="+", default=list(DATASETS), help="BEIR datasets the points and queries come from")
         cmd.add_argument("--queries", type=int, default=343)
         cmd.add_argument("--rounds", type=int, default=2, help="passes over the queries for latency")
         cmd.add_argument("--batch", type=int, default=32, help="queries per batched search")
@@ -624,11 +626,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.command == "prepare":
-        base = load_base(args.data)
+        base = load_base(args.data, args.datasets)
         lengths = np.diff(base.indptr)
         from trainer.models import shipped_model_dir
 
-        caches = [str(encoded_cache_file(args.data / name, shipped_model_dir())) for name in DATASETS]
+        caches = [str(encoded_cache_file(args.data / name, shipped_model_dir())) for name in args.datasets]
         print(json.dumps({"caches": caches, "docs": base.docs, "queries": len(base.queries),
                           "doc_nnz_mean": round(float(lengths.mean()), 1), "query_nnz_mean": round(float(np.mean([q.nnz for q in base.queries])), 1)}))
         return 0

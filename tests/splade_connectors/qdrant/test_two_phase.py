@@ -139,11 +139,16 @@ def test_filters_and_threshold_apply(store: QdrantStore, corpus: Corpus, stored:
 
 
 def test_the_configured_spec_is_the_default(store: QdrantStore, qdrant_target: QdrantTarget, corpus: Corpus) -> None:
-    spec = TwoPhase(count=4, expansion=3)
-    configured = qdrant_target.store(store.config.model_copy(update={"two_phase": spec}), create=False)
-    queries = corpus.queries[:6]
-    assert configured.search_batch(queries, top_k=10) == store.search_batch(queries, top_k=10, two_phase=spec)
-    assert configured.search_batch(queries, top_k=10, two_phase=None) == store.search_batch(queries, top_k=10)
+    spec, queries = TwoPhase(count=4, expansion=3), corpus.queries[:6]
+    phased, exact = store.search_batch(queries, top_k=10, two_phase=spec), store.search_batch(queries, top_k=10)
+    store.close()  # the embedded engine lets one store at a time open a collection
+    configured = qdrant_target.build(store.config.model_copy(update={"two_phase": spec})).open(create=False)
+    try:
+        assert configured.search_batch(queries, top_k=10) == phased
+        assert configured.search_batch(queries, top_k=10, two_phase=None) == exact
+    finally:
+        configured.close()
+        store.open(create=False)
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "linear"])
@@ -155,7 +160,7 @@ def test_hybrid_fuses_the_two_phase_sparse_list(store: QdrantStore, corpus: Corp
     dense = store.dense_search_batch(corpus.query_dense[:8], top_k=depth)
     fused = store.hybrid_search_batch(
         [HybridQuery(sparse=q, dense=e) for q, e in zip(queries, corpus.query_dense[:8])],
-        top_k=10, fusion=fusion, candidates=depth, rrf_k=60, two_phase=spec, filter=None,  # type: ignore[arg-type]
+        top_k=10, fusion=fusion, candidates=depth, rrf_k=60, two_phase=spec, filter=None,
     )
     for s_hits, d_hits, got in zip(sparse, dense, fused):
         assert got
@@ -171,6 +176,6 @@ def test_hybrid_fuses_the_two_phase_sparse_list(store: QdrantStore, corpus: Corp
             assert [h.score for h in got] == pytest.approx([h.score for h in hand_fused], rel=1e-5)
     filtered = store.hybrid_search_batch(
         [HybridQuery(sparse=q, dense=e) for q, e in zip(queries, corpus.query_dense[:8])],
-        top_k=10, fusion=fusion, candidates=depth, two_phase=spec, filter={"group": "odd"},  # type: ignore[arg-type]
+        top_k=10, fusion=fusion, candidates=depth, two_phase=spec, filter={"group": "odd"},
     )
     assert all(hits and all(corpus.group[h.id] == "odd" for h in hits) for hits in filtered)
