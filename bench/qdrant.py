@@ -552,7 +552,7 @@ def two_phase_markdown(results: dict[str, Any]) -> str:
         exact = block["runs"][0]["single"]
         for run in block["runs"]:
             single = run["single"]
-            batch = next((v for k, v in run.items() if k.startswith("batch_of_") and v), {})
+            batch: dict[str, Any] = next((v for k, v in run.items() if k.startswith("batch_of_") and v), {})
             spec = run["spec"] if run["spec"] == "exact" else f"`{run['spec']}`"
             ratio = f"{single['p50_ms'] / exact['p50_ms']:.2f} / {single['p99_ms'] / exact['p99_ms']:.2f}"
             lines.append(f"| {block['backend']} | {block['points']:,} | {spec} | {run['recall_at_10']:.4f} | {single['p50_ms']:.2f} / "
