@@ -235,6 +235,7 @@ def test_two_phase_spec_in_config_cli_and_query() -> None:
     from splade_connectors.cli import build_parser
     from splade_connectors.cli.stores import store_config_from_args
     from splade_connectors.qdrant.queries import sparse_query
+    from splade_connectors.registry import store_config
     from splade_connectors.two_phase import TwoPhase
     from trainer.sparse import SparseVector
 
@@ -242,7 +243,7 @@ def test_two_phase_spec_in_config_cli_and_query() -> None:
     assert QdrantConfig(two_phase="count=4,expansion=3").two_phase == TwoPhase(count=4, expansion=3)
     assert QdrantConfig(two_phase=True).two_phase == TwoPhase()
     with pytest.raises(ConfigError, match="two-phase"):
-        QdrantConfig(two_phase="ratio=7")
+        store_config("qdrant", two_phase="ratio=7")
     for extra, expected in (([], None), (["--two-phase"], TwoPhase()), (["--two-phase", "ratio=0.2,expansion=10"], TwoPhase(ratio=0.2, expansion=10))):
         args = build_parser().parse_args(["search", "--qdrant-path", "/nonexistent", "-q", "x", *extra])
         assert store_config_from_args(args).two_phase == expected  # type: ignore[attr-defined]
