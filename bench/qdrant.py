@@ -2,6 +2,7 @@
 
     python bench/qdrant.py all --sizes 100000,1000000 --out bench-qdrant.json     # the definitive run (quiet machine)
     python bench/qdrant.py all --sizes 2000 --local-points 500 --queries 40       # smoke run, a minute
+    python bench/qdrant.py two-phase --points 1000000 --out bench-qdrant-two-phase.json   # two-phase vs exact
 
 Documents: pre-encoded SPLADE vectors with realistic sparsity, resampled from real documents
 (SciFact, 5,183, and the MS MARCO DL19 subset, 5,000) encoded once with the shipped model and cached
@@ -18,6 +19,10 @@ Phases, each in its own subprocess (so peak RSS is that phase's own):
 2. query latency p50/p99, single queries and batches of 32, through `QdrantStore.search_batch` on the
    server and on the embedded engine (ingested via the store, then flushed and optimized), against exact
    in-memory scoring (scipy CSC inverted index); and qdrant-client local mode at --local-points.
+
+`two-phase`: our pipeline ingests --points into the server; then on the server and on the embedded engine,
+the exact query and each two-phase spec (`--specs`, `splade_connectors.two_phase`): p50/p99 single and
+batched, recall@10 against the exact query on the same engine, and the load average around the queries.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ VOCAB = 30522
 CHUNK = 8192
 SPARSE_NAME = "splade"
 DATASETS = ("scifact", "msmarco-dl19-subset")
+TWO_PHASE_SPECS = ("ratio=0.4,expansion=5", "ratio=0.3,expansion=10", "ratio=0.2,expansion=10", "ratio=0.5,expansion=20",
+                   "count=8,expansion=20", "count=12,expansion=20")
 
 
 # ---------------------------------------------------------------- base vectors (real, encoded once)
@@ -134,13 +141,13 @@ def encoded_dataset(folder: Path) -> tuple[Any, Any]:
     return docs_csr, queries_csr
 
 
-def load_base(data_dir: Path) -> Base:
-    """The real encoded base vectors of SciFact and the DL19 subset."""
+def load_base(data_dir: Path, datasets: Sequence[str] = DATASETS) -> Base:
+    """The real encoded base vectors of SciFact and the DL19 subset (or of `datasets`)."""
     import scipy.sparse
 
     from trainer.sparse import from_csr
 
-    parts = [encoded_dataset(data_dir / name) for name in DATASETS]
+    parts = [encoded_dataset(data_dir / name) for name in datasets]
     docs = scipy.sparse.vstack([d for d, _ in parts], format="csr")
     docs.sort_indices()
     queries = [q for _, matrix in parts for q in from_csr(matrix)]
@@ -265,7 +272,7 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
     from splade_connectors.qdrant import QdrantStore
     from splade_connectors.records import point_id
 
-    synth = Synthesizer(load_base(args.data))
+    synth = Synthesizer(load_base(args.data, args.datasets))
     synth.chunk(0)
     baseline = current_rss_mb()
     collection = args.collection or f"bench-{args.side}-{args.points}-{uuid.uuid4().hex[:6]}"
@@ -337,10 +344,7 @@ def _latency(search_one: Any, search_many: Any, queries: list[SparseVector], rou
 
 def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     """Query latency on one backend at `args.points` points."""
-    from splade_connectors.qdrant import QdrantConfig, QdrantStore
-    from splade_connectors.records import Document, EncodedDocument
-
-    base = load_base(args.data)
+    base = load_base(args.data, args.datasets)
     queries = base.queries[: args.queries]
     synth = Synthesizer(base)
     out: dict[str, Any] = {"backend": args.backend, "points": args.points, "queries": len(queries)}
@@ -365,6 +369,22 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         out.update(_latency(one, many, queries, args.rounds, args.batch))
         out["peak_rss_mb"] = round(peak_rss_mb(), 1)
         return out
+    store, temp = _open_backend(args, synth, out)
+    if args.backend == "local":
+        queries = queries[: max(args.batch, 40)]  # a pure-Python scan: ~0.6 s per query at 5,000 points
+    out.update(_latency(lambda q: store.search_batch([q], top_k=10), lambda b: store.search_batch(b, top_k=10), queries,
+                        args.rounds if args.backend != "local" else 1, args.batch))
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    _close_backend(store, temp)
+    return out
+
+
+def _open_backend(args: argparse.Namespace, synth: Synthesizer, out: dict[str, Any]) -> tuple[Any, str | None]:
+    """The store of `args.backend` holding `args.points` points: the server's collection, or a new embedded
+    (edge, local mode) collection ingested here (timings into `out`). Returns (store, temporary folder)."""
+    from splade_connectors.qdrant import QdrantConfig, QdrantStore
+    from splade_connectors.records import Document, EncodedDocument
+
     temp = None
     if args.backend == "server":
         store = QdrantStore(server_config(args, args.collection)).open(create=False)
@@ -386,18 +406,46 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         out["ingest_seconds"] = round(upserted, 1)
         out["ingest_points_per_s"] = round(args.points / upserted, 1)
         out["flush_optimize_seconds"] = round(time.perf_counter() - started - upserted, 1)
-        if args.backend == "local":
-            queries = queries[: max(args.batch, 40)]  # a pure-Python scan: ~0.6 s per query at 5,000 points
     assert store.count() == args.points
     out["storage_bytes"] = store.storage_bytes()
-    out.update(_latency(lambda q: store.search_batch([q], top_k=10), lambda b: store.search_batch(b, top_k=10), queries,
-                        args.rounds if args.backend != "local" else 1, args.batch))
-    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return store, temp
+
+
+def _close_backend(store: Any, temp: str | None) -> None:
     store.close()
     if temp:
         import shutil
 
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def run_two_phase(args: argparse.Namespace) -> dict[str, Any]:
+    """Exact and two-phase queries on one engine (server or edge) at `args.points` points: p50/p99 single and
+    batched, and recall@10 of each two-phase spec against the exact query on the same engine."""
+    from splade_connectors.two_phase import TwoPhase
+
+    base = load_base(args.data, args.datasets)
+    queries = base.queries[: args.queries]
+    out: dict[str, Any] = {"backend": args.backend, "points": args.points, "queries": len(queries)}
+    store, temp = _open_backend(args, Synthesizer(base), out)
+    out["load_average_before_queries"] = [round(x, 2) for x in os.getloadavg()]
+    exact = [[h.id for h in hits] for hits in store.search_batch(queries, top_k=10, two_phase=None)]
+    runs = []
+    for spec in [None, *(TwoPhase.parse(s) for s in args.specs)]:
+        found = [[h.id for h in hits] for hits in store.search_batch(queries, top_k=10, two_phase=spec)]
+        recall = float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact) if e]))
+        row: dict[str, Any] = {"spec": spec.describe() if spec else "exact", "recall_at_10": round(recall, 4)}
+        if spec is not None:
+            row["head_terms_mean"] = round(float(np.mean([spec.split(q)[0].nnz for q in queries])), 1)
+        row.update(_latency(lambda q: store.search_batch([q], top_k=10, two_phase=spec),  # noqa: B023 - called in this iteration
+                            lambda b: store.search_batch(b, top_k=10, two_phase=spec), queries, args.rounds, args.batch))  # noqa: B023
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        runs.append(row)
+    out["query_nnz_mean"] = round(float(np.mean([q.nnz for q in queries])), 1)
+    out["runs"] = runs
+    out["load_average_after_queries"] = [round(x, 2) for x in os.getloadavg()]
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    _close_backend(store, temp)
     return out
 
 
@@ -405,7 +453,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _subprocess(command: list[str], args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
-    common = ["--data", str(args.data), "--queries", str(args.queries), "--rounds", str(args.rounds), "--batch", str(args.batch)]
+    common = ["--data", str(args.data), "--datasets", *args.datasets, "--queries", str(args.queries), "--rounds", str(args.rounds), "--batch", str(args.batch)]
     full = [sys.executable, str(Path(__file__).resolve()), *command, *common, *extra]
     print("$", " ".join(full[1:]), flush=True)
     done = subprocess.run(full, check=True, stdout=subprocess.PIPE, text=True)
@@ -415,7 +463,7 @@ def _subprocess(command: list[str], args: argparse.Namespace, extra: list[str]) 
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    load_base(args.data)  # encode once before any timing
+    load_base(args.data, args.datasets)  # encode once before any timing
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
@@ -453,6 +501,66 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def run_two_phase_all(args: argparse.Namespace) -> dict[str, Any]:
+    """The two-phase table: the points ingested into the server by our pipeline, then exact and every spec on the
+    server and on the embedded engine (each in its own subprocess)."""
+    load_base(args.data, args.datasets)  # encode once before any timing
+    results: dict[str, Any] = {
+        "machine": _machine(), "settings": {"points": args.points, "queries": args.queries, "rounds": args.rounds,
+                                            "batch": args.batch, "specs": args.specs},
+        "ingest": [], "two_phase": [],
+    }
+    server = None
+    backends = args.backends.split(",")
+    if "server" in backends and args.url is None:
+        server = QdrantServer(args.binary)
+        server.start()
+        args.url, args.grpc_port = server.url, server.grpc_port
+        results["server"] = server.describe()
+    where = (["--url", args.url] if args.url else []) + (["--grpc-port", str(args.grpc_port)] if args.grpc_port else [])
+    specs = ["--specs", *args.specs]
+    try:
+        for backend in backends:
+            extra = []
+            if backend == "server":
+                name = f"bench-two-phase-{args.points}-{uuid.uuid4().hex[:6]}"
+                ingest_opts = ["--points", str(args.points), "--parallel", str(args.parallel), "--ingest-batch", str(args.ingest_batch)]
+                results["ingest"].append(_subprocess(["_ingest", "--side", "ours", "--collection", name, *ingest_opts], args, where))
+                extra = ["--collection", name]
+            row = _subprocess(["_two_phase", "--backend", backend, "--points", str(args.points), *extra, *specs], args, where)
+            results["two_phase"].append(row)
+            if backend == "server":
+                _drop(args, name)
+    finally:
+        if server is not None:
+            server.stop()
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def _machine() -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), None)
+    return {"cpus": os.cpu_count(), "cpu_model": model, "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+
+
+def two_phase_markdown(results: dict[str, Any]) -> str:
+    lines = ["| engine | points | query | recall@10 vs exact | single p50 / p99 (ms) | x exact p50 / p99 | batch p50 / p99 (ms) | batched q/s |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for block in results["two_phase"]:
+        exact = block["runs"][0]["single"]
+        for run in block["runs"]:
+            single = run["single"]
+            batch: dict[str, Any] = next((v for k, v in run.items() if k.startswith("batch_of_") and v), {})
+            spec = run["spec"] if run["spec"] == "exact" else f"`{run['spec']}`"
+            ratio = f"{single['p50_ms'] / exact['p50_ms']:.2f} / {single['p99_ms'] / exact['p99_ms']:.2f}"
+            lines.append(f"| {block['backend']} | {block['points']:,} | {spec} | {run['recall_at_10']:.4f} | {single['p50_ms']:.2f} / "
+                         f"{single['p99_ms']:.2f} | {ratio} | {batch.get('p50_ms', '-')} / {batch.get('p99_ms', '-')} | "
+                         f"{run.get('batched_queries_per_s', '-')} |")
+    return "\n".join(lines)
+
+
 def _drop(args: argparse.Namespace, collection: str) -> None:
     from qdrant_client import QdrantClient
 
@@ -480,9 +588,10 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("all", "prepare", "_ingest", "_latency"):
+    for name in ("all", "prepare", "_ingest", "_latency", "two-phase", "_two_phase"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "beir")
+        cmd.add_argument("--datasets", nargs="+", default=list(DATASETS), help="BEIR datasets the points and queries come from")
         cmd.add_argument("--queries", type=int, default=343)
         cmd.add_argument("--rounds", type=int, default=2, help="passes over the queries for latency")
         cmd.add_argument("--batch", type=int, default=32, help="queries per batched search")
@@ -495,7 +604,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_cmd.add_argument("--local-points", type=int, default=5000)
     all_cmd.add_argument("--binary", default=None)
     all_cmd.add_argument("--out", type=Path, default=None)
-    for name in ("all", "_ingest"):
+    two = sub.choices["two-phase"]
+    two.add_argument("--points", type=int, default=1_000_000)
+    two.add_argument("--backends", default="server,edge", help="engines to measure, in order (server, edge)")
+    two.add_argument("--binary", default=None)
+    two.add_argument("--out", type=Path, default=None)
+    for name in ("two-phase", "_two_phase"):
+        sub.choices[name].add_argument("--specs", nargs="+", default=list(TWO_PHASE_SPECS), help="two-phase specs to measure")
+    sub.choices["_two_phase"].add_argument("--backend", choices=("server", "edge"), required=True)
+    sub.choices["_two_phase"].add_argument("--points", type=int, required=True)
+    for name in ("all", "_ingest", "two-phase"):
         sub.choices[name].add_argument("--parallel", type=int, default=2, help="upload workers (ours: concurrent requests)")
         sub.choices[name].add_argument("--ingest-batch", type=int, default=256, help="points per upload request batch")
     for name in ("all", "_ingest"):
@@ -508,11 +626,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.command == "prepare":
-        base = load_base(args.data)
+        base = load_base(args.data, args.datasets)
         lengths = np.diff(base.indptr)
         from trainer.models import shipped_model_dir
 
-        caches = [str(encoded_cache_file(args.data / name, shipped_model_dir())) for name in DATASETS]
+        caches = [str(encoded_cache_file(args.data / name, shipped_model_dir())) for name in args.datasets]
         print(json.dumps({"caches": caches, "docs": base.docs, "queries": len(base.queries),
                           "doc_nnz_mean": round(float(lengths.mean()), 1), "query_nnz_mean": round(float(np.mean([q.nnz for q in base.queries])), 1)}))
         return 0
@@ -522,6 +640,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "_latency":
         print(json.dumps(run_latency(args)))
+        return 0
+    if args.command == "_two_phase":
+        print(json.dumps(run_two_phase(args)))
+        return 0
+    if args.command == "two-phase":
+        results = run_two_phase_all(args)
+        table = two_phase_markdown(results)
+        print(json.dumps(results, indent=2))
+        print(table)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            args.out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
         return 0
     results = run_all(args)
     table = markdown(results)

@@ -18,9 +18,10 @@ Search arguments are validated by the rules here (`require_top_k`, `require_batc
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -51,6 +52,16 @@ Filter = dict[str, Any] | Any
 
 Fusion = Literal["rrf", "dbsf", "linear"]
 DEFAULT_RRF_K = 60
+
+
+class _Default(enum.Enum):
+    """The type of `CONFIGURED`: an argument left out, so the config's value applies (None means something else)."""
+
+    CONFIGURED = "configured"
+
+
+CONFIGURED: Final = _Default.CONFIGURED
+Configured = Literal[_Default.CONFIGURED]
 
 
 class HybridQuery(BaseModel):

@@ -15,8 +15,8 @@ for a new collection on a server (refused with a path). OpenSearch: `--opensearc
 http://localhost:9200; credentials in the URL are moved out of it and never printed; `/?#@%` in them
 percent-encoded), `--opensearch-user`
 (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or `--opensearch-password`, which
-shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--two-phase [SPEC]`
-(two-phase queries, see `splade_connectors.opensearch.two_phase`), `--opensearch-shards`.
+shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--opensearch-shards`.
+Both stores: `--two-phase [SPEC]` (two-phase queries, see `splade_connectors.two_phase`).
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool 
     opensearch.add_argument("--ca-certs", default=None, help="CA bundle for TLS verification")
     if with_index:
         opensearch.add_argument("--index", default=None, help="OpenSearch index name (default: --collection)")
-    opensearch.add_argument(
+    parser.add_argument_group("queries (both stores)").add_argument(
         "--two-phase", nargs="?", const="", default=None, metavar="SPEC",
-        help="two-phase SPLADE queries: score with the heaviest terms, rescore the top candidates with the rest "
+        help="two-phase SPLADE queries: find candidates with the heaviest terms, score them with the whole query "
         "(SPEC: ratio=R or count=N, optional expansion=E; bare flag: ratio=0.4,expansion=5)",
     )
     opensearch.add_argument("--opensearch-shards", type=positive_int, default=1, metavar="N", help="primary shards of a new index (default: 1)")
@@ -109,7 +109,7 @@ def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dic
         "on_disk": args.on_disk, "timeout": args.qdrant_timeout, "prefer_grpc": args.prefer_grpc,
         "local_mode": args.qdrant_local_mode, "datatype": args.sparse_datatype,
         "payload_indexes": _payload_indexes(args.payload_index), "grpc_port": args.qdrant_grpc_port,
-        "upload_parallel": args.upload_parallel, "shard_number": args.qdrant_shards,
+        "upload_parallel": args.upload_parallel, "two_phase": args.two_phase, "shard_number": args.qdrant_shards,
         "replication_factor": args.qdrant_replication_factor, "write_consistency_factor": args.qdrant_write_consistency,
         "max_request_mb": args.qdrant_max_request_mb, "embedded_free_reserve_mb": args.qdrant_free_reserve_mb,
     }

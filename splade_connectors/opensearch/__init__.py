@@ -2,7 +2,7 @@
 
 Needs the `opensearch` extra (opensearch-py). Modules: `config` (settings, client), `features`
 (reversible rank_features names, compact weights), `index` (mapping, bulk-load settings), `bulk`
-(byte-sized parallel `_bulk` writes), `queries` (query DSL), `two_phase` (head/tail split + rescore),
+(byte-sized parallel `_bulk` writes), `queries` (query DSL, incl. two-phase rescore: `splade_connectors.two_phase`),
 `msearch` (batched searches sized to the cluster), `store` (`OpenSearchStore`, incl. hybrid BM25 +
 SPLADE), `errors` (opensearch-py errors -> project errors).
 """
@@ -12,7 +12,7 @@ from splade_connectors.opensearch.errors import translate
 from splade_connectors.opensearch.features import FeatureCodec, escape_token, unescape_name
 from splade_connectors.opensearch.queries import NativeFilter, TooManyTermsError
 from splade_connectors.opensearch.store import STORAGE_RELATIVE_ERROR, OpenSearchStore
-from splade_connectors.opensearch.two_phase import TwoPhase
+from splade_connectors.two_phase import TwoPhase
 
 __all__ = [
     "STORAGE_RELATIVE_ERROR",

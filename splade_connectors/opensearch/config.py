@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from splade_connectors.errors import ConfigError, mask_url
-from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.store import StoreConfigBase
+from splade_connectors.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.urls import parse_store_url
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -20,7 +20,7 @@ from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.filters import field_matches
 from splade_connectors.opensearch.features import FeatureCodec, compact_weights
 from splade_connectors.opensearch.index import EXACT_FIELDS
-from splade_connectors.opensearch.two_phase import TwoPhase
+from splade_connectors.two_phase import TwoPhase
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)

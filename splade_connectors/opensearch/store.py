@@ -28,13 +28,12 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any
 
 from splade_connectors.aio import LoopClient
 from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
@@ -78,10 +77,11 @@ from splade_connectors.opensearch.queries import (
     sparse_search_body,
     text_query,
 )
-from splade_connectors.opensearch.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.records import EncodedDocument, Hit, point_id
 from splade_connectors.store import (
+    CONFIGURED,
     DEFAULT_RRF_K,
+    Configured,
     Filter,
     Fusion,
     HybridQuery,
@@ -90,6 +90,7 @@ from splade_connectors.store import (
     require_batch_size,
     require_top_k,
 )
+from splade_connectors.two_phase import TwoPhase, coerce_two_phase
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -103,16 +104,6 @@ DEFAULT_THREADS = 2  # write/search threads assumed when the cluster does not sa
 MAX_BULK_WRITERS = 8
 _MGET_CHUNK = 500
 SERIALISE_SLICE = 64  # documents written per vectorised pass (requests leave between passes)
-
-
-class _Default(enum.Enum):
-    """The type of `CONFIGURED`: an argument left out, so the config's value applies (None means something else)."""
-
-    CONFIGURED = "configured"
-
-
-CONFIGURED: Final = _Default.CONFIGURED
-Configured = Literal[_Default.CONFIGURED]
 
 
 @dataclass(frozen=True)

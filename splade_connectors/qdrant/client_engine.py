@@ -284,16 +284,23 @@ class ClientEngine:
             return to_qdrant_sparse(query.sparse)
         return list(query.dense or [])
 
+    def _prefetch(self, query: NearestQuery) -> models.Prefetch:
+        return models.Prefetch(
+            prefetch=self._candidates(query), query=self._nearest(query), using=query.using, limit=query.limit,
+            filter=query.filter, score_threshold=query.score_threshold,
+        )
+
+    def _candidates(self, query: NearestQuery) -> list[models.Prefetch] | None:
+        """Phase one of a two-phase query: the prefetch whose points the query rescores."""
+        return [self._prefetch(query.candidates)] if query.candidates is not None else None
+
     def _request(self, query: Query) -> models.QueryRequest:
         if isinstance(query, NearestQuery):
             return models.QueryRequest(
-                query=self._nearest(query), using=query.using, limit=query.limit, filter=query.filter,
-                score_threshold=query.score_threshold, with_payload=_payload(query.payload),
+                prefetch=self._candidates(query), query=self._nearest(query), using=query.using, limit=query.limit,
+                filter=query.filter, score_threshold=query.score_threshold, with_payload=_payload(query.payload),
             )
-        prefetch = [
-            models.Prefetch(query=self._nearest(s), using=s.using, limit=s.limit, filter=s.filter, score_threshold=s.score_threshold)
-            for s in query.sources
-        ]
+        prefetch = [self._prefetch(s) for s in query.sources]
         fusion = (
             models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=list(query.weights) if query.weights is not None else None))
             if query.fusion == "rrf" else fusion_query("dbsf")

@@ -28,6 +28,7 @@ from qdrant_client import AsyncQdrantClient, QdrantClient
 from splade_connectors.errors import ConfigError, mask_one_url, mask_url
 from splade_connectors.filters import payload_path
 from splade_connectors.store import StoreConfigBase
+from splade_connectors.two_phase import TwoPhase, coerce_two_phase
 from splade_connectors.urls import parse_store_url
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,12 @@ class QdrantConfig(StoreConfigBase):
         description="embedded engine: optimize and flush after this many upserted points (None: only in "
         "finish_ingest); bounds the in-RAM appendable segment and the WAL during large ingestions",
     )
+    two_phase: TwoPhase | None = Field(None, description="default two-phase query (None: exact queries)")
+
+    @field_validator("two_phase", mode="before")
+    @classmethod
+    def _two_phase_spec(cls, value: Any) -> Any:
+        return coerce_two_phase(value)
 
     @field_validator("url")
     @classmethod

@@ -313,18 +313,28 @@ class EdgeEngine:
             return qe.Query.Nearest(qe.SparseVector(indices, values), using=query.using)
         return qe.Query.Nearest([float(v) for v in query.dense or []], using=query.using)
 
+    def _prefetch(self, query: NearestQuery) -> Any:
+        import qdrant_edge as qe
+
+        return qe.Prefetch(
+            limit=query.limit, query=self._nearest(query), prefetches=self._candidates(query),
+            filter=to_edge_filter(query.filter), score_threshold=query.score_threshold,
+        )
+
+    def _candidates(self, query: NearestQuery) -> list[Any] | None:
+        """Phase one of a two-phase query: the prefetch whose points the query rescores."""
+        return [self._prefetch(query.candidates)] if query.candidates is not None else None
+
     def _request(self, query: Query) -> Any:
         import qdrant_edge as qe
 
         if isinstance(query, NearestQuery):
             return qe.QueryRequest(
-                limit=query.limit, query=self._nearest(query), filter=to_edge_filter(query.filter),
-                score_threshold=query.score_threshold, with_payload=_payload(query.payload), with_vector=False,
+                limit=query.limit, query=self._nearest(query), prefetches=self._candidates(query),
+                filter=to_edge_filter(query.filter), score_threshold=query.score_threshold,
+                with_payload=_payload(query.payload), with_vector=False,
             )
-        prefetches = [
-            qe.Prefetch(limit=s.limit, query=self._nearest(s), filter=to_edge_filter(s.filter), score_threshold=s.score_threshold)
-            for s in query.sources
-        ]
+        prefetches = [self._prefetch(s) for s in query.sources]
         fusion: qe.Fusion.Rrf | qe.Fusion.Dbsf
         if query.fusion == "rrf":
             fusion = qe.Fusion.Rrf(k=query.rrf_k, weights=list(query.weights) if query.weights is not None else None)

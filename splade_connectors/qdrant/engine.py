@@ -51,7 +51,11 @@ class StoredPoint:
 
 @dataclass(frozen=True)
 class NearestQuery:
-    """One ranked list: nearest points by the named vector (sparse or dense), best first."""
+    """One ranked list: nearest points by the named vector (sparse or dense), best first.
+
+    With `candidates` (a two-phase query) only the points that query returns are scored: a `prefetch`
+    in the engine, so the returned scores are this query's exact scores. Its filter applies there.
+    """
 
     using: str
     limit: int
@@ -60,6 +64,7 @@ class NearestQuery:
     filter: models.Filter | None = None
     score_threshold: float | None = None
     payload: bool | Sequence[str] = True
+    candidates: NearestQuery | None = None
 
 
 @dataclass(frozen=True)

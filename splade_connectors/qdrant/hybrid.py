@@ -10,7 +10,8 @@ positions from 0 (`1 / (k + position)`), so Qdrant's k is our k + 1; we send `rr
 `weights` a list's rank is divided by its weight: 1 / (rank / w + k). DBSF normalises each list's
 scores (mean +- 3 std) and sums them. The server and the embedded engine run the same fusion code.
 
-The sparse list drops zero-score points (`MIN_SCORE`) so local mode fuses the same lists as the engine.
+The sparse list drops zero-score points (`queries.MIN_SCORE`) so local mode fuses the same lists as the engine;
+with a two-phase spec it is a two-phase query (`queries.sparse_query`), nested in the fusion's prefetch.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from qdrant_client import models
 from splade_connectors.errors import ConfigError
 from splade_connectors.qdrant.config import QdrantConfig
 from splade_connectors.qdrant.engine import FusedQuery, NearestQuery
+from splade_connectors.qdrant.queries import sparse_query
 from splade_connectors.store import DEFAULT_RRF_K, Fusion
+from splade_connectors.two_phase import TwoPhase
 from trainer.sparse import SparseVector
-
-# Floor for sparse scores: positive, representable in float32, below any real SPLADE score.
-# Makes local mode drop zero-score points the way the engine never returns them.
-MIN_SCORE = 1e-30
 
 
 def qdrant_rrf_k(rrf_k: int) -> int:
@@ -50,12 +49,12 @@ def fusion_query(fusion: Fusion, rrf_k: int = DEFAULT_RRF_K, weights: Sequence[f
 
 def candidate_lists(
     config: QdrantConfig, sparse: SparseVector | None, dense: Sequence[float] | None, *, limit: int,
-    filter: models.Filter | None = None,
+    filter: models.Filter | None = None, two_phase: TwoPhase | None = None,
 ) -> list[NearestQuery]:
-    """The sparse and dense candidate lists (each top-`limit`), in that order."""
+    """The sparse (exact or `two_phase`) and dense candidate lists (each top-`limit`), in that order."""
     out: list[NearestQuery] = []
     if sparse is not None and sparse.nnz:
-        out.append(NearestQuery(using=config.sparse_name, limit=limit, sparse=sparse, filter=filter, score_threshold=MIN_SCORE))
+        out.append(sparse_query(config.sparse_name, sparse, limit=limit, filter=filter, two_phase=two_phase))
     if dense is not None:
         if config.dense_name is None:
             raise ConfigError(f"{config.describe()} has no dense vector configured")

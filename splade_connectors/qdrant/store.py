@@ -5,7 +5,9 @@ The config's location picks the engine (`QdrantConfig.backend`); the store speak
 
 Point ids are `point_id(doc_id)` (UUID5), so re-ingesting overwrites instead of duplicating; the
 payload is `Document.payload()` (doc_id, text, title, metadata). Searches use Qdrant's sparse
-dot product (exact, no approximation) on the named sparse vector.
+dot product (exact, no approximation) on the named sparse vector, or two-phase queries (heaviest terms
+find candidates, the full query scores them, in one Query API request: `qdrant.queries`), whose
+returned scores are exact too.
 
 Local mode can return documents that share no term with the query (score 0); this store drops
 hits with score <= 0 on every engine, so results are the same.
@@ -31,11 +33,14 @@ from splade_connectors.fusion import fuse
 from splade_connectors.qdrant.config import QdrantConfig
 from splade_connectors.qdrant.engine import Engine, NearestQuery, PointData, Query, ScoredPoint, SerialEngine
 from splade_connectors.qdrant.filters import build_filter
-from splade_connectors.qdrant.hybrid import MIN_SCORE, candidate_lists, fused_query
+from splade_connectors.qdrant.hybrid import candidate_lists, fused_query
+from splade_connectors.qdrant.queries import MIN_SCORE, sparse_query
 from splade_connectors.records import EncodedDocument, Hit, point_id
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import (
+    CONFIGURED,
     DEFAULT_RRF_K,
+    Configured,
     Filter,
     Fusion,
     HybridQuery,
@@ -44,6 +49,7 @@ from splade_connectors.store import (
     require_batch_size,
     require_top_k,
 )
+from splade_connectors.two_phase import TwoPhase, coerce_two_phase
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -233,12 +239,15 @@ class QdrantStore(StoreBase[QdrantConfig]):
         top_k: int = 10,
         filter: Filter | None = None,
         score_threshold: float | None = None,
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
         """Top-k by sparse dot product for each query, in one round trip per 256 queries.
 
         Hits with score <= 0 are dropped; `score_threshold` keeps hits with score >= it (inclusive).
+        `two_phase`: a `TwoPhase` (or spec such as `"ratio=0.4"`) for two-phase queries, `None` or `False`
+        for exact ones; default: the config's. Returned scores are exact dot products either way.
         """
-        return self._execute(self._search_plan(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold))
+        return self._execute(self._search_plan(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold, two_phase=two_phase))
 
     async def asearch_batch(
         self,
@@ -247,22 +256,27 @@ class QdrantStore(StoreBase[QdrantConfig]):
         top_k: int = 10,
         filter: Filter | None = None,
         score_threshold: float | None = None,
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
         """`search_batch` for an event loop: the server's async client, or a worker thread in process."""
-        return await self._aexecute(self._search_plan(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold))
+        return await self._aexecute(
+            self._search_plan(vectors, top_k=top_k, filter=filter, score_threshold=score_threshold, two_phase=two_phase)
+        )
 
     def _search_plan(
-        self, vectors: Sequence[SparseVector], *, top_k: int, filter: Filter | None, score_threshold: float | None
+        self, vectors: Sequence[SparseVector], *, top_k: int, filter: Filter | None, score_threshold: float | None,
+        two_phase: TwoPhase | str | bool | None | Configured,
     ) -> _Plan:
         self._require_open()
         require_top_k(top_k)
+        phased = self._two_phase(two_phase)
         native_filter = self._filter(filter)
         floor = max(score_threshold, MIN_SCORE) if score_threshold is not None else MIN_SCORE
         # local mode's threshold is exclusive: ask for a hair less and apply ">=" here, on every engine
         engine_floor = max(floor * (1 - 1e-6), MIN_SCORE)
         todo = [i for i, v in enumerate(vectors) if v.nnz]
         queries: list[Query] = [
-            NearestQuery(using=self.config.sparse_name, limit=top_k, sparse=vectors[i], filter=native_filter, score_threshold=engine_floor)
+            sparse_query(self.config.sparse_name, vectors[i], limit=top_k, filter=native_filter, score_threshold=engine_floor, two_phase=phased)
             for i in todo
         ]
 
@@ -297,10 +311,16 @@ class QdrantStore(StoreBase[QdrantConfig]):
         weights: Sequence[float] | None = None,
         candidates: int | None = None,
         filter: Filter | None = None,
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
-        """Sparse + dense lists fused inside Qdrant (RRF, DBSF) or here (linear); see `qdrant.hybrid`."""
+        """Sparse + dense lists fused inside Qdrant (RRF, DBSF) or here (linear); see `qdrant.hybrid`.
+
+        The sparse list is exact or two-phase (`two_phase`, as in `search_batch`)."""
         return self._execute(
-            self._hybrid_plan(queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter)
+            self._hybrid_plan(
+                queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter,
+                two_phase=two_phase,
+            )
         )
 
     async def ahybrid_search_batch(
@@ -313,24 +333,29 @@ class QdrantStore(StoreBase[QdrantConfig]):
         weights: Sequence[float] | None = None,
         candidates: int | None = None,
         filter: Filter | None = None,
+        two_phase: TwoPhase | str | bool | None | Configured = CONFIGURED,
     ) -> list[list[Hit]]:
         """`hybrid_search_batch` for an event loop: the server's async client, or a worker thread in process."""
         return await self._aexecute(
-            self._hybrid_plan(queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter)
+            self._hybrid_plan(
+                queries, top_k=top_k, fusion=fusion, rrf_k=rrf_k, weights=weights, candidates=candidates, filter=filter,
+                two_phase=two_phase,
+            )
         )
 
     def _hybrid_plan(
         self, queries: Sequence[HybridQuery], *, top_k: int, fusion: Fusion, rrf_k: int, weights: Sequence[float] | None,
-        candidates: int | None, filter: Filter | None,
+        candidates: int | None, filter: Filter | None, two_phase: TwoPhase | str | bool | None | Configured,
     ) -> _Plan:
         self._require_open()
         limit = hybrid_depth(top_k, candidates=candidates, rrf_k=rrf_k)
         native_filter = self._filter(filter)
+        phased = self._two_phase(two_phase)
         lists_per_query: list[list[NearestQuery]] = []
         for query in queries:
             if query.text is not None and query.dense is None and query.sparse is None:
                 raise ConfigError(f"{self.describe()} has no lexical index: hybrid search needs a dense vector")
-            sources = candidate_lists(self.config, query.sparse, query.dense, limit=limit, filter=native_filter)
+            sources = candidate_lists(self.config, query.sparse, query.dense, limit=limit, filter=native_filter, two_phase=phased)
             if weights is not None and sources and len(weights) != len(sources):
                 raise ConfigError(f"{len(weights)} fusion weights for {len(sources)} lists")
             lists_per_query.append(sources)
@@ -380,6 +405,9 @@ class QdrantStore(StoreBase[QdrantConfig]):
         engine = getattr(self._engine, "inner", self._engine)
         if isinstance(engine, ClientEngine):
             await engine.aclose_async()
+
+    def _two_phase(self, two_phase: TwoPhase | str | bool | None | Configured) -> TwoPhase | None:
+        return self.config.two_phase if two_phase is CONFIGURED else coerce_two_phase(two_phase)
 
     def _filter(self, filter: Filter | None) -> Any:
         try:

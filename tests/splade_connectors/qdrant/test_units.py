@@ -241,3 +241,28 @@ def test_a_request_over_the_size_limit_is_its_own_permanent_error() -> None:
         mapped = translate(error, "qdrant collection 'c' (http://h:6333)", "upsert of 10 points")
         assert isinstance(mapped, RequestTooLargeError) and not is_transient(mapped)
     assert not isinstance(translate(_response_with(400, b'{"status":{"error":"bad"}}'), "c", "upsert"), RequestTooLargeError)
+
+
+def test_two_phase_spec_in_config_cli_and_query() -> None:
+    from splade_connectors.cli import build_parser
+    from splade_connectors.cli.stores import store_config_from_args
+    from splade_connectors.qdrant.queries import sparse_query
+    from splade_connectors.registry import store_config
+    from splade_connectors.two_phase import TwoPhase
+    from trainer.sparse import SparseVector
+
+    assert QdrantConfig().two_phase is None
+    assert QdrantConfig(two_phase="count=4,expansion=3").two_phase == TwoPhase(count=4, expansion=3)
+    assert QdrantConfig(two_phase=True).two_phase == TwoPhase()
+    with pytest.raises(ConfigError, match="two-phase"):
+        store_config("qdrant", two_phase="ratio=7")
+    for extra, expected in (([], None), (["--two-phase"], TwoPhase()), (["--two-phase", "ratio=0.2,expansion=10"], TwoPhase(ratio=0.2, expansion=10))):
+        args = build_parser().parse_args(["search", "--qdrant-path", "/nonexistent", "-q", "x", *extra])
+        assert store_config_from_args(args).two_phase == expected  # type: ignore[attr-defined]
+    query = SparseVector([1, 2, 3, 4], [4.0, 0.5, 3.0, 0.1])
+    phased = sparse_query("s", query, limit=10, filter=build_filter({"topic": "a"}), two_phase=TwoPhase(ratio=0.5, expansion=5))
+    assert phased.sparse == query and phased.limit == 10 and phased.filter is None and phased.candidates is not None
+    assert phased.candidates.sparse == SparseVector([1, 3], [4.0, 3.0]) and phased.candidates.limit == 50
+    assert phased.candidates.filter == build_filter({"topic": "a"})  # filters apply where candidates are found
+    exact = sparse_query("s", query, limit=10, two_phase=TwoPhase(ratio=0.0))
+    assert exact.candidates is None and exact.sparse == query

@@ -1,13 +1,15 @@
-"""Two-phase SPLADE queries: score with the heaviest terms, rescore the top candidates with the rest.
+"""Two-phase SPLADE queries: find candidates with the heaviest terms, score them with the whole query.
 
 A SPLADE query's cost grows with the postings its terms touch, and the many light terms (often
-common words) touch the most. OpenSearch's neural-search plugin offers a two-phase pipeline for
-this; on a plain server the same is built from a `rescore`:
+common words) touch the most. Both stores run the same spec (`TwoPhase`), each in its engine:
 
-- phase one: a `bool.should` of the *head* terms (the heaviest) finds and ranks candidates;
-- phase two: the top `window` candidates are rescored with the *tail* terms (`query_weight` 1,
-  `rescore_query_weight` 1, `score_mode` total), so every returned hit's score is its exact dot
-  product over all query terms (within rank_features' storage precision), as in the exact query.
+- OpenSearch (`opensearch.queries`): phase one is a `bool.should` of the *head* terms; phase two a
+  `rescore` of the top `window` hits with the *tail* terms (`score_mode` total), so a hit's score is
+  its dot product over all terms (within rank_features' storage precision). Like neural-search's
+  two-phase pipeline, built from a plain `rescore`.
+- Qdrant (`qdrant.store`): a `prefetch` of the top `window` points by the head terms, then the main
+  query with the full sparse vector over those candidates (Query API), so a hit's score is its exact
+  dot product as in the exact query.
 
 What it can miss: a document outside phase one's top `window` (or matching no head term) that the
 tail terms would have lifted into the top k. Recall against the exact query is measured, not promised.
