@@ -19,6 +19,7 @@ CLI (also ``splade-connectors opensearch-server ...``; each verb has ``--help``)
     python -m splade_connectors.live.opensearch_native run [--version V] [--heap 512m]
     python -m splade_connectors.live.opensearch_native start --pidfile os.json
     python -m splade_connectors.live.opensearch_native stop --pidfile os.json
+    python -m splade_connectors.live.opensearch_native cluster [--nodes 3] [--heap 384m]   (`opensearch_cluster`)
 
 Environment: ``SPLADE_CONNECTORS_CACHE`` (cache root), ``SPLADE_CONNECTORS_MAVEN_REPO`` (Maven repository,
 default Maven Central; ``mvn dependency:copy`` is the fallback), ``OPENSEARCH_JAVA_HOME``,
@@ -40,9 +41,10 @@ import tempfile
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from splade_connectors.errors import ConfigError
-from splade_connectors.live.commands import ServerCommands
+from splade_connectors.live.commands import ExtraVerb, ServerCommands
 from splade_connectors.live.jdk import find_java_home, java_major
 from splade_connectors.live.managed import Launch, ManagedServer, free_port
 from splade_connectors.live.opensearch_distribution import ensure_distribution
@@ -146,7 +148,7 @@ def _absolutize_jvm_paths(jvm_options: Path, run_dir: Path) -> None:
     jvm_options.write_text(text, encoding="utf-8")
 
 
-def _server_env(java_home: Path, home: Path, conf: Path, tmp: Path) -> dict[str, str]:
+def server_env(java_home: Path, home: Path, conf: Path, tmp: Path) -> dict[str, str]:
     """Environment for ``bin/opensearch``; inherited JVM options are dropped."""
     env = {k: v for k, v in os.environ.items() if k not in {"OPENSEARCH_JAVA_OPTS", "ES_JAVA_OPTS", "JAVA_TOOL_OPTIONS"}}
     env.update(
@@ -226,15 +228,19 @@ class NativeOpenSearch(ManagedServer):
             run_dir.chmod(0o755)
             home = run_dir / "home"
             link_tree(self._distribution, home)
-        settings = {**node_settings(run_dir, self.host, self.http_port, self.transport_port), **self.extra_settings}
-        conf = _write_config(home, run_dir, settings, self.heap)
+        conf = _write_config(home, run_dir, {**self._settings(run_dir), **self.extra_settings}, self.heap)
         for sub in ("data", "logs", "tmp"):
             (run_dir / sub).mkdir()
         if user is not None:
             for sub in ("config", "data", "logs", "tmp"):
                 chown_tree(run_dir / sub, user)
         argv = [*launch_prefix(user, tie), str(home / "bin" / "opensearch")]
-        return Launch(argv, _server_env(self._java, home, conf, run_dir / "tmp"))
+        return Launch(argv, server_env(self._java, home, conf, run_dir / "tmp"))
+
+    def _settings(self, run_dir: Path) -> dict[str, object]:
+        """``opensearch.yml`` of this run (before ``extra_settings``): a single node."""
+        assert self.http_port is not None and self.transport_port is not None
+        return node_settings(run_dir, self.host, self.http_port, self.transport_port)
 
     def _is_ready(self) -> bool:
         """Cluster health is green or yellow."""
@@ -276,12 +282,32 @@ def _add_options(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--heap", default=None, help=f"JVM heap (default: ${HEAP_ENV}, else {DEFAULT_HEAP})")
 
 
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    _add_options(parser, "fetch")
+    parser.add_argument("--nodes", type=int, default=3, help="number of nodes (default: 3)")
+    parser.add_argument("--heap", default="384m", help="JVM heap of each node (default: 384m)")
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    """The local cluster ``cluster`` runs (an `OpenSearchCluster`)."""
+    from splade_connectors.live.opensearch_cluster import OpenSearchCluster  # it builds on this module
+
+    return OpenSearchCluster(args.nodes, args.version, heap=check_heap(args.heap))
+
+
 COMMANDS = ServerCommands(
     server_class=NativeOpenSearch,
     fetch_help="download and assemble the distribution into the cache, print its path",
     add_options=_add_options,
     fetch=lambda args: ensure_distribution(args.version),
     server=lambda args, tie: NativeOpenSearch(args.version, heap=args.heap, tie_to_parent=tie),
+    extra_verbs={
+        "cluster": ExtraVerb(
+            help="start a local OpenSearch cluster (--nodes, each its own ports, data and JVM) until Ctrl-C or SIGTERM",
+            add_options=_cluster_options,
+            open=_cluster,
+        )
+    },
 )
 main = COMMANDS.main  # the CLI; failures raise `ServerError`
 
