@@ -94,9 +94,9 @@ def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, 
     if not client.indices.exists(index=config.index):
         if not create:
             raise NotFoundError(f"{config.describe()} does not exist")
-        params = {} if config.wait_for_active_shards is None else {"wait_for_active_shards": config.wait_for_active_shards}
+        wait = {} if config.wait_for_active_shards is None else {"params": {"wait_for_active_shards": config.wait_for_active_shards}}
         try:
-            client.indices.create(index=config.index, body=index_body(config, codec), params=params)
+            client.indices.create(index=config.index, body=index_body(config, codec), **wait)
             logger.info("created index %s", config.index)
             return True
         except RequestError as exc:
