@@ -20,6 +20,9 @@ Qdrant server (``qdrant_server_store``), first that works:
 ``qdrant_binary`` is the native binary itself, for tests that kill and restart their own server
 (skips/fails like the server when there is none). ``qdrant_cluster`` is a 3-node Qdrant cluster from that
 binary (`splade_connectors.live.qdrant_cluster`), one per test module; mark its tests ``cluster``.
+``opensearch_cluster`` is a 3-node native OpenSearch cluster (`splade_connectors.live.opensearch_cluster`,
+``SPLADE_CONNECTORS_OPENSEARCH_VERSION``), one per test module; mark its tests ``cluster`` too. It skips when
+native OpenSearch is disabled or cannot start (fails with ``SPLADE_CONNECTORS_REQUIRE_OPENSEARCH=1``).
 
 Other knobs: ``SPLADE_CONNECTORS_NO_DOCKER=1`` (never probe Docker),
 ``SPLADE_CONNECTORS_OPENSEARCH_VERSION`` (native version and image tag).
@@ -43,6 +46,7 @@ from typing import Literal
 import pytest
 
 from splade_connectors.errors import ServerError
+from splade_connectors.live.opensearch_cluster import OpenSearchCluster
 from splade_connectors.live.opensearch_native import DEFAULT_VERSION, NativeOpenSearch
 from splade_connectors.live.qdrant_cluster import QdrantCluster
 from splade_connectors.live.qdrant_server import QdrantBinaryNotFound, QdrantServer, ensure_binary, find_binary_source
@@ -357,6 +361,23 @@ def qdrant_cluster(qdrant_binary: str) -> Iterator[QdrantCluster]:
     except ServerError as exc:
         _unavailable("Qdrant cluster", [str(exc)], "SPLADE_CONNECTORS_REQUIRE_QDRANT_SERVER")
     _USED["qdrant cluster"] = LiveStore("qdrant", cluster.url, "native", f"{cluster.version} x{cluster.size} nodes")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def opensearch_cluster() -> Iterator[OpenSearchCluster]:
+    """A 3-node native OpenSearch cluster on 127.0.0.1, one per module (tests may kill and restart nodes)."""
+    if not _env_flag("SPLADE_CONNECTORS_NATIVE_OPENSEARCH", default=True):
+        _unavailable("OpenSearch cluster", ["native server disabled by SPLADE_CONNECTORS_NATIVE_OPENSEARCH=0"], "SPLADE_CONNECTORS_REQUIRE_OPENSEARCH")
+    cluster = OpenSearchCluster(3, OPENSEARCH_VERSION)
+    try:
+        cluster.start()
+    except Exception as exc:  # no distribution, no JDK, a node that did not start or join
+        _unavailable("OpenSearch cluster", [str(exc)], "SPLADE_CONNECTORS_REQUIRE_OPENSEARCH")
+    _USED["opensearch cluster"] = LiveStore("opensearch", cluster.url, "native", f"{cluster.version} x{cluster.size} nodes")
     try:
         yield cluster
     finally:

@@ -15,7 +15,9 @@ for a new collection on a server (refused with a path). OpenSearch: `--opensearc
 http://localhost:9200; credentials in the URL are moved out of it and never printed; `/?#@%` in them
 percent-encoded), `--opensearch-user`
 (default $OPENSEARCH_USERNAME), password from $OPENSEARCH_PASSWORD (or `--opensearch-password`, which
-shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--opensearch-shards`.
+shows in process lists), `--no-verify-certs`, `--index` (default: --collection), `--opensearch-shards`,
+`--opensearch-replicas`, `--opensearch-ingest-replicas`, `--opensearch-wait-for-active-shards` (named ones are
+checked against an existing index).
 Both stores: `--two-phase [SPEC]` (two-phase queries, see `splade_connectors.two_phase`).
 """
 
@@ -25,7 +27,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from splade_connectors.cli.values import non_negative_float, positive_int
+from splade_connectors.cli.values import int_at_least, non_negative_float, positive_int
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS, open_store, store_config
 from splade_connectors.store import SparseStore, StoreConfigBase
@@ -94,7 +96,20 @@ def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool 
         help="two-phase SPLADE queries: find candidates with the heaviest terms, score them with the whole query "
         "(SPEC: ratio=R or count=N, optional expansion=E; bare flag: ratio=0.4,expansion=5)",
     )
-    opensearch.add_argument("--opensearch-shards", type=positive_int, default=1, metavar="N", help="primary shards of a new index (default: 1)")
+    opensearch.add_argument("--opensearch-shards", type=positive_int, default=None, metavar="N",
+                            help="primary shards of a new index (default: 1; named: an existing index must have as many)")
+    opensearch.add_argument("--opensearch-replicas", type=int_at_least(0), default=None, metavar="N",
+                            help="replicas of each shard (default: 1; named: an existing index must have as many)")
+    opensearch.add_argument("--opensearch-ingest-replicas", type=int_at_least(0), default=None, metavar="N",
+                            help="replicas during a bulk load (default: 0, rebuilt after it; on a cluster, as many as "
+                            "--opensearch-replicas keeps every write on two nodes)")
+    opensearch.add_argument("--opensearch-wait-for-active-shards", type=_active_shards, default=None, metavar="N|all",
+                            help="shard copies that must be active before index creation and each bulk write (default: the server's, 1)")
+
+
+def _active_shards(text: str) -> int | str:
+    """`--opensearch-wait-for-active-shards`: a positive integer or `all`."""
+    return "all" if text.strip().lower() == "all" else positive_int(text)
 
 
 def qdrant_options(args: argparse.Namespace, *, default_path: str | None) -> dict[str, Any]:
@@ -143,7 +158,15 @@ def opensearch_options(args: argparse.Namespace) -> dict[str, Any]:
         "verify_certs": not args.no_verify_certs,
         "ca_certs": args.ca_certs,
         "two_phase": args.two_phase,
-        "shards": args.opensearch_shards,
+        **{
+            field: value
+            for field, value in (
+                ("shards", args.opensearch_shards), ("replicas", args.opensearch_replicas),
+                ("ingest_replicas", args.opensearch_ingest_replicas),
+                ("wait_for_active_shards", args.opensearch_wait_for_active_shards),
+            )
+            if value is not None  # unnamed: the config's default, and any existing index is fine
+        },
     }
 
 

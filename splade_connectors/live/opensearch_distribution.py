@@ -2,9 +2,10 @@
 
 No OpenSearch server ships on PyPI, npm or Debian, but Maven Central publishes the *integ-test*
 distribution (``org.opensearch.distribution.integ-test-zip:opensearch``, a zip without a bundled JDK).
-That zip has only the ``transport-netty4`` module, so ``rank_features`` is missing. We add it back: the
+The 2.x zips have only the ``transport-netty4`` module, so ``rank_features`` is missing. We add it back: the
 ``mapper-extras`` module code is published as ``org.opensearch.plugin:mapper-extras-client`` (a jar);
-that jar plus a ``plugin-descriptor.properties`` go into ``modules/mapper-extras/``.
+that jar plus a ``plugin-descriptor.properties`` go into ``modules/mapper-extras/`` (newer zips, 3.8.0 here,
+ship the module: then it is used as it is).
 
 Cache layout (assembled once under a file lock, atomically: built in a temp dir, then renamed)::
 
@@ -147,8 +148,15 @@ def plugin_descriptor(version: str, classname: str, java_version: str) -> str:
 
 
 def _install_module(home: Path, jar: Path, version: str) -> None:
-    """Create ``modules/mapper-extras/`` from the jar plus a descriptor."""
+    """Create ``modules/mapper-extras/`` from the jar plus a descriptor, unless the zip ships the module.
+
+    The 2.x integ-test zips lack it; newer ones (3.8.0 here) ship it, and a second copy of its classes
+    would stop the server at startup ("jar hell").
+    """
     module_dir = home / "modules" / MODULE_NAME
+    if (module_dir / "plugin-descriptor.properties").is_file():
+        log.info("the OpenSearch %s zip ships %s: using it", version, MODULE_NAME)
+        return
     module_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(jar, module_dir / f"{MODULE_NAME}-{version}.jar")
     text = plugin_descriptor(version, _plugin_class(jar), _module_java_version(home))

@@ -146,7 +146,7 @@ def _absolutize_jvm_paths(jvm_options: Path, run_dir: Path) -> None:
     jvm_options.write_text(text, encoding="utf-8")
 
 
-def _server_env(java_home: Path, home: Path, conf: Path, tmp: Path) -> dict[str, str]:
+def server_env(java_home: Path, home: Path, conf: Path, tmp: Path) -> dict[str, str]:
     """Environment for ``bin/opensearch``; inherited JVM options are dropped."""
     env = {k: v for k, v in os.environ.items() if k not in {"OPENSEARCH_JAVA_OPTS", "ES_JAVA_OPTS", "JAVA_TOOL_OPTIONS"}}
     env.update(
@@ -226,15 +226,19 @@ class NativeOpenSearch(ManagedServer):
             run_dir.chmod(0o755)
             home = run_dir / "home"
             link_tree(self._distribution, home)
-        settings = {**node_settings(run_dir, self.host, self.http_port, self.transport_port), **self.extra_settings}
-        conf = _write_config(home, run_dir, settings, self.heap)
+        conf = _write_config(home, run_dir, {**self._settings(run_dir), **self.extra_settings}, self.heap)
         for sub in ("data", "logs", "tmp"):
             (run_dir / sub).mkdir()
         if user is not None:
             for sub in ("config", "data", "logs", "tmp"):
                 chown_tree(run_dir / sub, user)
         argv = [*launch_prefix(user, tie), str(home / "bin" / "opensearch")]
-        return Launch(argv, _server_env(self._java, home, conf, run_dir / "tmp"))
+        return Launch(argv, server_env(self._java, home, conf, run_dir / "tmp"))
+
+    def _settings(self, run_dir: Path) -> dict[str, object]:
+        """``opensearch.yml`` of this run (before ``extra_settings``): a single node."""
+        assert self.http_port is not None and self.transport_port is not None
+        return node_settings(run_dir, self.host, self.http_port, self.transport_port)
 
     def _is_ready(self) -> bool:
         """Cluster health is green or yellow."""
@@ -266,7 +270,7 @@ class NativeOpenSearch(ManagedServer):
 # ---------------------------------------------------------------- CLI
 
 
-def _add_options(parser: argparse.ArgumentParser, verb: str) -> None:
+def add_server_options(parser: argparse.ArgumentParser, verb: str) -> None:
     if verb in ("fetch", "run", "start"):
         parser.add_argument(
             "--version", default=os.environ.get(VERSION_ENV, DEFAULT_VERSION),
@@ -279,7 +283,7 @@ def _add_options(parser: argparse.ArgumentParser, verb: str) -> None:
 COMMANDS = ServerCommands(
     server_class=NativeOpenSearch,
     fetch_help="download and assemble the distribution into the cache, print its path",
-    add_options=_add_options,
+    add_options=add_server_options,
     fetch=lambda args: ensure_distribution(args.version),
     server=lambda args, tie: NativeOpenSearch(args.version, heap=args.heap, tie_to_parent=tie),
 )

@@ -12,8 +12,9 @@ One `upsert(batch)` becomes:
    zlib releases the GIL), each answered with only `errors` and every item's `status`/`error`
    (`filter_path`), which keeps the per-item bookkeeping cheap;
 4. the outcome, once every request has finished: item errors by document id (`RejectedDocumentsError`,
-   `others_written=True`); only 429s -> `TransientStoreError` (the batch is retried whole: ids are
-   deterministic, so a retry overwrites); a request that failed transiently -> `TransientStoreError`.
+   `others_written=True`); only 429s and 502/503/504s (throttled, or a shard with no active copy while a
+   node leaves a cluster) -> `TransientStoreError` (the batch is retried whole: ids are deterministic, so a
+   retry overwrites); a request that failed transiently -> `TransientStoreError`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from splade_connectors.errors import RejectedDocumentsError, StoreError, TransientStoreError
-from splade_connectors.opensearch.errors import mapped_errors
+from splade_connectors.opensearch.errors import TRANSIENT_STATUS, mapped_errors
 from splade_connectors.opensearch.feature_json import FeatureJson
 from splade_connectors.opensearch.features import FeatureCodec
 from splade_connectors.records import EncodedDocument, point_id
@@ -178,8 +179,14 @@ def item_failures(response: Mapping[str, Any], doc_ids: Sequence[str]) -> dict[s
 class BulkSender:
     """Sends the requests of one batch on an executor as they are ready, and gathers what they report."""
 
-    def __init__(self, client: Any, index: str, where: str, *, gzip: bool, executor: Callable[[], Executor]) -> None:
+    def __init__(
+        self, client: Any, index: str, where: str, *, gzip: bool, executor: Callable[[], Executor],
+        wait_for_active_shards: int | str | None = None,
+    ) -> None:
         self.client, self.index, self.where, self.gzip, self._executor = client, index, where, gzip, executor
+        self.params = {"filter_path": BULK_FILTER_PATH}
+        if wait_for_active_shards is not None:
+            self.params["wait_for_active_shards"] = str(wait_for_active_shards)
         self._pending: list[tuple[BulkRequest, Future[Mapping[str, Any]]]] = []
 
     def send(self, requests: Sequence[BulkRequest]) -> BulkOutcome:
@@ -220,7 +227,7 @@ class BulkSender:
             headers["content-encoding"] = "gzip"
         with mapped_errors(self.where, f"bulk upsert of {len(request.doc_ids)} documents"):
             response = self.client.transport.perform_request(
-                "POST", f"/{self.index}/_bulk", params={"filter_path": BULK_FILTER_PATH}, body=body, headers=headers,
+                "POST", f"/{self.index}/_bulk", params=self.params, body=body, headers=headers,
             )
         return response  # type: ignore[no-any-return]  # opensearch-py's transport returns Any
 
@@ -242,6 +249,7 @@ def raise_for_outcome(outcome: BulkOutcome, total: int, where: str) -> None:
         )
     if not failures:
         return
-    if not permanent and all(status == 429 for status, _ in outcome.items.values()):
-        raise TransientStoreError(f"{where}: {len(failures)} of {total} documents throttled (HTTP 429); retrying the batch")
+    if not permanent and all(status in TRANSIENT_STATUS for status, _ in outcome.items.values()):
+        statuses = "/".join(str(s) for s in sorted({status for status, _ in outcome.items.values()}))
+        raise TransientStoreError(f"{where}: {len(failures)} of {total} documents failed transiently (HTTP {statuses}); retrying the batch")
     raise RejectedDocumentsError(failures, total=total, others_written=True, store=where)

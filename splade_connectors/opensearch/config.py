@@ -37,8 +37,13 @@ class OpenSearchConfig(StoreConfigBase):
     timeout: float = Field(30.0, gt=0)
     max_retries: int = Field(3, ge=0, description="transport retries on connection errors and 502/503/504")
     index: str = Field("splade", min_length=1)
-    shards: int = Field(1, ge=1)
-    replicas: int = Field(1, ge=0)
+    shards: int = Field(1, ge=1, description="primary shards of a new index (named explicitly: an existing index must match)")
+    replicas: int = Field(1, ge=0, description="copies of each shard beyond the primary (named explicitly: checked on open)")
+    wait_for_active_shards: int | Literal["all"] | None = Field(
+        None,
+        description="shard copies that must be active before index creation and each _bulk write proceed "
+        "(None: the server's default, 1 = the primary; 'all': primary and every replica)",
+    )
     refresh_interval: str = Field("1s", description="restored after a bulk load")
     ingest_refresh_interval: str = Field("-1", description="during a bulk load (-1: no refresh)")
     ingest_replicas: int = Field(0, ge=0, description="replicas during a bulk load (restored to `replicas` after)")
@@ -71,6 +76,22 @@ class OpenSearchConfig(StoreConfigBase):
     msearch_size: int | None = Field(
         None, ge=1, description="queries per _msearch request (None: 8 x the cluster's search threads)"
     )
+
+    @model_validator(mode="after")
+    def _enough_copies(self) -> OpenSearchConfig:
+        """An int `wait_for_active_shards` can be met both in a bulk load (`ingest_replicas`) and after it."""
+        wanted = self.wait_for_active_shards
+        if isinstance(wanted, int):
+            if wanted < 1:
+                raise ValueError(f"wait_for_active_shards must be >= 1 or 'all', not {wanted}")
+            copies = 1 + min(self.replicas, self.ingest_replicas)
+            if wanted > copies:
+                raise ValueError(
+                    f"wait_for_active_shards {wanted} exceeds the {copies} shard copies an index has "
+                    f"(replicas {self.replicas}, ingest_replicas {self.ingest_replicas} during a bulk load): "
+                    "raise them or use 'all'"
+                )
+        return self
 
     @field_validator("two_phase", mode="before")
     @classmethod

@@ -94,8 +94,9 @@ def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, 
     if not client.indices.exists(index=config.index):
         if not create:
             raise NotFoundError(f"{config.describe()} does not exist")
+        wait = {} if config.wait_for_active_shards is None else {"params": {"wait_for_active_shards": config.wait_for_active_shards}}
         try:
-            client.indices.create(index=config.index, body=index_body(config, codec))
+            client.indices.create(index=config.index, body=index_body(config, codec), **wait)
             logger.info("created index %s", config.index)
             return True
         except RequestError as exc:
@@ -108,6 +109,7 @@ def ensure_index(client: Any, config: OpenSearchConfig, codec: FeatureCodec, *, 
         )
     (body,) = mapping.values()
     check_mapping(body.get("mappings", {}), config, codec)
+    check_layout(get_index_settings(client, config.index, "index.number_of_shards", "index.number_of_replicas"), config)
     return False
 
 
@@ -136,6 +138,24 @@ def write_encoding_meta(client: Any, index: str, record: dict[str, Any]) -> None
     ours = dict(meta.get(META_KEY) or {})
     ours["encoding"] = record
     write_meta(client, index, {**meta, META_KEY: ours})
+
+
+def check_layout(current: dict[str, str], config: OpenSearchConfig) -> None:
+    """`ConfigMismatchError` when the config names shards or replicas the existing index does not have.
+
+    Only values the config names explicitly are checked (the defaults open any index). Shards are fixed
+    at creation; replicas may also read `ingest_replicas` (an index in a bulk load, or one interrupted).
+    """
+    problems: list[str] = []
+    named = config.model_fields_set
+    shards = current.get("index.number_of_shards")
+    if "shards" in named and shards is not None and shards != str(config.shards):
+        problems.append(f"number_of_shards is {shards}, config asks for {config.shards}")
+    replicas = current.get("index.number_of_replicas")
+    if "replicas" in named and replicas is not None and replicas not in (str(config.replicas), str(config.ingest_replicas)):
+        problems.append(f"number_of_replicas is {replicas}, config asks for {config.replicas}")
+    if problems:
+        raise ConfigMismatchError(f"{config.describe()} exists with another layout: " + "; ".join(problems))
 
 
 def get_index_settings(client: Any, index: str, *names: str) -> dict[str, str]:

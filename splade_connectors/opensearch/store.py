@@ -285,7 +285,10 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
             raise self._rejected(exc.doc_id, exc.reason) from exc
         writers = self.bulk_writers()
         planner = RequestPlanner(writers=writers, min_bytes=self.config.bulk_min_bytes, max_bytes=self.config.bulk_bytes)
-        sender = BulkSender(self.client, self.name, self.describe(), gzip=self._gzip(), executor=self._pool)
+        sender = BulkSender(
+            self.client, self.name, self.describe(), gzip=self._gzip(), executor=self._pool,
+            wait_for_active_shards=self.config.wait_for_active_shards,
+        )
         step = max(SERIALISE_SLICE, -(-len(batch) // (4 * writers)))
         try:
             for start in range(0, len(batch), step):

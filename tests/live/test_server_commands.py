@@ -92,3 +92,13 @@ def test_qdrant_cluster_verb_has_help_and_refuses_no_nodes(capsys: pytest.Captur
     assert "--nodes NODES" in capsys.readouterr().out
     assert main(["qdrant-server", "cluster", "--nodes", "0"]) == 2
     assert capsys.readouterr().err == "error: a cluster needs at least one node, not 0\n"
+
+
+def test_opensearch_cluster_verb_has_help_and_refuses_no_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["opensearch-server", "cluster", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--nodes NODES" in out and "--heap HEAP" in out and "--version VERSION" in out
+    assert main(["opensearch-server", "cluster", "--nodes", "0"]) == 2
+    assert capsys.readouterr().err == "error: a cluster needs at least one node, not 0\n"
+    assert main(["opensearch-server", "cluster", "--heap", "lots"]) == 2
+    assert "heap must be a JVM size" in capsys.readouterr().err
