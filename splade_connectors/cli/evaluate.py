@@ -13,6 +13,7 @@ from splade_connectors.cli.output import print_json, progress_bar
 from splade_connectors.cli.stores import (
     add_opensearch_options,
     add_qdrant_options,
+    add_query_options,
     opensearch_options,
     opensearch_url,
     qdrant_options,
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     backends.add_argument("--keep", action="store_true", help="keep the collections/indices created for the run")
     add_qdrant_options(parser, path_default="default: embedded in-memory")
     add_opensearch_options(parser)
+    add_query_options(parser)
 
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", type=Path, default=None, help="write results.json, results.md, results.png here")

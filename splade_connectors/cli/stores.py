@@ -46,6 +46,16 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collection", default="splade", help="collection / index name (default: splade)")
     add_qdrant_options(parser, path_default=f"default: {DEFAULT_QDRANT_PATH}")
     add_opensearch_options(parser, with_index=True)
+    add_query_options(parser)
+
+
+def add_query_options(parser: argparse.ArgumentParser) -> None:
+    """Query options both stores take (`--two-phase`); every command with store options adds them."""
+    parser.add_argument_group("queries (both stores)").add_argument(
+        "--two-phase", nargs="?", const="", default=None, metavar="SPEC",
+        help="two-phase SPLADE queries: find candidates with the heaviest terms, score them with the whole query "
+        "(SPEC: ratio=R or count=N, optional expansion=E; bare flag: ratio=0.4,expansion=5)",
+    )
 
 
 def add_qdrant_options(parser: argparse.ArgumentParser, *, path_default: str = "default: in-memory") -> None:
@@ -91,11 +101,6 @@ def add_opensearch_options(parser: argparse.ArgumentParser, *, with_index: bool 
     opensearch.add_argument("--ca-certs", default=None, help="CA bundle for TLS verification")
     if with_index:
         opensearch.add_argument("--index", default=None, help="OpenSearch index name (default: --collection)")
-    parser.add_argument_group("queries (both stores)").add_argument(
-        "--two-phase", nargs="?", const="", default=None, metavar="SPEC",
-        help="two-phase SPLADE queries: find candidates with the heaviest terms, score them with the whole query "
-        "(SPEC: ratio=R or count=N, optional expansion=E; bare flag: ratio=0.4,expansion=5)",
-    )
     opensearch.add_argument("--opensearch-shards", type=positive_int, default=None, metavar="N",
                             help="primary shards of a new index (default: 1; named: an existing index must have as many)")
     opensearch.add_argument("--opensearch-replicas", type=int_at_least(0), default=None, metavar="N",

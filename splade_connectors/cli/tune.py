@@ -23,6 +23,7 @@ from splade_connectors.cli.output import print_json, progress_bar
 from splade_connectors.cli.stores import (
     add_opensearch_options,
     add_qdrant_options,
+    add_query_options,
     opensearch_options,
     opensearch_url,
     qdrant_options,
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="start a throwaway native OpenSearch for the run (needs a JDK; see opensearch-server)")
     add_qdrant_options(parser, path_default="default: a temporary folder, removed afterwards")
     add_opensearch_options(parser)
+    add_query_options(parser)
 
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", type=Path, default=Path("tune-results"), help="where tune.json/.md/.png go (default: ./tune-results)")

@@ -9,8 +9,6 @@ set, a version that cannot start fails. The whole suite on one version: ``SPLADE
 from __future__ import annotations
 
 import os
-import zlib
-from collections.abc import Iterable
 
 import pytest
 
@@ -19,22 +17,10 @@ from splade_connectors.live.opensearch_native import NativeOpenSearch
 from splade_connectors.opensearch.config import OpenSearchConfig
 from splade_connectors.records import Document
 from splade_connectors.registry import open_store
-from trainer.sparse import SparseVector
+from tests.node_faults import HashingEncoder
 
 SMOKE_ENV = "SPLADE_CONNECTORS_OPENSEARCH_SMOKE_VERSIONS"
 VERSIONS = [v.strip() for v in os.environ.get(SMOKE_ENV, "").split(",") if v.strip()]
-
-
-class HashingEncoder:
-    """Each word -> a term id (crc32 mod 30522), weight 1 + its length / 10: deterministic and instant."""
-
-    def encode_documents(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
-        return [self.encode(t) for t in texts]
-
-    @staticmethod
-    def encode(text: str) -> SparseVector:
-        weights = {zlib.crc32(w.encode()) % 30522: 1.0 + len(w) / 10 for w in text.split()}
-        return SparseVector.from_pairs(sorted(weights.items()))
 
 
 @pytest.mark.live

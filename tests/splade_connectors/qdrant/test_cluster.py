@@ -9,44 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 import urllib.request
-import zlib
-from collections.abc import Iterable
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from splade_connectors.cli.stores import add_qdrant_options, qdrant_options
+from splade_connectors.cli.stores import add_qdrant_options, add_query_options, qdrant_options
 from splade_connectors.errors import ConfigMismatchError, StoreUnavailableError
-from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.live.qdrant_cluster import QdrantCluster
 from splade_connectors.qdrant.config import QdrantConfig
-from splade_connectors.records import Document
 from splade_connectors.registry import open_store
-from splade_connectors.retry import RetryPolicy
-from trainer.sparse import SparseVector
+from tests.node_faults import assert_stored_exactly, fault_documents, ingest_through_a_kill
 
 DOCS = 3000
 KILL_AFTER = 900  # documents acknowledged before the node is killed
-
-
-class HashingEncoder:
-    """Each word of a text -> a term id (crc32 mod 30522) with weight 1 + its length / 10: deterministic, instant."""
-
-    def encode_documents(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
-        return [self.encode(t) for t in texts]
-
-    @staticmethod
-    def encode(text: str) -> SparseVector:
-        weights = {zlib.crc32(w.encode()) % 30522: 1.0 + len(w) / 10 for w in text.split()}
-        return SparseVector.from_pairs(sorted(weights.items()))
-
-
-def _documents() -> list[Document]:
-    return [Document(id=f"doc-{i}", text=f"topic{i % 17} item{i} word{i % 101} shared") for i in range(DOCS)]
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -82,6 +60,7 @@ def test_cluster_settings_need_a_server() -> None:
 def test_cluster_flags_reach_the_config() -> None:
     parser = argparse.ArgumentParser()
     add_qdrant_options(parser)
+    add_query_options(parser)
     args = parser.parse_args(
         ["--qdrant-url", "http://localhost:6333", "--qdrant-shards", "3", "--qdrant-replication-factor", "2", "--qdrant-write-consistency", "1"]
     )
@@ -121,55 +100,11 @@ def test_node_killed_mid_ingestion_loses_and_duplicates_nothing(qdrant_cluster: 
     config = _cluster_config(qdrant_cluster, "faults", shard_number=3, replication_factor=2, write_consistency_factor=1)
     writer = open_store(config)
     reader = open_store(_cluster_config(qdrant_cluster, "faults", node=1))
-    documents, encoder = _documents(), HashingEncoder()
-    acknowledged = 0
-    reached, killed = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def progress(done: int) -> None:  # the writer waits here once, until the node is dead: the kill is mid-ingestion
-        nonlocal acknowledged
-        acknowledged += done
-        if acknowledged >= KILL_AFTER and not killed.is_set():
-            reached.set()
-            killed.wait(60)
-
-    def run() -> None:
-        try:
-            retry = RetryPolicy(attempts=10, initial_wait=0.5, max_wait=4.0)
-            outcome["report"] = ingest(documents, encoder, writer, IngestConfig(batch_size=50, retry=retry), progress=progress)
-        except BaseException as exc:  # reported by the test thread
-            outcome["error"] = exc
-        finally:
-            reached.set()
-
-    thread = threading.Thread(target=run, name="ingest")
+    documents = fault_documents(DOCS)
     try:
-        thread.start()
-        assert reached.wait(300)
-        qdrant_cluster.kill(victim)
-        killed_at = acknowledged
-        killed.set()
-        queries = [encoder.encode(f"topic{t} shared") for t in range(5)]
-        answered = 0
-        while thread.is_alive() or answered < 3:  # queries during the outage (and while ingestion goes on)
-            hits = reader.search_batch(queries, top_k=5)
-            assert all(len(h) == 5 for h in hits)
-            answered += 1
-            time.sleep(0.2)
-        thread.join()
-        assert "error" not in outcome, outcome.get("error")
-        assert 0 < killed_at < DOCS, "the node must die part-way through the ingestion"
-        assert outcome["report"].accepted == DOCS
-
-        assert writer.count() == DOCS
-        ids = [d for page in reader.iter_doc_ids(batch_size=500) for d in page]
-        assert len(ids) == DOCS and set(ids) == {d.id for d in documents}  # none lost, none twice
-        sample = [documents[i] for i in range(0, DOCS, 97)]
-        stored = reader.fetch_vectors([d.id for d in sample])
-        for document in sample:
-            indices, values = stored[document.id].to_lists()
-            want_indices, want_values = encoder.encode(document.text).to_lists()
-            assert indices == want_indices and values == pytest.approx(want_values, rel=1e-6)
+        report, _ = ingest_through_a_kill(writer, reader, documents, lambda: qdrant_cluster.kill(victim), kill_after=KILL_AFTER, wait=60)
+        assert report.accepted == DOCS
+        assert_stored_exactly(writer, reader, documents)
 
         with pytest.raises(StoreUnavailableError) as caught:  # the dead node itself: an error the retry policy retries
             open_store(_cluster_config(qdrant_cluster, "faults", node=victim))
@@ -206,8 +141,6 @@ def test_node_killed_mid_ingestion_loses_and_duplicates_nothing(qdrant_cluster: 
             qdrant_cluster.restart(1)
             qdrant_cluster.wait_for_peers()
     finally:
-        killed.set()
-        thread.join(300)
         if not qdrant_cluster.nodes[victim].running:
             qdrant_cluster.restart(victim)  # leave the module's cluster whole
         reader.close()
