@@ -77,7 +77,27 @@ class _Tokenized:
     truncated: list[bool]
 
 
-class SpladeEncoder:
+class RoleEncoder:
+    """`encode_queries`, `encode_documents` and `encode` on top of a subclass's `iter_encode`: one meaning for every
+    encoder of the core (ours and the sentence-transformers adapter)."""
+
+    def iter_encode(self, texts: Iterable[str], *, role: Role = "document", **overrides: object) -> Iterator[SparseVector]:
+        raise NotImplementedError
+
+    def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
+        return self.encode(texts, role="query", **overrides)
+
+    def encode_documents(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
+        return self.encode(texts, role="document", **overrides)
+
+    def encode(self, texts: Iterable[str] | str, *, role: Role = "document", **overrides: object) -> list[SparseVector]:
+        """Encode all texts, returned in input order."""
+        if isinstance(texts, str):
+            raise TypeError("encode takes an iterable of texts; wrap a single text in a list")
+        return list(self.iter_encode(texts, role=role, **overrides))
+
+
+class SpladeEncoder(RoleEncoder):
     """Turns text into SPLADE sparse vectors with a `SpladeModel` on a chosen device and dtype."""
 
     def __init__(
@@ -134,18 +154,6 @@ class SpladeEncoder:
     def identity(self) -> EncoderIdentity:
         """What this encoder's document vectors are made from (`trainer.identity`): equal identities, equal vectors."""
         return encoder_identity(self.model, self.options, self.precision.precision, fingerprint=self._fingerprint)
-
-    def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
-        return self.encode(texts, role="query", **overrides)
-
-    def encode_documents(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
-        return self.encode(texts, role="document", **overrides)
-
-    def encode(self, texts: Iterable[str] | str, *, role: Role = "document", **overrides: object) -> list[SparseVector]:
-        """Encode all texts, returned in input order."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes an iterable of texts; wrap a single text in a list")
-        return list(self.iter_encode(texts, role=role, **overrides))
 
     def iter_encode(self, texts: Iterable[str], *, role: Role = "document", **overrides: object) -> Iterator[SparseVector]:
         """Stream vectors in input order; holds at most `window` texts and their vectors at once."""

@@ -43,6 +43,7 @@ from trainer.encoder import (
     EncodeStats,
     EncodingInputError,
     Role,
+    RoleEncoder,
     _finish,
     _has_visible_character,
     _with_overrides,
@@ -88,7 +89,7 @@ class STVocabulary:
         return tokens
 
 
-class SentenceTransformersEncoder:
+class SentenceTransformersEncoder(RoleEncoder):
     """A `sentence_transformers.SparseEncoder` behind this library's encoder contract (see the module docstring)."""
 
     def __init__(
@@ -161,18 +162,6 @@ class SentenceTransformersEncoder:
             prune=f"{prune.rule}={prune.value:g}" if prune is not None else None,
             dtype=self.precision,
         )
-
-    def encode_queries(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
-        return self.encode(texts, role="query", **overrides)
-
-    def encode_documents(self, texts: Iterable[str], **overrides: object) -> list[SparseVector]:
-        return self.encode(texts, role="document", **overrides)
-
-    def encode(self, texts: Iterable[str] | str, *, role: Role = "document", **overrides: object) -> list[SparseVector]:
-        """Encode all texts, returned in input order."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes an iterable of texts; wrap a single text in a list")
-        return list(self.iter_encode(texts, role=role, **overrides))
 
     def iter_encode(self, texts: Iterable[str], *, role: Role = "document", **overrides: object) -> Iterator[SparseVector]:
         """Stream vectors in input order, `options.window` texts at a time."""

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from splade_connectors.encoding import SparseEncoder as SparseEncoderProtocol, as_encoder
-from splade_connectors.errors import ConfigError, IngestError, ResumeError
+from splade_connectors.errors import ConfigError, EncodingMismatchError, IngestError, ResumeError
 from splade_connectors.ingest import IngestConfig, ingest, ingest_file, ingest_file_ray
 from splade_connectors.ingest.ray_engine import EncoderSpec, RayOptions
 from splade_connectors.registry import open_store
@@ -73,7 +73,9 @@ def test_same_stored_vectors_and_hits_as_splade_encoder(
         np.testing.assert_allclose(found[doc_id], expected[doc_id], rtol=1e-4, atol=1e-5)
 
     reference = search(ours, encoder, QUERIES, top_k=10)
-    for results in (search(theirs, st_model, QUERIES, top_k=10, explain=True), search(ours, st_model, QUERIES, top_k=10)):
+    with pytest.raises(EncodingMismatchError):  # the identities differ (module configs), so the record refuses by default
+        search(ours, st_model, QUERIES, top_k=10)
+    for results in (search(theirs, st_model, QUERIES, top_k=10, explain=True), search(ours, st_model, QUERIES, top_k=10, allow_model_mismatch=True)):  # another identity, same vectors
         for hits, ref in zip(results, reference):
             assert [h.id for h in hits] == [h.id for h in ref]
             np.testing.assert_allclose([h.score for h in hits], [h.score for h in ref], rtol=1e-4)
@@ -110,8 +112,10 @@ def test_checkpoint_and_skip_unchanged_with_a_sentence_transformers_encoder(
     assert report.skipped_by_resume == 2 * BATCH and store.count() == len(docs) and not checkpoint.exists()
     again = ingest_file(corpus, st_model, store, IngestConfig(batch_size=BATCH, skip_unchanged=True))
     assert again.unchanged == len(docs) and again.accepted == 0
-    changed = ingest_file(corpus, other, store, IngestConfig(batch_size=BATCH, skip_unchanged=True))
-    assert changed.unchanged == 0 and changed.accepted == len(docs)
+    with pytest.raises(EncodingMismatchError):  # another model into the same collection: refused, nothing mixed
+        ingest_file(corpus, other, store, IngestConfig(batch_size=BATCH, skip_unchanged=True))
+    changed = ingest_file(corpus, other, store, IngestConfig(batch_size=BATCH, skip_unchanged=True, reencode=True))
+    assert changed.unchanged == 0 and changed.accepted == len(docs) and store.count() == len(docs)
 
 
 @pytest.mark.live
