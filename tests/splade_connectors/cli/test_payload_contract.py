@@ -96,7 +96,7 @@ def _store(kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatc
         options += ["--no-verify-certs"]
     return options, store_config(
         "opensearch", hosts=[live.url], username=live.username, password=live.password,
-        verify_certs=live.verify_certs, index=name, replicas=0,
+        verify_certs=live.verify_certs, index=name,  # the layout the CLI created, whatever it is
     )
 
 
