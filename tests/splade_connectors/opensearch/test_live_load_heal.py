@@ -43,7 +43,7 @@ CHARS = 300  # SciFact abstracts cut short: encoding stays cheap, texts stay dis
 def index(opensearch_store: Any, vocabulary: list[str]) -> Iterator[str]:
     name = f"splade-heal-{uuid.uuid4().hex[:8]}"
     yield name
-    with OpenSearchStore(live_config(opensearch_store, name), vocabulary=vocabulary).open() as store:
+    with OpenSearchStore(live_config(opensearch_store, name, replicas=1), vocabulary=vocabulary).open() as store:  # the CLI made it with the default layout
         store.drop()
 
 
