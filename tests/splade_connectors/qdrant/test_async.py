@@ -52,12 +52,11 @@ def test_async_errors_are_the_blocking_ones(qdrant_target: QdrantTarget, encoder
     assert isinstance(error, NotFoundError if qdrant_target.backend == "server" else StoreError)
 
 
+@pytest.mark.parametrize("qdrant_target", ["server"], indirect=True)  # in-process engines use worker threads by design
 def test_the_server_is_searched_through_the_async_client(
     qdrant_target: QdrantTarget, sample_store: QdrantStore, encoder: SpladeEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a server, `asearch` never runs the blocking client (it would hold a worker thread per request)."""
-    if qdrant_target.backend != "server":
-        pytest.skip("in-process engines are searched in worker threads by design")
     from splade_connectors.qdrant.client_engine import ClientEngine
 
     expected = search(sample_store, encoder, ["why is mars red"], top_k=3)
