@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 import torch
@@ -187,20 +187,7 @@ class SpladeEncoder(RoleEncoder):
         prompt = self.model.prompts.get(role, "")
         prepared: list[str | None] = []
         for i, text in enumerate(window):
-            position = offset + i
-            if text is None:
-                raise EncodingInputError(position, "text is None")
-            if not isinstance(text, str):
-                raise EncodingInputError(position, f"expected str, got {type(text).__name__}")
-            bad = _LONE_SURROGATE.search(text)
-            if bad is not None:
-                raise EncodingInputError(
-                    position, f"text is not valid Unicode: lone surrogate {bad.group()!r} at character {bad.start()}"
-                )
-            if not _has_visible_character(text):
-                if options.empty_text == "error":
-                    raise EncodingInputError(position, "text is empty or has only whitespace, control or zero-width characters")
-                self.stats.empty.append(position)
+            if not checked_text(text, offset + i, options, self.stats):
                 prepared.append(None)
                 continue
             text = prompt + text
@@ -325,6 +312,24 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # stops at the first visible character (O(1) for ordinary text).
 _NOT_SPACE_OR_CONTROL = re.compile("[^\\s\x00-\x1f\x7f-\x9f]")
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs"})
+
+
+def checked_text(text: object, position: int, options: EncodeOptions, stats: EncodeStats) -> TypeGuard[str]:
+    """The input rule every encoder of the core applies: an `EncodingInputError` for a non-string or invalid Unicode;
+    False (and the position noted in `stats.empty`) for a text with nothing visible, unless `empty_text="error"`."""
+    if text is None:
+        raise EncodingInputError(position, "text is None")
+    if not isinstance(text, str):
+        raise EncodingInputError(position, f"expected str, got {type(text).__name__}")
+    bad = _LONE_SURROGATE.search(text)
+    if bad is not None:
+        raise EncodingInputError(position, f"text is not valid Unicode: lone surrogate {bad.group()!r} at character {bad.start()}")
+    if not _has_visible_character(text):
+        if options.empty_text == "error":
+            raise EncodingInputError(position, "text is empty or has only whitespace, control or zero-width characters")
+        stats.empty.append(position)
+        return False
+    return True
 
 
 def _has_visible_character(text: str) -> bool:

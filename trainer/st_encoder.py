@@ -39,14 +39,12 @@ import torch
 from tokenizers import Tokenizer
 
 from trainer.encoder import (
-    _LONE_SURROGATE,
     EncodeStats,
-    EncodingInputError,
     Role,
     RoleEncoder,
     _finish,
-    _has_visible_character,
     _with_overrides,
+    checked_text,
 )
 from trainer.errors import ConfigError
 from trainer.identity import EncoderIdentity, clean_config, update_with_weights
@@ -189,22 +187,8 @@ class SentenceTransformersEncoder(RoleEncoder):
         results = [SparseVector.empty(dim)] * len(window)
         live: list[int] = []
         for i, text in enumerate(window):
-            position = offset + i
-            if text is None:
-                raise EncodingInputError(position, "text is None")
-            if not isinstance(text, str):
-                raise EncodingInputError(position, f"expected str, got {type(text).__name__}")
-            bad = _LONE_SURROGATE.search(text)
-            if bad is not None:
-                raise EncodingInputError(
-                    position, f"text is not valid Unicode: lone surrogate {bad.group()!r} at character {bad.start()}"
-                )
-            if not _has_visible_character(text):
-                if options.empty_text == "error":
-                    raise EncodingInputError(position, "text is empty or has only whitespace, control or zero-width characters")
-                self.stats.empty.append(position)
-                continue
-            live.append(i)
+            if checked_text(text, offset + i, options, self.stats):
+                live.append(i)
         self.stats.texts += len(window)
         if not live:
             return results
