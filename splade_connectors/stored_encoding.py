@@ -190,7 +190,10 @@ def check_query_encoder(
             changed.append("model")
             ours.append(f"model={_short('model', model)}")
             theirs.append(f"model={_short('model', stored.encoding.model)}")
-    vocabulary = encoder_vocabulary(encoder)
+    # an equal model fingerprint covers the tokenizer, so the vocabulary (~15 ms to rebuild and hash, on every
+    # search) is compared only when the encoder has no identity or its model already differs
+    same_model = isinstance(encoder, IdentifiedEncoder) and not changed
+    vocabulary = None if same_model else encoder_vocabulary(encoder)
     digest = vocabulary_digest(vocabulary) if vocabulary is not None else None
     if stored.vocabulary is not None and digest is not None and stored.vocabulary != digest:
         changed.append("vocabulary")
