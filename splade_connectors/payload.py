@@ -26,30 +26,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_KEYS", "checked_metadata", "lone_surrogate"]
+from trainer.text import lone_surrogate
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_KEYS", "checked_metadata"]
 
 MAX_DEPTH = 16  # arrays/objects nested inside `metadata` (OpenSearch's default object depth limit is 20)
 MAX_KEYS = 500  # keys counted over every nested object (OpenSearch's default index-wide limit is 1,000 fields)
 MAX_BYTES = 1024 * 1024  # the metadata's JSON encoding, UTF-8
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 class PayloadRuleError(ValueError):
     """A metadata value outside the payload rule; the message names its path and the problem."""
-
-
-def lone_surrogate(text: str) -> str | None:
-    """Where `text` holds a lone surrogate ("U+D800 at character 4"), or None when it is valid Unicode."""
-    match = _LONE_SURROGATE.search(text)
-    if match is None:
-        return None
-    return f"U+{ord(match.group()):04X} at character {match.start()}"
 
 
 class _Walk:

@@ -43,6 +43,7 @@ from trainer.options import EncodeOptions as EncodeOptions  # re-exported: the p
 from trainer.pooling import VocabProjection
 from trainer.precision import PrecisionPlan, resolve_precision
 from trainer.sparse import SparseVector
+from trainer.text import lone_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -305,7 +306,6 @@ class SpladeEncoder(RoleEncoder):
         return tensor.to(self.device)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Candidates for a visible character: anything but whitespace and C0/C1 control characters.
 # Format (Cf: zero-width space/joiners, BOM, bidi marks, soft hyphen) and private-use (Co)
 # characters are dropped by BERT's normalizer too, so candidates are checked one by one, which
@@ -321,9 +321,8 @@ def checked_text(text: object, position: int, options: EncodeOptions, stats: Enc
         raise EncodingInputError(position, "text is None")
     if not isinstance(text, str):
         raise EncodingInputError(position, f"expected str, got {type(text).__name__}")
-    bad = _LONE_SURROGATE.search(text)
-    if bad is not None:
-        raise EncodingInputError(position, f"text is not valid Unicode: lone surrogate {bad.group()!r} at character {bad.start()}")
+    if found := lone_surrogate(text):
+        raise EncodingInputError(position, f"text is not valid Unicode: lone surrogate {found}")
     if not _has_visible_character(text):
         if options.empty_text == "error":
             raise EncodingInputError(position, "text is empty or has only whitespace, control or zero-width characters")

@@ -16,8 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from splade_connectors.ingest.sources import FieldMap, RawRecord
-from splade_connectors.payload import PayloadRuleError, checked_metadata, lone_surrogate
+from splade_connectors.payload import PayloadRuleError, checked_metadata
 from splade_connectors.records import Document
+from trainer.text import lone_surrogate
 
 _SHOWN_ID_CHARS = 80
 

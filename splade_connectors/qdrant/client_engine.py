@@ -35,7 +35,7 @@ from splade_connectors.qdrant.engine import (
 )
 from splade_connectors.qdrant.errors import mapped_errors
 from splade_connectors.qdrant.hybrid import fusion_query
-from splade_connectors.qdrant.sizing import plan_requests, point_bytes, request_budget, too_large_reason
+from splade_connectors.qdrant.sizing import plan_requests, request_budget, request_bytes, too_large_reason
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class ClientEngine:
             return
         config = self.config
         budget = request_budget(config.max_request_mb)
-        sizes = [point_bytes(p) for p in points]
+        sizes = [request_bytes(p) for p in points]
         too_large = {p.id: too_large_reason(size, config.max_request_mb) for p, size in zip(points, sizes) if size > budget}
         if too_large:
             raise RejectedDocumentsError(too_large, total=len(points), others_written=False, store=config.describe())

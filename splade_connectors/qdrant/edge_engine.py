@@ -46,6 +46,7 @@ from splade_connectors.qdrant.engine import (
 )
 from splade_connectors.qdrant.errors import mapped_errors
 from splade_connectors.qdrant.filters import to_edge_filter
+from splade_connectors.qdrant.sizing import payload_bytes
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,10 @@ BYTES_PER_TERM = 64
 BYTES_PER_POINT = 1024
 
 
-def point_bytes(point: PointData) -> int:
-    """The estimated bytes a point adds to the shard folder (see `BYTES_PER_TERM`)."""
-    payload = len(json.dumps(point.payload, default=str))
+def disk_bytes_estimate(point: PointData) -> int:
+    """The estimated bytes a point adds to the shard folder (see `BYTES_PER_TERM`); not its request size."""
     dense = 8 * len(point.dense) if point.dense is not None else 0
-    return BYTES_PER_POINT + BYTES_PER_TERM * point.sparse.nnz + 2 * payload + 2 * dense
+    return BYTES_PER_POINT + BYTES_PER_TERM * point.sparse.nnz + 2 * payload_bytes(point) + 2 * dense
 
 
 def existing_ancestor(path: Path) -> Path:
@@ -232,7 +232,7 @@ class EdgeEngine:
     def upsert(self, points: Sequence[PointData]) -> None:
         import qdrant_edge as qe
 
-        self.require_space(sum(point_bytes(p) for p in points), f"upsert of {len(points)} points")
+        self.require_space(sum(disk_bytes_estimate(p) for p in points), f"upsert of {len(points)} points")
         edge_points = [self._point(p) for p in points]
         with self._errors(f"upsert of {len(edge_points)} points"):
             self.shard.update(qe.UpdateOperation.upsert_points(edge_points))

@@ -32,11 +32,15 @@ def request_budget(max_request_mb: int) -> int:
     return int(max_request_mb * MIB * (1 - MARGIN))
 
 
-def point_bytes(point: PointData) -> int:
+def payload_bytes(point: PointData) -> int:
+    """The length of the point's payload as ASCII JSON (one byte per character, escapes included)."""
+    return len(json.dumps(point.payload, default=str))
+
+
+def request_bytes(point: PointData) -> int:
     """An upper bound of the bytes this point takes in an upsert request (REST JSON or gRPC)."""
-    payload = len(json.dumps(point.payload, default=str))  # ensure_ascii: one byte per character, escapes included
     dense = len(point.dense) if point.dense is not None else 0
-    return POINT_OVERHEAD + payload + SPARSE_ENTRY_BYTES * point.sparse.nnz + DENSE_VALUE_BYTES * dense
+    return POINT_OVERHEAD + payload_bytes(point) + SPARSE_ENTRY_BYTES * point.sparse.nnz + DENSE_VALUE_BYTES * dense
 
 
 def plan_requests(sizes: Sequence[int], *, budget: int, parts: int = 1) -> list[range]:

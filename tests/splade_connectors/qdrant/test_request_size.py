@@ -19,7 +19,7 @@ from splade_connectors.ingest import IngestConfig, RetryPolicy, ingest
 from splade_connectors.live.qdrant_server import QdrantServer
 from splade_connectors.qdrant import QdrantConfig, QdrantStore
 from splade_connectors.qdrant.engine import PointData
-from splade_connectors.qdrant.sizing import MIB, plan_requests, point_bytes, request_budget
+from splade_connectors.qdrant.sizing import MIB, plan_requests, request_budget, request_bytes
 from tests.splade_connectors.qdrant.conftest import FaultyStore, stored_doc_ids
 from tests.splade_connectors.qdrant.ingest_and_die import HashEncoder
 from trainer.sparse import SparseVector
@@ -162,7 +162,7 @@ def test_a_point_size_estimate_is_never_below_its_json() -> None:
     indices, values = vector.to_lists()
     struct = models.PointStruct(id=point.id, vector={"splade": models.SparseVector(indices=indices, values=values)}, payload=point.payload)
     sent = json.dumps({"points": [struct.model_dump(exclude_none=True)]}, ensure_ascii=False).encode()
-    assert point_bytes(point) >= len(sent)
+    assert request_bytes(point) >= len(sent)
 
 
 def test_the_limit_is_a_cli_option() -> None:
