@@ -1,7 +1,9 @@
 """`OpenSearchStore`: the `SparseStore` protocol on an OpenSearch index with a `rank_features` field.
 
 Behaviour worth knowing:
-- Ids: `_id = point_id(doc_id)` (UUID5), so re-ingesting overwrites and never duplicates.
+- Ids: `_id = point_id(doc_id)` (UUID5), so re-ingesting overwrites and never duplicates. A passage index
+  (`splade_connectors.passages`) holds one document per window (`passage_point_id`); its searches `collapse` on
+  `doc_id`, so each document comes back once, by its best passage.
 - Precision: rank_features keeps ~9 significant bits of each *document* weight (the float's bits
   shifted right by 15, i.e. truncated: stored value in (w * (1 - 2**-8), w]). Query weights are exact
   boosts, so a score is in (S * (1 - 2**-8), S] for the exact dot product S (plus float32 rounding).

@@ -9,6 +9,10 @@ dot product (exact, no approximation) on the named sparse vector, or two-phase q
 find candidates, the full query scores them, in one Query API request: `qdrant.queries`), whose
 returned scores are exact too.
 
+Passage collections (`splade_connectors.passages`) hold one point per window of each document; their searches
+return each document once, by its best passage: grouped in the engine (`Engine.query_groups`: the Query API's
+groups search on a server and in local mode, a deepened ranking on the embedded engine).
+
 Local mode can return documents that share no term with the query (score 0); this store drops
 hits with score <= 0 on every engine, so results are the same.
 
@@ -30,11 +34,6 @@ from qdrant_client import QdrantClient, models
 
 from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
 from splade_connectors.fusion import fuse
-from splade_connectors.qdrant.config import QdrantConfig
-from splade_connectors.qdrant.engine import Engine, NearestQuery, PointData, Query, ScoredPoint, SerialEngine
-from splade_connectors.qdrant.filters import build_filter
-from splade_connectors.qdrant.hybrid import candidate_lists, fused_query
-from splade_connectors.qdrant.queries import MIN_SCORE, sparse_query
 from splade_connectors.passages import (
     PASSAGE_COUNT_FIELD,
     PASSAGE_INDEX_FIELD,
@@ -47,6 +46,11 @@ from splade_connectors.passages import (
     store_points,
     stored_count,
 )
+from splade_connectors.qdrant.config import QdrantConfig
+from splade_connectors.qdrant.engine import Engine, NearestQuery, PointData, Query, ScoredPoint, SerialEngine
+from splade_connectors.qdrant.filters import build_filter
+from splade_connectors.qdrant.hybrid import candidate_lists, fused_query
+from splade_connectors.qdrant.queries import MIN_SCORE, sparse_query
 from splade_connectors.records import DOC_ID_FIELD, EncodedDocument, Hit, point_id
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import (

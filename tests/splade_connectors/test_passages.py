@@ -23,7 +23,7 @@ from splade_connectors.eval.datasets import RetrievalDataset
 from splade_connectors.eval.runner import evaluate
 from splade_connectors.ingest import IngestConfig, ingest
 from splade_connectors.passages import passage_point_id
-from splade_connectors.records import Document, point_id
+from splade_connectors.records import point_id
 from splade_connectors.registry import open_store, store_config
 from splade_connectors.search import HybridOptions, search
 from splade_connectors.store import SparseStore
