@@ -3,11 +3,11 @@
     python bench/passages.py --beir-dir ../shared/data/beir/scifact --max-length 128 --threads 1 --out passages.json
     python bench/passages.py ... --qdrant-url http://127.0.0.1:6333        # a server as well as the embedded engine
 
-The dataset is encoded once per document mode with the shipped model at `--max-length` tokens: truncated
-(one vector per document), windows of `--max-length` tokens merged by max (one vector per document), and
-passages (one point per window, searched grouped per document). Passages and max-merged windows come from
-the same window vectors (the max-merged document vector is the max over its passages' vectors, which is what
-`--chunk-tokens` computes: `tests/trainer/test_chunking.py`). Each mode is written into a fresh collection
+Every window of `--max-length` tokens of every document is encoded once with the shipped model, and the three
+document modes are made from those window vectors: truncation (a document's first window: exactly the tokens a
+`--max-length` cut keeps), windows merged by max (the element-wise max over a document's windows, which is what
+`--chunk-tokens` computes: `tests/trainer/test_chunking.py`), and passages (one point per window, searched grouped
+per document). Queries are encoded once too, so the three modes differ in their documents only. Each mode is written into a fresh collection
 of the embedded Qdrant engine on disk (and of a server with `--qdrant-url`), then, per engine:
 nDCG@10 / MAP@100 of the store's ranking (and of exact in-memory scoring, for reference), points and
 documents stored, the collection's bytes (`storage_bytes`: the embedded shard folder after flush and optimize;
@@ -119,24 +119,31 @@ def main() -> None:
 
     dataset = load_beir_folder(args.beir_dir)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    model = SpladeEncoder.from_pretrained(shipped_model_dir(), device="cpu").model
-    truncating = SpladeEncoder(model, device="cpu", options=EncodeOptions(max_length=args.max_length))
-    windowed = SpladeEncoder(
-        model, device="cpu", options=EncodeOptions(max_length=args.max_length, chunk_tokens=args.max_length),
+    windowed = SpladeEncoder.from_pretrained(
+        shipped_model_dir(), device="cpu", options=EncodeOptions(max_length=args.max_length, chunk_tokens=args.max_length),
         query_options=EncodeOptions(max_length=args.max_length),
     )
-    encoded: dict[str, Any] = {}
     started = time.perf_counter()
-    if "truncation" in modes:
-        encoded["truncation"] = encode_dataset(truncating, dataset)
-    if "passages" in modes or "max-merged" in modes:
-        passages = encode_dataset(windowed, dataset, passages=True)
-        encoded["passages"] = passages
-        merged_record = json.loads(json.dumps(passages.encoding))
-        if merged_record is not None:
-            merged_record["encoding"]["passages"] = False
-        encoded["max-merged"] = dataclasses.replace(passages, passages=None, encoding=merged_record)
+    passages = encode_dataset(windowed, dataset, passages=True)  # every window of every document, encoded once
     encode_seconds = time.perf_counter() - started
+
+    def record(**changes: Any) -> Any:
+        copied = json.loads(json.dumps(passages.encoding))
+        if copied is not None:
+            copied["encoding"].update(changes)
+        return copied
+
+    assert passages.passages is not None
+    encoded: dict[str, Any] = {
+        "passages": passages,
+        # the max over a document's window vectors: what --chunk-tokens encodes (tests/trainer/test_chunking.py)
+        "max-merged": dataclasses.replace(passages, passages=None, encoding=record(passages=False)),
+        # the first window: the tokens a 128-token cut keeps ([CLS] + the first text tokens + [SEP])
+        "truncation": dataclasses.replace(
+            passages, passages=None, doc_vectors=[p[0].sparse for p in passages.passages],
+            encoding=record(passages=False, chunk_tokens=None),
+        ),
+    }
 
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-passages-"))
     engines = [("embedded", lambda name: store_config("qdrant", path=str(folder), collection=name))]

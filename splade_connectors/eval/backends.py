@@ -84,12 +84,12 @@ class ExactBackend:
                 vectors.append(passage.sparse)
         owner = dict(zip(keys, owners))
         deepest = max((len(p) for p in data.passages), default=1)
-        passages = exact_rankings(
+        ranked = exact_rankings(
             data.query_ids, data.query_vectors, keys, vectors,
             top_k=min(len(keys), top_k * max(1, deepest)), dim=data.dim, chunk=self.query_chunk, progress=progress,
         )
         ranking: Ranking = {}
-        for qid, hits in passages.items():
+        for qid, hits in ranked.items():
             best: dict[str, float] = {}
             for key, score in hits:
                 best.setdefault(owner[key], score)
