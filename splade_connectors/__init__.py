@@ -32,6 +32,7 @@ _EXPORTS = {
     "Document": "splade_connectors.records",
     "EncodedDocument": "splade_connectors.records",
     "Hit": "splade_connectors.records",
+    "Passage": "splade_connectors.records",
     "TermContribution": "splade_connectors.records",
     "point_id": "splade_connectors.records",
     "AsyncSearchStore": "splade_connectors.store",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover - `X as X`: explicit re-exports for type c
         Document as Document,
         EncodedDocument as EncodedDocument,
         Hit as Hit,
+        Passage as Passage,
         TermContribution as TermContribution,
         point_id as point_id,
     )

@@ -26,6 +26,7 @@ it for its truncation and chunking counts when a `DocumentEncoder` has it.
 
 from __future__ import annotations
 
+import json
 import sys
 import weakref
 from collections.abc import Iterable, Iterator
@@ -101,14 +102,20 @@ class SparseEncoder(DocumentEncoder, QueryEncoder, IdentifiedEncoder, Protocol):
 
 
 class EncodingIdentity(EncoderIdentity):
-    """Everything that decides a stored document's vector besides its text: the encoder's identity and the title rule."""
+    """Everything that decides a stored document's vector besides its text: the encoder's identity, the title rule,
+    and whether documents are stored as passages (one point per window, `splade_connectors.passages`)."""
 
     with_title: bool = True
+    passages: bool = False
 
     @classmethod
-    def of(cls, encoder_identity: EncoderIdentity, *, with_title: bool) -> EncodingIdentity:
+    def of(cls, encoder_identity: EncoderIdentity, *, with_title: bool, passages: bool = False) -> EncodingIdentity:
         fields = {name: getattr(encoder_identity, name) for name in EncoderIdentity.model_fields}
-        return cls(**fields, with_title=with_title)
+        return cls(**fields, with_title=with_title, passages=passages)
+
+    def key(self) -> str:
+        """As `EncoderIdentity.key`; `passages` enters only when set, so documents written before it keep their hashes."""
+        return json.dumps(self.model_dump(exclude=set() if self.passages else {"passages"}), sort_keys=True)
 
 
 def require_identity(encoder: object, needed_by: str) -> EncoderIdentity:

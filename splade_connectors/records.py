@@ -60,14 +60,30 @@ class Document(BaseModel):
         return data
 
 
+class EncodedPassage(BaseModel):
+    """One passage (token window) of a document: its own vector and its character span in the document's text."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    sparse: SparseVector
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
 class EncodedDocument(BaseModel):
-    """A document with its sparse vector (and optional dense vector for hybrid search)."""
+    """A document with its sparse vector (and optional dense vector for hybrid search).
+
+    `passages` (passage-level retrieval, `splade_connectors.passages`): the document's passages, each
+    written as its own point; `sparse` is then their max-merged vector (what the document as a whole
+    holds), not written.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
     document: Document
     sparse: SparseVector
     dense: list[float] | None = None
+    passages: list[EncodedPassage] | None = None
 
 
 class TermContribution(BaseModel):
@@ -85,8 +101,25 @@ class TermContribution(BaseModel):
         return self.query_weight * self.document_weight
 
 
+class Passage(BaseModel):
+    """The best passage of a document hit on a passage collection: its index, span in the document's text, and text.
+
+    `text` equals `document_text[start:end]`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    start: int
+    end: int
+    text: str
+
+
 class Hit(BaseModel):
-    """A search result: the document id, the store's score and the stored payload."""
+    """A search result: the document id, the store's score and the stored payload.
+
+    On a passage collection the score is the document's best passage's, and `passage` is that passage.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -94,3 +127,4 @@ class Hit(BaseModel):
     score: float
     payload: dict[str, Any] = Field(default_factory=dict)
     terms: list[TermContribution] | None = None
+    passage: Passage | None = None

@@ -28,6 +28,7 @@ from splade_connectors.aio import serialised
 from splade_connectors.encoding import QueryEncoder, as_encoder
 from splade_connectors.errors import ConfigError
 from splade_connectors.explain import with_terms
+from splade_connectors.passages import check_search_mode
 from splade_connectors.records import Hit
 from splade_connectors.store import (
     DEFAULT_RRF_K,
@@ -131,13 +132,17 @@ def search(
     hybrid: HybridOptions | None = None,
     dense_encoder: DenseQueryEncoder | None = None,
     allow_model_mismatch: bool = False,
+    passages: bool | None = None,
 ) -> list[list[Hit]]:
     """Encode `queries` with the SPLADE `encoder` and search `store`; one list of hits per query.
 
     `allow_model_mismatch`: search a collection written by another model anyway (a WARNING is logged).
+    `passages`: a passage collection (ingested with `passages=True`) is always searched per document (each
+    document once, by its best passage, `Hit.passage`); True or False asserts which kind `store` is.
     """
     call = _call(queries, top_k, filter, score_threshold, hybrid, dense_encoder)
     query_encoder: QueryEncoder = as_encoder(encoder)  # a sentence-transformers SparseEncoder is wrapped
+    check_search_mode(store, passages, explain=explain)
     check_query_encoder(store, query_encoder, allow_mismatch=allow_model_mismatch)
     vectors, dense = call.encode(query_encoder)
     results = call.run(store, vectors, dense)
@@ -159,6 +164,7 @@ async def asearch(
     hybrid: HybridOptions | None = None,
     dense_encoder: DenseQueryEncoder | None = None,
     allow_model_mismatch: bool = False,
+    passages: bool | None = None,
 ) -> list[list[Hit]]:
     """`search` for an event loop: same arguments, results and errors, without blocking the loop.
 
@@ -172,6 +178,7 @@ async def asearch(
 
     def encode() -> tuple[list[SparseVector], list[list[float] | None], list[str] | None]:
         # the vocabulary is read under the encoder's lock too: encoding swaps the model's projection meanwhile
+        check_search_mode(store, passages, explain=explain)
         check_query_encoder(store, query_encoder, allow_mismatch=allow_model_mismatch)
         vectors, dense = call.encode(query_encoder)
         return vectors, dense, query_encoder.model.id_to_token() if explain else None

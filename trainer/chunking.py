@@ -12,7 +12,9 @@ each seen with the context of its window. A text that fits one window gives exac
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -66,3 +68,56 @@ def max_merge(vectors: Sequence[SparseVector], dim: int | None = None) -> Sparse
     first = np.ones(indices.size, dtype=bool)
     first[1:] = indices[1:] != indices[:-1]
     return SparseVector(indices[first], values[first], dim if dim is not None else vectors[0].dim)
+
+
+@dataclass(frozen=True)
+class WindowVector:
+    """One token window of a text, encoded on its own (passage-level retrieval): its vector and its character span.
+
+    `start`/`end` index the text the caller gave (before any prompt or lowercasing): `text[start:end]`
+    is the window's text, from its first to its last text token.
+    """
+
+    vector: SparseVector
+    start: int
+    end: int
+
+
+def token_span(offsets: Sequence[tuple[int, int]], special: Sequence[int]) -> tuple[int, int]:
+    """The character span of a window's text tokens (special tokens left out); (0, 0) for a window without any."""
+    spans = [span for span, is_special in zip(offsets, special) if not is_special and span[1] > span[0]]
+    if not spans:
+        return 0, 0
+    return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+class OffsetMap:
+    """Maps character offsets of the prepared text (prompt + text, lowercased when the model lowercases)
+    back to offsets in the caller's text. Lowercasing can change lengths (e.g. "İ" -> "i̇"), so those texts
+    are mapped character by character; all others by subtracting the prompt's length."""
+
+    def __init__(self, prompt: str, text: str, lowercase: bool) -> None:
+        self.text_length = len(text)
+        prefix = prompt.lower() if lowercase else prompt
+        self._shift = len(prefix)
+        self._ends: list[int] | None = None
+        if lowercase and len(text.lower()) != len(text):
+            ends, total = [], 0
+            for char in text:
+                total += len(char.lower())
+                ends.append(total)
+            self._ends = ends
+
+    def position(self, prepared: int, *, end: bool = False) -> int:
+        """The caller's offset of a prepared offset; an `end` inside a character's lowercase expansion rounds up."""
+        local = prepared - self._shift
+        if local <= 0:
+            return 0
+        if self._ends is None:
+            return min(local, self.text_length)
+        if end:
+            return min(bisect.bisect_left(self._ends, local) + 1, self.text_length)
+        return bisect.bisect_right(self._ends, local)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return self.position(start), self.position(end, end=True)

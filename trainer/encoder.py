@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from trainer.chunking import max_merge, window_overlap
+from trainer.chunking import OffsetMap, WindowVector, max_merge, token_span, window_overlap
 from trainer.errors import ConfigError, SpladeError, config_error
 from trainer.identity import EncoderIdentity, encoder_identity, model_fingerprint
 from trainer.model import SpladeModel, resolve_device
@@ -69,6 +69,9 @@ class EncodeStats:
     tokens: int = 0
     chunked: list[int] = field(default_factory=list)
     windows: int = 0
+
+
+_Window = tuple[list[int], list[int], tuple[int, int]]  # token ids, type ids, character span in the prepared text
 
 
 @dataclass
@@ -216,8 +219,8 @@ class SpladeEncoder(RoleEncoder):
             raise ConfigError(f"chunk_tokens ({options.chunk_tokens}) exceeds the model's window of {limit} tokens")
         return window_overlap(options.chunk_tokens, options.chunk_stride, self._backend.num_special_tokens_to_add(False))
 
-    def _chunk_windows(self, texts: list[str], options: EncodeOptions) -> list[list[tuple[list[int], list[int]]]]:
-        """Per text, its token windows (ids, type ids), each with the special tokens (`trainer.chunking`)."""
+    def _chunk_windows(self, texts: list[str], options: EncodeOptions) -> list[list[_Window]]:
+        """Per text, its token windows (ids, type ids, character span), each with the special tokens (`trainer.chunking`)."""
         assert options.chunk_tokens is not None
         overlap = self.chunk_overlap(options)
         backend = self._backend
@@ -227,7 +230,10 @@ class SpladeEncoder(RoleEncoder):
             encodings = backend.encode_batch(texts, add_special_tokens=True)
         finally:
             backend.no_truncation()
-        return [[(e.ids, e.type_ids)] + [(o.ids, o.type_ids) for o in e.overflowing] for e in encodings]
+        return [
+            [(w.ids, w.type_ids, token_span(w.offsets, w.special_tokens_mask)) for w in [e, *e.overflowing]]
+            for e in encodings
+        ]
 
     def _encode_static_queries(self, texts: list[str], offset: int, live: list[int], options: EncodeOptions) -> list[SparseVector]:
         """Inference-free queries: tokens (no special tokens) -> their weights; no model forward."""
@@ -263,27 +269,65 @@ class SpladeEncoder(RoleEncoder):
 
     def _encode_with_model(self, texts: list[str], offset: int, live: list[int], options: EncodeOptions) -> list[SparseVector]:
         """Unpruned MLM vectors, one per text: truncated, or (with `chunk_tokens`) windows merged by max."""
+        per_text = self._window_vectors(texts, offset, live, options)
+        return [max_merge([vector for vector, _ in windows], self.model.vocab_size) for windows in per_text]
+
+    def _window_vectors(
+        self, texts: list[str], offset: int, live: list[int], options: EncodeOptions
+    ) -> list[list[tuple[SparseVector, tuple[int, int]]]]:
+        """Unpruned MLM vectors of every window of every text (one window when truncating), with its span."""
+        windows: list[list[_Window]]
         if options.chunk_tokens is None:
             tokens = self._tokenize(texts, self._max_length(options))
             for j, was_truncated in enumerate(tokens.truncated):
                 if was_truncated:
                     self.stats.truncated.append(offset + live[j])
-            windows = [[(ids, types)] for ids, types in zip(tokens.ids, tokens.type_ids)]
+            windows = [[(ids, types, (0, len(text)))] for ids, types, text in zip(tokens.ids, tokens.type_ids, texts)]
         else:
             windows = self._chunk_windows(texts, options)
             for j, text_windows in enumerate(windows):
                 if len(text_windows) > 1:
                     self.stats.chunked.append(offset + live[j])
-        flat = [(j, ids, types) for j, text_windows in enumerate(windows) for ids, types in text_windows]
+        flat = [(j, w) for j, text_windows in enumerate(windows) for w in text_windows]
         self.stats.windows += len(flat)
-        per_text: list[list[SparseVector]] = [[] for _ in texts]
-        order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]), reverse=True)
+        per_text: list[list[tuple[int, SparseVector, tuple[int, int]]]] = [[] for _ in texts]
+        order = sorted(range(len(flat)), key=lambda k: len(flat[k][1][0]), reverse=True)
         for start in range(0, len(order), options.batch_size):
             batch = order[start : start + options.batch_size]
-            vectors = self._encode_batch([flat[k][1] for k in batch], [flat[k][2] for k in batch], _UNPRUNED)
+            vectors = self._encode_batch([flat[k][1][0] for k in batch], [flat[k][1][1] for k in batch], _UNPRUNED)
             for k, vector in zip(batch, vectors):
-                per_text[flat[k][0]].append(vector)
-        return [max_merge(vectors, self.model.vocab_size) for vectors in per_text]
+                per_text[flat[k][0]].append((k, vector, flat[k][1][2]))
+        return [[(vector, span) for _, vector, span in sorted(items, key=lambda item: item[0])] for items in per_text]
+
+    def encode_passages(self, texts: Iterable[str], **overrides: object) -> list[list[WindowVector]]:
+        """Documents as passages: per text, one vector per token window, in text order, with the window's span.
+
+        Windows are those of `chunk_tokens` / `chunk_stride` (default: windows of the max length, no
+        overlap); each vector goes through `min_weight`, `top_k` and pruning like a document vector. The
+        spans index the given text (`text[start:end]` is the window's text). A text with nothing to encode
+        (empty, whitespace) gives one empty passage spanning it, so every document keeps a passage.
+        """
+        options = _with_overrides(self.options, overrides) if overrides else self.options
+        if options.chunk_tokens is None:
+            options = options.model_copy(update={"chunk_tokens": self._max_length(options)})
+        self.stats = EncodeStats()
+        prompt = self.model.prompts.get("document", "")
+        iterator = iter(texts)
+        results: list[list[WindowVector]] = []
+        offset = 0
+        while window := list(itertools.islice(iterator, options.window)):
+            prepared = self._prepare(window, offset, "document", options)
+            self.stats.texts += len(window)
+            out = [[WindowVector(SparseVector.empty(self.model.vocab_size), 0, len(text))] for text in window]
+            live = [i for i, t in enumerate(prepared) if t is not None]
+            if live:
+                per_text = self._window_vectors([prepared[i] for i in live], offset, live, options)  # type: ignore[misc]  # live: non-empty texts
+                for j, text_windows in enumerate(per_text):
+                    mapper = OffsetMap(prompt, window[live[j]], self.model.do_lower_case)
+                    out[live[j]] = [WindowVector(_finish(vector, options), *mapper.span(*span)) for vector, span in text_windows]
+            results.extend(out)
+            offset += len(window)
+        return results
 
     def _encode_batch(self, ids: list[list[int]], type_ids: list[list[int]], options: EncodeOptions) -> list[SparseVector]:
         length = max(len(x) for x in ids)

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     backends = parser.add_argument_group("backends")
     backends.add_argument("--backends", default="exact,qdrant,opensearch", help="comma-separated: exact, qdrant, opensearch")
     backends.add_argument("--keep", action="store_true", help="keep the collections/indices created for the run")
+    backends.add_argument("--passages", action="store_true",
+                          help="store documents as passages (one point per token window) and rank each by its best passage")
     add_qdrant_options(parser, path_default="default: embedded in-memory")
     add_opensearch_options(parser)
     add_query_options(parser)
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args)
     bars = _Bars(enabled=not args.no_progress)
     try:
-        report = evaluate(encoder, datasets, backends, progress=bars)
+        report = evaluate(encoder, datasets, backends, progress=bars, passages=args.passages)
     finally:
         bars.close()
     if args.output_dir:

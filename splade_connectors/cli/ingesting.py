@@ -40,6 +40,9 @@ def add_ingest_options(parser: argparse.ArgumentParser, *, input_required: bool)
     parser.add_argument("--reencode", action="store_true",
                         help="if the collection holds vectors of another model or encoding options, drop it and ingest "
                              "this input into a new one (the input must hold every document to keep)")
+    parser.add_argument("--passages", action="store_true",
+                        help="store each document as passages, one point per token window (--chunk-tokens; default: "
+                             "windows of the max length); searches return documents with their best passage")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
     engine = parser.add_argument_group("engine")
@@ -67,7 +70,7 @@ def ingest_config(args: argparse.Namespace) -> IngestConfig:
             batch_size=args.ingest_batch_size, on_invalid=args.on_invalid, with_title=not args.no_title,
             fields=FieldMap(id=args.id_field, text=args.text_field, title=None if args.no_title else args.title_field),
             checkpoint=args.checkpoint, skip_unchanged=args.skip_unchanged, delete_missing=args.delete_missing,
-            reencode=args.reencode,
+            reencode=args.reencode, passages=getattr(args, "passages", False),
         )
     except ValidationError as exc:
         raise config_error(exc, "ingest options") from None

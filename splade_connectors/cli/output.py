@@ -40,6 +40,8 @@ def hit_to_json(rank: int, hit: Hit) -> dict[str, Any]:
     data: dict[str, Any] = {"rank": rank, "id": hit.id, "score": round(hit.score, 6), "title": hit.payload.get("title")}
     if hit.payload.get("metadata"):
         data["metadata"] = hit.payload["metadata"]
+    if hit.passage is not None:
+        data["passage"] = hit.passage.model_dump()
     if hit.terms is not None:
         data["terms"] = [
             {"token": t.token, "query_weight": round(t.query_weight, 4), "document_weight": round(t.document_weight, 4),
@@ -70,6 +72,9 @@ def format_results(query: str, hits: Sequence[Hit], width: int = 48) -> str:
         title = excerpt(str(hit.payload.get("title") or hit.payload.get("text") or ""), width)
         terms = ", ".join(f"{t.token}({t.contribution:.1f})" for t in hit.terms or [])
         lines.append(f"  {rank:>2}  {hit.score:>8.3f}  {hit.id:<{id_width}}  {title:<{width}}  {terms}")
+        if hit.passage is not None:
+            span = f"passage {hit.passage.index} [{hit.passage.start}:{hit.passage.end}]"
+            lines.append(f"  {'':>2}  {'':>8}  {span:<{id_width}}  {excerpt(hit.passage.text, 2 * width)}")
     return "\n".join(lines)
 
 

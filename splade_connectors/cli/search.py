@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--explain", action="store_true", help="show the top shared terms of each hit")
     parser.add_argument("--explain-terms", type=positive_int, default=5, help="terms shown per hit with --explain")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--passages", action="store_true",
+                        help="require a passage collection (ingested with --passages); it is searched per document either "
+                             "way: each document once, by its best passage, shown with its span and text")
     parser.add_argument("--allow-model-mismatch", action="store_true",
                         help="search a collection written by another model anyway (warns; scores are then meaningless)")
     add_store_options(parser)
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         results = search(
             store, encoder, args.query, top_k=args.top_k, explain=args.explain, explain_terms=args.explain_terms,
             filter=filters, score_threshold=args.score_threshold, allow_model_mismatch=args.allow_model_mismatch,
+            passages=True if args.passages else None,
         )
     if args.json:
         print_json({"store": args.store, "collection": store.name, "results": results_to_json(args.query, results)})

@@ -61,11 +61,40 @@ class ExactBackend:
 
     def rank(self, data: EncodedDataset, top_k: int, progress: Progress | None = None) -> tuple[Ranking, BackendTimings]:
         started = time.perf_counter()
-        ranking = exact_rankings(
-            data.query_ids, data.query_vectors, data.doc_ids, data.doc_vectors,
-            top_k=top_k, dim=data.dim, chunk=self.query_chunk, progress=progress,
-        )
+        if data.passages is not None:
+            ranking = self._rank_passages(data, top_k, progress)
+        else:
+            ranking = exact_rankings(
+                data.query_ids, data.query_vectors, data.doc_ids, data.doc_vectors,
+                top_k=top_k, dim=data.dim, chunk=self.query_chunk, progress=progress,
+            )
         return ranking, BackendTimings(search_seconds=time.perf_counter() - started)
+
+    def _rank_passages(self, data: EncodedDataset, top_k: int, progress: Progress | None) -> Ranking:
+        """Documents by their best passage: the exact passage ranking, deep enough to hold `top_k` documents
+        (`top_k` x the most passages of one document), each document kept at its first (best) passage."""
+        assert data.passages is not None
+        owners: list[str] = []
+        keys: list[str] = []
+        vectors = []
+        for doc_id, passages in zip(data.doc_ids, data.passages):
+            for passage in passages:
+                owners.append(doc_id)
+                keys.append(f"{len(keys):012d}")
+                vectors.append(passage.sparse)
+        owner = dict(zip(keys, owners))
+        deepest = max((len(p) for p in data.passages), default=1)
+        ranked = exact_rankings(
+            data.query_ids, data.query_vectors, keys, vectors,
+            top_k=min(len(keys), top_k * max(1, deepest)), dim=data.dim, chunk=self.query_chunk, progress=progress,
+        )
+        ranking: Ranking = {}
+        for qid, hits in ranked.items():
+            best: dict[str, float] = {}
+            for key, score in hits:
+                best.setdefault(owner[key], score)
+            ranking[qid] = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:top_k]
+        return ranking
 
 
 def collection_name(prefix: str, dataset: str) -> str:
@@ -107,7 +136,7 @@ class StoreBackend:
             for batch in data.encoded_documents(self.upsert_batch):
                 retrying(store.upsert, batch)
             store.finish_ingest()
-            stored = store.count()
+            stored = store.count()  # documents: on a passage collection, one first passage each
             if stored != len(data.doc_ids):
                 raise StoreError(f"{store.describe()} holds {stored} documents, expected {len(data.doc_ids)}")
             timings.index_seconds = time.perf_counter() - started

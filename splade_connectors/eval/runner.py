@@ -101,8 +101,12 @@ def evaluate(
     top_k: int | None = None,
     progress: ProgressFactory | None = None,
     keep_rankings: bool = False,
+    passages: bool = False,
 ) -> EvaluationReport:
     """Evaluate `encoder` on each dataset through each backend, encoding every dataset once.
+
+    `passages`: documents are stored as passages (one point per token window) and ranked by their best
+    passage (`splade_connectors.passages`); the metrics score documents either way.
 
     Backends are names (`exact`, `qdrant`, `opensearch`; options per name in `backend_options`,
     e.g. `{"qdrant": {"url": ...}, "opensearch": {"url": ...}}`) or `Backend` objects.
@@ -114,7 +118,7 @@ def evaluate(
         for dataset in datasets:
             total = len(dataset.corpus) + len(dataset.eval_query_ids())
             bar = progress("encode", dataset.name, None, total) if progress else None
-            yield encode_dataset(encoder, dataset, progress=bar)
+            yield encode_dataset(encoder, dataset, progress=bar, passages=passages)
 
     return evaluate_encoded(encoded(), resolved, top_k=top_k, progress=progress, keep_rankings=keep_rankings)
 
@@ -155,6 +159,8 @@ def evaluate_encoded(
             "relevance_threshold": dataset.relevance_threshold, "source": dataset.source,
             "truncated_documents": data.truncated_docs, "chunked_documents": data.chunked_docs,
         }
+        if data.passages is not None:
+            report.datasets[dataset.name]["passages"] = sum(len(p) for p in data.passages)
         dropped = dataset.dropped_qrels()
         if dropped:
             examples = list(dropped)[:DROPPED_SHOWN]

@@ -39,3 +39,4 @@ class IngestConfig(BaseModel):
     delete_missing: bool = False
     max_invalid_kept: int = Field(1000, ge=0)
     reencode: bool = False
+    passages: bool = False

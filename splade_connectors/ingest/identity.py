@@ -26,9 +26,9 @@ from splade_connectors.records import Document
 __all__ = ["EncodingIdentity", "content_hash", "encoding_identity", "run_identity", "stored_hash"]
 
 
-def encoding_identity(encoder: object, *, with_title: bool) -> EncodingIdentity:
+def encoding_identity(encoder: object, *, with_title: bool, passages: bool = False) -> EncodingIdentity:
     """The identity of what `encoder` stores for documents; `ConfigError` when it has no `identity()`."""
-    return EncodingIdentity.of(require_identity(encoder, "content hashes"), with_title=with_title)
+    return EncodingIdentity.of(require_identity(encoder, "content hashes"), with_title=with_title, passages=passages)
 
 
 def run_identity(encoder: object, config: IngestConfig) -> EncodingIdentity | None:
@@ -42,9 +42,11 @@ def run_identity(encoder: object, config: IngestConfig) -> EncodingIdentity | No
         ) if wanted
     ]
     if needs:
-        return EncodingIdentity.of(require_identity(encoder, " and ".join(needs)), with_title=config.with_title)
+        return EncodingIdentity.of(
+            require_identity(encoder, " and ".join(needs)), with_title=config.with_title, passages=config.passages
+        )
     if isinstance(encoder, IdentifiedEncoder):
-        return encoding_identity(encoder, with_title=config.with_title)
+        return encoding_identity(encoder, with_title=config.with_title, passages=config.passages)
     return None
 
 

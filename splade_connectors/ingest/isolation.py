@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from splade_connectors.encoding import DocumentEncoder
 from splade_connectors.errors import RejectedDocumentsError
 from splade_connectors.records import EncodedDocument
-from trainer.sparse import SparseVector
 
 # What an encoder raises for an input it cannot take (EncodingInputError is a ValueError).
 RECORD_ERRORS: tuple[type[BaseException], ...] = (TypeError, ValueError, UnicodeError)
@@ -36,7 +36,7 @@ def one_line(error: BaseException, limit: int = 300) -> str:
 class EncodeOutcome:
     """Vectors aligned with the input texts (None where refused), reasons by index, truncated and chunked indices."""
 
-    vectors: list[SparseVector | None]
+    vectors: list[Any]  # a SparseVector (or, for passages, a list of `WindowVector`s) per text; None where refused
     refused: dict[int, str] = field(default_factory=dict)
     truncated: list[int] = field(default_factory=list)
     chunked: list[int] = field(default_factory=list)
@@ -47,13 +47,16 @@ def _reason(error: BaseException) -> str:
     return f"the encoder refused it: {problem if isinstance(problem, str) else one_line(error)}"
 
 
-def encode_isolating(encoder: DocumentEncoder, texts: Sequence[str]) -> EncodeOutcome:
-    """Encode `texts` as documents; texts the encoder refuses are isolated by bisection."""
+def encode_isolating(
+    encoder: DocumentEncoder, texts: Sequence[str], encode: Callable[[list[str]], Sequence[Any]] | None = None
+) -> EncodeOutcome:
+    """Encode `texts` as documents (or with `encode`, e.g. into passages); texts the encoder refuses are isolated by bisection."""
     outcome = EncodeOutcome(vectors=[None] * len(texts))
+    run = encode or encoder.encode_documents
 
     def attempt(lo: int, hi: int) -> None:
         try:
-            vectors = encoder.encode_documents(list(texts[lo:hi]))
+            vectors = run(list(texts[lo:hi]))
         except RECORD_ERRORS as exc:
             if hi - lo == 1:
                 outcome.refused[lo] = _reason(exc)

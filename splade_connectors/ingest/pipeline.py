@@ -22,10 +22,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from splade_connectors.encoding import DocumentEncoder, as_encoder
-from splade_connectors.errors import IngestError
+from splade_connectors.errors import ConfigError, IngestError
 from splade_connectors.ingest.config import IngestConfig
 from splade_connectors.ingest.identity import run_identity
 from splade_connectors.ingest.incremental import Status
@@ -43,6 +44,7 @@ from splade_connectors.ingest.session import (
 )
 from splade_connectors.ingest.sources import RawRecord
 from splade_connectors.ingest.validate import InvalidRecord, to_document
+from splade_connectors.passages import encode_passages, require_passage_encoder, with_passages
 from splade_connectors.records import Document, EncodedDocument
 from splade_connectors.store import SparseStore
 from splade_connectors.stored_encoding import encoder_vocabulary
@@ -101,6 +103,10 @@ class _Run:
         self.pipeline = pipeline
         self.store = pipeline.store
         self.config = config = pipeline.config
+        if config.passages:
+            require_passage_encoder(pipeline.encoder)
+            if pipeline.dense_encoder is not None:
+                raise ConfigError("passages take no dense vectors: hybrid search is not supported on a passage collection")
         identity = run_identity(pipeline.encoder, config)  # ConfigError when the run needs one the encoder lacks
         self.identity_key = identity.key() if identity is not None else None
         self.state = start_state(self.store, config, identity)  # a checkpoint of another run is refused first
@@ -197,7 +203,8 @@ class _Run:
         report.unchanged += len(docs) - len(todo)
         started = time.perf_counter()
         texts = [docs[i].text_to_encode(config.with_title) for i in todo]
-        outcome = encode_isolating(self.pipeline.encoder, texts)
+        encoder = self.pipeline.encoder
+        outcome = encode_isolating(encoder, texts, partial(encode_passages, encoder) if config.passages else None)
         report.truncated += len(outcome.truncated)
         report.chunked += len(outcome.chunked)
         for j, reason in sorted(outcome.refused.items()):
@@ -212,7 +219,10 @@ class _Run:
         for j, vector in zip(kept, dense):
             sparse = outcome.vectors[j]
             assert sparse is not None
-            encoded.append(EncodedDocument(document=docs[todo[j]], sparse=sparse, dense=vector))
+            if config.passages:
+                encoded.append(with_passages(docs[todo[j]], sparse, config.with_title))
+            else:
+                encoded.append(EncodedDocument(document=docs[todo[j]], sparse=sparse, dense=vector))
         job = _WriteJob(
             encoded=encoded,
             positions=[pending.positions[todo[j]] for j in kept],

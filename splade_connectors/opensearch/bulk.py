@@ -33,7 +33,7 @@ from splade_connectors.errors import RejectedDocumentsError, StoreError, Transie
 from splade_connectors.opensearch.errors import TRANSIENT_STATUS, mapped_errors
 from splade_connectors.opensearch.feature_json import FeatureJson
 from splade_connectors.opensearch.features import FeatureCodec
-from splade_connectors.records import EncodedDocument, point_id
+from splade_connectors.passages import StorePoint
 from trainer.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -79,25 +79,23 @@ class SourceEncoder:
         self._features = FeatureJson(codec)
         self._field_key = f',{_dumps(sparse_field)}:'.encode()
 
-    def lines(
-        self, batch: Sequence[EncodedDocument], checked: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
-    ) -> list[bytes]:
-        """`{"index":{"_id":..}}\\n{source}\\n` per document (`checked`: the batch's `check` result, if done already)."""
+    def lines(self, batch: Sequence[StorePoint], checked: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> list[bytes]:
+        """`{"index":{"_id":..}}\\n{source}\\n` per point (`checked`: the batch's `check` result, if done already)."""
         pairs = list(checked) if checked is not None else self.check(batch)
         objects = self._features.objects(pairs)
         lines = []
-        for encoded, features in zip(batch, objects):
-            payload = _dumps(encoded.document.payload()).encode()  # always holds doc_id and text: never "{}"
-            action = f'{{"index":{{"_id":"{point_id(encoded.document.id)}"}}}}\n'.encode()
+        for point, features in zip(batch, objects):
+            payload = _dumps(point.payload).encode()  # always holds doc_id: never "{}"
+            action = f'{{"index":{{"_id":"{point.id}"}}}}\n'.encode()
             lines.append(b"".join((action, payload[:-1], self._field_key, features, b"}\n")))
         return lines
 
-    def check(self, batch: Sequence[EncodedDocument]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(indices, values) to index per document; `BadDocument` (naming it) for a vector OpenSearch would refuse."""
-        return [self._checked(encoded) for encoded in batch]
+    def check(self, batch: Sequence[StorePoint]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(indices, values) to index per point; `BadDocument` (naming its document) for a vector OpenSearch would refuse."""
+        return [self._checked(point) for point in batch]
 
-    def _checked(self, encoded: EncodedDocument) -> tuple[np.ndarray, np.ndarray]:
-        doc_id, vector = encoded.document.id, encoded.sparse
+    def _checked(self, point: StorePoint) -> tuple[np.ndarray, np.ndarray]:
+        doc_id, vector = point.doc_id, point.sparse
         if not isinstance(vector, SparseVector):
             raise BadDocument(doc_id, f"sparse must be a SparseVector, got {type(vector).__name__}")
         indices, values = vector.indices, vector.values

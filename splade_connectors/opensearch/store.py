@@ -1,7 +1,9 @@
 """`OpenSearchStore`: the `SparseStore` protocol on an OpenSearch index with a `rank_features` field.
 
 Behaviour worth knowing:
-- Ids: `_id = point_id(doc_id)` (UUID5), so re-ingesting overwrites and never duplicates.
+- Ids: `_id = point_id(doc_id)` (UUID5), so re-ingesting overwrites and never duplicates. A passage index
+  (`splade_connectors.passages`) holds one document per window (`passage_point_id`); its searches `collapse` on
+  `doc_id`, so each document comes back once, by its best passage.
 - Precision: rank_features keeps ~9 significant bits of each *document* weight (the float's bits
   shifted right by 15, i.e. truncated: stored value in (w * (1 - 2**-8), w]). Query weights are exact
   boosts, so a score is in (S * (1 - 2**-8), S] for the exact dot product S (plus float32 rounding).
@@ -77,7 +79,19 @@ from splade_connectors.opensearch.queries import (
     sparse_search_body,
     text_query,
 )
-from splade_connectors.records import EncodedDocument, Hit, point_id
+from splade_connectors.passages import (
+    PASSAGE_COUNT_FIELD,
+    PASSAGE_FIELDS,
+    PASSAGE_INDEX_FIELD,
+    all_point_ids,
+    is_passage_collection,
+    passage_hit,
+    refuse,
+    stale_point_ids,
+    store_points,
+    stored_count,
+)
+from splade_connectors.records import DOC_ID_FIELD, EncodedDocument, Hit, point_id
 from splade_connectors.store import (
     CONFIGURED,
     DEFAULT_RRF_K,
@@ -103,6 +117,8 @@ STORAGE_RELATIVE_ERROR = 2.0**-8  # rank_features truncates weights to 9 signifi
 DEFAULT_THREADS = 2  # write/search threads assumed when the cluster does not say
 MAX_BULK_WRITERS = 8
 _MGET_CHUNK = 500
+# The documents that stand for their document on a passage index (one per document): passage 0.
+_FIRST_PASSAGE: dict[str, Any] = {"term": {PASSAGE_INDEX_FIELD: 0}}
 SERIALISE_SLICE = 64  # documents written per vectorised pass (requests leave between passes)
 
 
@@ -266,7 +282,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
     def bulk_lines(self, batch: Sequence[EncodedDocument]) -> list[bytes]:
         """The `_bulk` NDJSON of a batch (action + source per document); a bad vector rejects the batch."""
         try:
-            return self._sources.lines(batch)
+            return self._sources.lines(store_points(batch))
         except BadDocument as exc:
             raise self._rejected(exc.doc_id, exc.reason) from exc
 
@@ -279,8 +295,11 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._require_open()
         if not batch:
             return
+        passages = [item.document.id for item in batch if item.passages is not None]
+        stored = self._passage_counts(passages) if passages else {}
+        points = store_points(batch)
         try:
-            checked = self._sources.check(batch)
+            checked = self._sources.check(points)
         except BadDocument as exc:
             raise self._rejected(exc.doc_id, exc.reason) from exc
         writers = self.bulk_writers()
@@ -289,27 +308,50 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
             self.client, self.name, self.describe(), gzip=self._gzip(), executor=self._pool,
             wait_for_active_shards=self.config.wait_for_active_shards,
         )
-        step = max(SERIALISE_SLICE, -(-len(batch) // (4 * writers)))
+        step = max(SERIALISE_SLICE, -(-len(points) // (4 * writers)))
         try:
-            for start in range(0, len(batch), step):
-                part = batch[start : start + step]
+            for start in range(0, len(points), step):
+                part = points[start : start + step]
                 lines = self._sources.lines(part, checked[start : start + step])
-                if start == 0:  # the first slice's bytes per document estimate the batch's size
-                    planner.expect(sum(map(len, lines)) * len(batch) // len(part))
-                for encoded, line in zip(part, lines):
-                    if (full := planner.add(encoded.document.id, line)) is not None:
+                if start == 0:  # the first slice's bytes per point estimate the batch's size
+                    planner.expect(sum(map(len, lines)) * len(points) // len(part))
+                for point, line in zip(part, lines):
+                    if (full := planner.add(point.doc_id, line)) is not None:
                         sender.submit(full)
         except BaseException:
             sender.finish()  # never leave requests running behind an error
             raise
         raise_for_outcome(sender.finish(planner.finish()), len(batch), self.describe())
+        written = {item.document.id: len(item.passages) for item in batch if item.passages is not None}
+        stale = [pid for doc_id, count in stored.items() for pid in stale_point_ids(doc_id, count, written.get(doc_id, 0))]
+        if stale:  # a document re-ingested with fewer windows: its passages past the new count
+            self._delete_ids(stale)
+
+    def _passage_counts(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """How many passages each of these documents has stored (real-time `mget`; documents not stored left out)."""
+        found = self.fetch_payloads(doc_ids, [PASSAGE_COUNT_FIELD])
+        return {doc_id: stored_count(payload) for doc_id, payload in found.items()}
+
+    def _passage_collection(self) -> bool:
+        """Whether the index's encoding record says it holds passages (`splade_connectors.passages`)."""
+        return is_passage_collection(self.recorded_encoding())
 
     def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete these documents (every passage of each, on a passage index)."""
         self._require_open()
         if not doc_ids:
             return
-        body = [{"delete": {"_index": self.name, "_id": point_id(d)}} for d in doc_ids]
-        with mapped_errors(self.describe(), f"bulk delete of {len(doc_ids)} documents"):
+        if self._passage_collection():
+            counts = self._passage_counts(doc_ids)
+            self._delete_ids([pid for doc_id, count in counts.items() for pid in all_point_ids(doc_id, count)])
+        else:
+            self._delete_ids([point_id(d) for d in doc_ids])
+
+    def _delete_ids(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        body = [{"delete": {"_index": self.name, "_id": i}} for i in ids]
+        with mapped_errors(self.describe(), f"bulk delete of {len(ids)} documents"):
             response = self.client.bulk(body=body)
         failures = [
             item["delete"] for item in response.get("items", []) if item.get("delete", {}).get("status") not in (200, 404)
@@ -458,6 +500,8 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._require_open()
         self._before_read()
         with mapped_errors(self.describe(), "count"):
+            if self._passage_collection():  # one first passage per document
+                return int(self.client.count(index=self.name, body={"query": _FIRST_PASSAGE})["count"])
             return int(self.client.count(index=self.name)["count"])
 
     def storage_bytes(self) -> int | None:
@@ -581,6 +625,12 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         require_top_k(top_k)
         phased = self._two_phase(two_phase)
         fields = self._fields(payload_fields)
+        grouped = self._passage_collection()
+        if grouped:
+            if phased is not None:  # OpenSearch refuses `collapse` together with `rescore`
+                raise refuse(self.describe(), "two-phase search (OpenSearch cannot collapse rescored hits)")
+            if fields is not None:
+                fields = [*fields, *sorted(PASSAGE_FIELDS)]
         filters = filter_clauses(filter)
         budget = self._clause_budget(filters)
         source = source_spec(fields, self.sparse_field, with_terms)
@@ -593,12 +643,16 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
                 vector, self.codec, self.sparse_field, top_k=top_k, filters=filters, two_phase=phased,
                 score_threshold=score_threshold, source=source,
             )
+            if grouped:  # one hit per document: its best passage (collapse keeps each doc_id's top-scoring hit)
+                body["collapse"] = {"field": DOC_ID_FIELD}
             searches.append((position, vector, body))
 
         def finish(responses: list[dict[str, Any]]) -> list[list[Hit]]:
             results: list[list[Hit]] = [[] for _ in vectors]
             for (position, vector, body), response in zip(searches, responses):
                 hits = self._hits(response, vector if with_terms else None)
+                if grouped:
+                    hits = [passage_hit(hit) for hit in hits]
                 if score_threshold is not None and "rescore" in body:  # min_score would see phase one's partial score
                     hits = [h for h in hits if h.score >= score_threshold]
                 results[position] = hits
@@ -713,6 +767,8 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         payload_fields: Sequence[str] | None | Configured,
     ) -> _Plan:
         self._require_open()
+        if self._passage_collection():
+            raise refuse(self.describe(), "hybrid search")
         if any(q.dense is not None for q in queries):
             raise ConfigError(f"{self.describe()} stores no dense vectors: hybrid search uses BM25 on the text")
         depth = hybrid_depth(top_k, candidates=candidates, rrf_k=rrf_k)
@@ -773,10 +829,11 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
         self._require_open()
         self._before_read()
         require_batch_size(batch_size)
+        passages = self._passage_collection()
         after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {
-                "size": batch_size, "query": {"match_all": {}}, "sort": [{"doc_id": "asc"}],
+                "size": batch_size, "query": _FIRST_PASSAGE if passages else {"match_all": {}}, "sort": [{"doc_id": "asc"}],
                 "_source": False, "docvalue_fields": ["doc_id"], "track_total_hits": False,
             }
             if after is not None:

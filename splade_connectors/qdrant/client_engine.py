@@ -275,9 +275,9 @@ class ClientEngine:
             self.client.update_collection(collection_name=self.name, metadata={key: value})
 
     # ---- reads ------------------------------------------------------------------------------------------
-    def count(self) -> int:
+    def count(self, filter: models.Filter | None = None) -> int:
         with self._errors("count"):
-            return int(self.client.count(collection_name=self.name, exact=True).count)
+            return int(self.client.count(collection_name=self.name, count_filter=filter, exact=True).count)
 
     def _nearest(self, query: NearestQuery) -> Any:
         if query.sparse is not None:
@@ -320,6 +320,31 @@ class ClientEngine:
             responses = await self._async.get().query_batch_points(collection_name=self.name, requests=requests)
         return _scored(responses)
 
+    def _groups_arguments(self, query: NearestQuery, group_by: str) -> dict[str, Any]:
+        return {
+            "collection_name": self.name, "group_by": group_by, "group_size": 1, "limit": query.limit,
+            "query": self._nearest(query), "using": query.using, "prefetch": self._candidates(query),
+            "query_filter": query.filter, "score_threshold": query.score_threshold, "with_payload": _payload(query.payload),
+        }
+
+    def query_groups(self, queries: Sequence[NearestQuery], group_by: str) -> list[list[ScoredPoint]]:
+        """Qdrant's groups search (`query_points_groups`, group_size 1): grouped in the engine, one request per query."""
+        out = []
+        with self._errors(f"grouped search of {len(queries)} queries"):
+            for query in queries:
+                result = self.client.query_points_groups(**self._groups_arguments(query, group_by))
+                out.append(_best_of_groups(result))
+        return out
+
+    async def aquery_groups(self, queries: Sequence[NearestQuery], group_by: str) -> list[list[ScoredPoint]]:
+        """`query_groups` through the async client of a server."""
+        out = []
+        with self._errors(f"grouped search of {len(queries)} queries"):
+            for query in queries:
+                result = await self._async.get().query_points_groups(**self._groups_arguments(query, group_by))
+                out.append(_best_of_groups(result))
+        return out
+
     async def aclose_async(self) -> None:
         """Close the async client of the running loop."""
         await self._async.aclose()
@@ -339,10 +364,13 @@ class ClientEngine:
             vector = from_qdrant_sparse(found) if isinstance(found, models.SparseVector) else None
         return StoredPoint(id=_point_id(record.id), payload=dict(record.payload or {}), sparse=vector)
 
-    def scroll(self, limit: int, offset: Any, *, payload: bool | Sequence[str]) -> tuple[list[StoredPoint], Any]:
+    def scroll(
+        self, limit: int, offset: Any, *, payload: bool | Sequence[str], filter: models.Filter | None = None
+    ) -> tuple[list[StoredPoint], Any]:
         with self._errors("scroll"):
             records, next_offset = self.client.scroll(
-                collection_name=self.name, limit=limit, offset=offset, with_payload=_payload(payload), with_vectors=False,
+                collection_name=self.name, scroll_filter=filter, limit=limit, offset=offset, with_payload=_payload(payload),
+                with_vectors=False,
             )
         return [self._stored(r, False) for r in records], next_offset
 
@@ -385,6 +413,14 @@ def _scored(responses: Sequence[models.QueryResponse]) -> list[list[ScoredPoint]
     return [
         [ScoredPoint(id=_point_id(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
         for response in responses
+    ]
+
+
+def _best_of_groups(result: models.GroupsResult) -> list[ScoredPoint]:
+    """The best (only) point of each group, in the groups' order (best group first)."""
+    return [
+        ScoredPoint(id=_point_id(group.hits[0].id), score=float(group.hits[0].score), payload=dict(group.hits[0].payload or {}))
+        for group in result.groups if group.hits
     ]
 
 

@@ -28,8 +28,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from qdrant_client import models
 
 from splade_connectors.errors import ConfigMismatchError, NotFoundError, StorageFullError, StoreError
 from splade_connectors.qdrant.collection import check_layout, check_name, missing_indexes, wanted_sparse
@@ -299,11 +302,11 @@ class EdgeEngine:
             raise StoreError(f"{self.config.describe()}: cannot write {path}: {exc.strerror or exc}") from None
 
     # ---- reads ------------------------------------------------------------------------------------------
-    def count(self) -> int:
+    def count(self, filter: models.Filter | None = None) -> int:
         import qdrant_edge as qe
 
         with self._errors("count"):
-            return int(self.shard.count(qe.CountRequest(exact=True)))
+            return int(self.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(filter))))
 
     def _nearest(self, query: NearestQuery) -> Any:
         import qdrant_edge as qe
@@ -353,6 +356,25 @@ class EdgeEngine:
             responses = self.shard.query_batch(qe.QueryBatchRequest(requests))
         return [[ScoredPoint(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points] for points in responses]
 
+    def query_groups(self, queries: Sequence[NearestQuery], group_by: str) -> list[list[ScoredPoint]]:
+        """Grouped search: qdrant-edge 0.9 has no groups API, so the engine's ranked points are read deeper until
+        `limit` groups are found or the ranking ends; each group's first point is its best (exact, like the server's)."""
+        depth = [max(16, 4 * q.limit) for q in queries]
+        results: list[list[ScoredPoint] | None] = [None] * len(queries)
+        todo = list(range(len(queries)))
+        while todo:
+            ranked = self.query_batch([replace(queries[i], limit=depth[i]) for i in todo])
+            again = []
+            for i, points in zip(todo, ranked):
+                best = _first_per_group(points, group_by, queries[i].limit)
+                if len(best) < queries[i].limit and len(points) >= depth[i]:
+                    depth[i] *= 4
+                    again.append(i)
+                else:
+                    results[i] = best
+            todo = again
+        return [r or [] for r in results]
+
     def retrieve(self, ids: Sequence[str], *, payload: bool | Sequence[str], sparse: bool) -> list[StoredPoint]:
         with self._errors("retrieve"):
             records = self.shard.retrieve(list(ids), _payload(payload), [self.config.sparse_name] if sparse else False)
@@ -366,12 +388,14 @@ class EdgeEngine:
                 vector = SparseVector(found.indices, found.values)
         return StoredPoint(id=str(record.id), payload=dict(record.payload or {}), sparse=vector)
 
-    def scroll(self, limit: int, offset: Any, *, payload: bool | Sequence[str]) -> tuple[list[StoredPoint], Any]:
+    def scroll(
+        self, limit: int, offset: Any, *, payload: bool | Sequence[str], filter: models.Filter | None = None
+    ) -> tuple[list[StoredPoint], Any]:
         import qdrant_edge as qe
 
         with self._errors("scroll"):
             records, next_offset = self.shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=limit, with_payload=_payload(payload), with_vector=False)
+                qe.ScrollRequest(offset=offset, limit=limit, filter=to_edge_filter(filter), with_payload=_payload(payload), with_vector=False)
             )
         return [self._stored(r, False) for r in records], next_offset
 
@@ -382,6 +406,21 @@ class EdgeEngine:
         with self._errors("flush"):
             self.shard.flush()
         return disk_bytes(self.folder)
+
+
+def _first_per_group(points: Sequence[ScoredPoint], group_by: str, limit: int) -> list[ScoredPoint]:
+    """The first point of each `group_by` value in ranked `points`, at most `limit` of them."""
+    seen: set[Any] = set()
+    best: list[ScoredPoint] = []
+    for point in points:
+        key = json.dumps(point.payload.get(group_by), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        best.append(point)
+        if len(best) >= limit:
+            break
+    return best
 
 
 def _payload(selection: bool | Sequence[str]) -> bool | list[str]:

@@ -130,19 +130,26 @@ class Engine(Protocol):
     def delete(self, ids: Sequence[str]) -> None:
         ...
 
-    def count(self) -> int:
+    def count(self, filter: models.Filter | None = None) -> int:
+        """Exact count of the points (matching `filter`)."""
         ...
 
     def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
         """Run several queries in one round trip (one planned batch for the embedded engine)."""
         ...
 
+    def query_groups(self, queries: Sequence[NearestQuery], group_by: str) -> list[list[ScoredPoint]]:
+        """Per query, the best point of each of the best `limit` groups of points sharing the payload value `group_by`."""
+        ...
+
     def retrieve(self, ids: Sequence[str], *, payload: bool | Sequence[str], sparse: bool) -> list[StoredPoint]:
         """Points by id (ids not stored are left out)."""
         ...
 
-    def scroll(self, limit: int, offset: Any, *, payload: bool | Sequence[str]) -> tuple[list[StoredPoint], Any]:
-        """One page of points and the offset of the next page (None at the end)."""
+    def scroll(
+        self, limit: int, offset: Any, *, payload: bool | Sequence[str], filter: models.Filter | None = None
+    ) -> tuple[list[StoredPoint], Any]:
+        """One page of points (matching `filter`) and the offset of the next page (None at the end)."""
         ...
 
     def finish_ingest(self) -> None:
@@ -204,21 +211,27 @@ class SerialEngine:
         with self._lock:
             self.inner.delete(ids)
 
-    def count(self) -> int:
+    def count(self, filter: models.Filter | None = None) -> int:
         with self._lock:
-            return self.inner.count()
+            return self.inner.count(filter)
 
     def query_batch(self, queries: Sequence[Query]) -> list[list[ScoredPoint]]:
         with self._lock:
             return self.inner.query_batch(queries)
 
+    def query_groups(self, queries: Sequence[NearestQuery], group_by: str) -> list[list[ScoredPoint]]:
+        with self._lock:
+            return self.inner.query_groups(queries, group_by)
+
     def retrieve(self, ids: Sequence[str], *, payload: bool | Sequence[str], sparse: bool) -> list[StoredPoint]:
         with self._lock:
             return self.inner.retrieve(ids, payload=payload, sparse=sparse)
 
-    def scroll(self, limit: int, offset: Any, *, payload: bool | Sequence[str]) -> tuple[list[StoredPoint], Any]:
+    def scroll(
+        self, limit: int, offset: Any, *, payload: bool | Sequence[str], filter: models.Filter | None = None
+    ) -> tuple[list[StoredPoint], Any]:
         with self._lock:
-            return self.inner.scroll(limit, offset, payload=payload)
+            return self.inner.scroll(limit, offset, payload=payload, filter=filter)
 
     def finish_ingest(self) -> None:
         with self._lock:

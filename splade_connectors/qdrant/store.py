@@ -9,6 +9,10 @@ dot product (exact, no approximation) on the named sparse vector, or two-phase q
 find candidates, the full query scores them, in one Query API request: `qdrant.queries`), whose
 returned scores are exact too.
 
+Passage collections (`splade_connectors.passages`) hold one point per window of each document; their searches
+return each document once, by its best passage: grouped in the engine (`Engine.query_groups`: the Query API's
+groups search on a server and in local mode, a deepened ranking on the embedded engine).
+
 Local mode can return documents that share no term with the query (score 0); this store drops
 hits with score <= 0 on every engine, so results are the same.
 
@@ -26,16 +30,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from splade_connectors.errors import ConfigError, RejectedDocumentsError, StoreError
 from splade_connectors.fusion import fuse
+from splade_connectors.passages import (
+    PASSAGE_COUNT_FIELD,
+    PASSAGE_INDEX_FIELD,
+    all_point_ids,
+    first_per_document,
+    is_passage_collection,
+    passage_hit,
+    refuse,
+    stale_point_ids,
+    store_points,
+    stored_count,
+)
 from splade_connectors.qdrant.config import QdrantConfig
 from splade_connectors.qdrant.engine import Engine, NearestQuery, PointData, Query, ScoredPoint, SerialEngine
 from splade_connectors.qdrant.filters import build_filter
 from splade_connectors.qdrant.hybrid import candidate_lists, fused_query
 from splade_connectors.qdrant.queries import MIN_SCORE, sparse_query
-from splade_connectors.records import EncodedDocument, Hit, point_id
+from splade_connectors.records import DOC_ID_FIELD, EncodedDocument, Hit, point_id
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.store import (
     CONFIGURED,
@@ -68,6 +84,16 @@ class _Plan:
 
     queries: Sequence[Query]
     finish: Callable[[list[list[ScoredPoint]]], list[list[Hit]]]
+    grouped: bool = False  # passage collection: best point per document (`Engine.query_groups`)
+
+
+# The points that stand for their document on a passage collection (one per document): passage 0.
+_FIRST_PASSAGE = models.Filter(must=[models.FieldCondition(key=PASSAGE_INDEX_FIELD, match=models.MatchValue(value=0))])
+
+
+def _nearest(queries: Sequence[Query]) -> list[NearestQuery]:
+    """The queries of a grouped plan (always single ranked lists)."""
+    return [q for q in queries if isinstance(q, NearestQuery)]
 
 
 def _chunks(queries: Sequence[Query]) -> list[Sequence[Query]]:
@@ -196,17 +222,39 @@ class QdrantStore(StoreBase[QdrantConfig]):
         failures = {item.document.id: reason for item in batch if (reason := self._dense_problem(item))}
         if failures:
             raise RejectedDocumentsError(failures, total=len(batch), others_written=False, store=self.describe())
-        points = [PointData(id=point_id(i.document.id), sparse=i.sparse, payload=i.document.payload(), dense=i.dense) for i in batch]
+        passages = [item.document.id for item in batch if item.passages is not None]
+        stored = self._passage_counts(passages) if passages else {}
+        planned = store_points(batch)
+        points = [PointData(id=p.id, sparse=p.sparse, payload=p.payload, dense=p.dense) for p in planned]
         try:
             engine.upsert(points)
         except RejectedDocumentsError as exc:  # the engine names points (too large for a request): name their documents
-            doc_ids = {point.id: item.document.id for point, item in zip(points, batch)}
+            doc_ids = {point.id: point.doc_id for point in planned}
             failures = {doc_ids.get(key, key): reason for key, reason in exc.failures.items()}
             raise RejectedDocumentsError(failures, total=len(batch), others_written=exc.others_written, store=self.describe()) from exc
+        written = {item.document.id: len(item.passages) for item in batch if item.passages is not None}
+        stale = [pid for doc_id, count in stored.items() for pid in stale_point_ids(doc_id, count, written.get(doc_id, 0))]
+        if stale:  # a document re-ingested with fewer windows: its passages past the new count
+            engine.delete(stale)
+
+    def _passage_counts(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """How many passages each of these documents has stored (documents not stored are left out)."""
+        found = self.fetch_payloads(doc_ids, [PASSAGE_COUNT_FIELD])
+        return {doc_id: stored_count(payload) for doc_id, payload in found.items()}
+
+    def _passage_collection(self) -> bool:
+        """Whether the collection's encoding record says it holds passages (`splade_connectors.passages`)."""
+        return is_passage_collection(self.recorded_encoding())
 
     def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete these documents (every passage of each, on a passage collection)."""
         engine = self.engine
-        if doc_ids:
+        if not doc_ids:
+            return
+        if self._passage_collection():
+            counts = self._passage_counts(doc_ids)
+            engine.delete([pid for doc_id, count in counts.items() for pid in all_point_ids(doc_id, count)])
+        else:
             engine.delete([point_id(d) for d in doc_ids])
 
     def begin_ingest(self) -> None:
@@ -230,7 +278,9 @@ class QdrantStore(StoreBase[QdrantConfig]):
 
     # ---- reads ------------------------------------------------------------------------------------------
     def count(self) -> int:
-        return self.engine.count()
+        """Documents stored: points, or on a passage collection the first passages (one per document)."""
+        engine = self.engine
+        return engine.count(_FIRST_PASSAGE if self._passage_collection() else None)
 
     def search_batch(
         self,
@@ -279,14 +329,16 @@ class QdrantStore(StoreBase[QdrantConfig]):
             sparse_query(self.config.sparse_name, vectors[i], limit=top_k, filter=native_filter, score_threshold=engine_floor, two_phase=phased)
             for i in todo
         ]
+        grouped = self._passage_collection()
 
         def finish(ranked: list[list[ScoredPoint]]) -> list[list[Hit]]:
             results: list[list[Hit]] = [[] for _ in vectors]
             for i, points in zip(todo, ranked):
-                results[i] = [hit for hit in map(to_hit, points) if hit.score > 0 and hit.score >= floor]
+                hits = [hit for hit in map(to_hit, points) if hit.score > 0 and hit.score >= floor]
+                results[i] = [passage_hit(hit) for hit in first_per_document(hits, top_k)] if grouped else hits
             return results
 
-        return _Plan(queries, finish)
+        return _Plan(queries, finish, grouped=grouped)
 
     def dense_search_batch(self, vectors: Sequence[Sequence[float]], *, top_k: int = 10, filter: Filter | None = None) -> list[list[Hit]]:
         """Top-k by the collection's dense vector (for comparing hybrid results with their dense list)."""
@@ -295,6 +347,8 @@ class QdrantStore(StoreBase[QdrantConfig]):
         config = self.config
         if config.dense_name is None:
             raise ConfigError(f"{self.describe()} has no dense vector configured")
+        if self._passage_collection():
+            raise refuse(self.describe(), "dense search")
         native_filter = self._filter(filter)
         queries: list[Query] = []
         for vector in vectors:
@@ -348,6 +402,8 @@ class QdrantStore(StoreBase[QdrantConfig]):
         candidates: int | None, filter: Filter | None, two_phase: TwoPhase | str | bool | None | Configured,
     ) -> _Plan:
         self._require_open()
+        if self._passage_collection():
+            raise refuse(self.describe(), "hybrid search")
         limit = hybrid_depth(top_k, candidates=candidates, rrf_k=rrf_k)
         native_filter = self._filter(filter)
         phased = self._two_phase(two_phase)
@@ -383,7 +439,10 @@ class QdrantStore(StoreBase[QdrantConfig]):
         engine = self.engine
         ranked: list[list[ScoredPoint]] = []
         for chunk in _chunks(plan.queries):
-            ranked.extend(self._search_retry.call(engine.query_batch, chunk, what=f"search on {self.describe()}"))
+            if plan.grouped:
+                ranked.extend(self._search_retry.call(engine.query_groups, _nearest(chunk), DOC_ID_FIELD, what=f"search on {self.describe()}"))
+            else:
+                ranked.extend(self._search_retry.call(engine.query_batch, chunk, what=f"search on {self.describe()}"))
         return plan.finish(ranked)
 
     async def _aexecute(self, plan: _Plan) -> list[list[Hit]]:
@@ -396,7 +455,12 @@ class QdrantStore(StoreBase[QdrantConfig]):
             return await asyncio.to_thread(self._execute, plan)
         ranked: list[list[ScoredPoint]] = []
         for chunk in _chunks(plan.queries):
-            ranked.extend(await self._search_retry.acall(engine.aquery_batch, chunk, what=f"search on {self.describe()}"))
+            if plan.grouped:
+                ranked.extend(
+                    await self._search_retry.acall(engine.aquery_groups, _nearest(chunk), DOC_ID_FIELD, what=f"search on {self.describe()}")
+                )
+            else:
+                ranked.extend(await self._search_retry.acall(engine.aquery_batch, chunk, what=f"search on {self.describe()}"))
         return plan.finish(ranked)
 
     async def _aclose_async_clients(self) -> None:
@@ -446,8 +510,9 @@ class QdrantStore(StoreBase[QdrantConfig]):
         engine = self.engine
         require_batch_size(batch_size)
         offset: Any = None
+        first_passages = _FIRST_PASSAGE if self._passage_collection() else None
         while True:
-            records, offset = engine.scroll(batch_size, offset, payload=["doc_id"])
+            records, offset = engine.scroll(batch_size, offset, payload=["doc_id"], filter=first_passages)
             ids = [str(r.payload["doc_id"]) for r in records if "doc_id" in r.payload]
             if ids:
                 yield ids

@@ -47,6 +47,8 @@ def ingest_file_ray(
         raise ConfigError(
             "the Ray engine keeps no checkpoint: to resume, run again with skip_unchanged (--skip-unchanged)"
         )
+    if config.passages:
+        raise ConfigError("the Ray engine does not ingest passages yet: use the single engine (--engine single) with --passages")
     if store.in_process:
         raise ConfigError(
             f"the Ray engine cannot write to {store.describe()}: an embedded store is one process's folder (or memory) "

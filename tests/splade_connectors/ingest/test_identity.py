@@ -67,11 +67,14 @@ def test_spladeencoder_fulfils_the_whole_contract_and_a_wrapper_the_parts_it_has
         encoding_identity(plain, with_title=True)
 
 
-def test_the_encoding_identity_is_the_encoders_plus_the_title_rule(encoder: SpladeEncoder) -> None:
+def test_the_encoding_identity_is_the_encoders_plus_the_title_and_passage_rules(encoder: SpladeEncoder) -> None:
     own = encoder.identity()
     with_title, without = encoding_identity(encoder, with_title=True), encoding_identity(encoder, with_title=False)
-    assert with_title.model_dump(exclude={"with_title"}) == own.model_dump()
+    assert with_title.model_dump(exclude={"with_title", "passages"}) == own.model_dump()
     assert without.differences(with_title) == ["with_title"]
+    passages = encoding_identity(encoder, with_title=True, passages=True)
+    assert passages.differences(with_title) == ["passages"] and passages.key() != with_title.key()
+    assert "passages" not in with_title.key()  # documents written before passages existed keep their content hashes
 
 
 def test_skip_unchanged_refuses_an_encoder_without_identity(encoder: SpladeEncoder, store: QdrantStore, docs: list[dict[str, Any]]) -> None:
