@@ -300,18 +300,19 @@ def _drop(store: Any) -> None:
 
 
 def time_queries(
-    store: Any, vectors: Sequence[SparseVector], two_phase: TwoPhase | None, *, warmup: int, repeats: int,
+    store: Any, vectors: Sequence[SparseVector], two_phase: Any, *, warmup: int, repeats: int, top_k: int = TOP_K,
 ) -> tuple[list[list[tuple[str, float]]], list[float]]:
     """Single-query searches through the store: (hits of the first timed pass, every timed latency in seconds).
-    The first `warmup` queries run once unmeasured first."""
+    The first `warmup` queries run once unmeasured first. `two_phase`: a `TwoPhase`, None (exact) or the
+    store's `CONFIGURED` marker (its config's setting)."""
     for vector in vectors[:warmup]:
-        store.search_batch([vector], top_k=TOP_K, two_phase=two_phase)
+        store.search_batch([vector], top_k=top_k, two_phase=two_phase)
     hits: list[list[tuple[str, float]]] = []
     seconds: list[float] = []
     for round_ in range(repeats):
         for vector in vectors:
             started = time.perf_counter()
-            found = store.search_batch([vector], top_k=TOP_K, two_phase=two_phase)[0]
+            found = store.search_batch([vector], top_k=top_k, two_phase=two_phase)[0]
             seconds.append(time.perf_counter() - started)
             if round_ == 0:
                 hits.append([(hit.id, float(hit.score)) for hit in found])
