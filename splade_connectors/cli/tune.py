@@ -39,7 +39,7 @@ from splade_connectors.cli.stores import (
     opensearch_url,
     qdrant_options,
 )
-from splade_connectors.cli.values import int_at_least, positive_int
+from splade_connectors.cli.values import int_at_least, non_negative_float, positive_int
 from splade_connectors.errors import ConfigError
 from splade_connectors.registry import STORE_KINDS
 
@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                               "store of --stores; recommend the fastest configuration within --max-loss")
     latency.add_argument("--max-p99-ms", type=float, default=None, metavar="MS",
                          help="recommend the best nDCG@10 whose p99 single-query latency is within MS (implies --latency)")
+    latency.add_argument("--p99-tolerance", type=non_negative_float, default=0.1, metavar="FRACTION",
+                         help="p99s within this fraction of the lowest count as equally fast; among them the smallest "
+                              "index wins (default: 0.1)")
     latency.add_argument("--warmup", type=int_at_least(0), default=20, metavar="N",
                          help="queries run unmeasured before each configuration's timed pass (default: 20)")
     latency.add_argument("--repeats", type=positive_int, default=1, metavar="N",
@@ -237,7 +240,7 @@ def _run_latency(args: argparse.Namespace, names: list[str], data: Any, encode_s
 
             report = build_report(
                 data, grid, targets, max_loss=max_loss, max_p99_ms=args.max_p99_ms, warmup=args.warmup, repeats=args.repeats,
-                progress=advance, encode_seconds=encode_seconds,
+                progress=advance, encode_seconds=encode_seconds, tolerance=args.p99_tolerance,
                 flags=lambda row: recommended_flags(
                     row, shared=model_flags(args), ingest_only=document_flags(args, data), store_flags=store_flags(args, row.store)
                 ),

@@ -15,7 +15,8 @@ store's baseline (unpruned, float32, exact queries), as a relative nDCG@10 chang
 
 The Pareto set (no other configuration has higher nDCG@10, lower p99 and a smaller index all at once, one
 of them strictly) is reported per store, and one configuration is recommended per store:
-- without a latency budget: the fastest (lowest p99, then p50, then smallest index) within the quality budget;
+- without a latency budget: the fastest within the quality budget (p99 within `tolerance`, default 10%, of the
+  lowest counts as equally fast; among those the smallest index, then the best nDCG@10);
 - with `max_p99_ms`: the best nDCG@10 among those whose p99 is within it (and within the quality budget
   when one was given), ties to the faster, then smaller.
 The recommendation is written as the `ingest` and `search` flags that rebuild it (`recommended_flags`).
@@ -47,6 +48,7 @@ from trainer.sparse import SparseVector
 logger = logging.getLogger(__name__)
 
 TOP_K = 10
+DEFAULT_TOLERANCE = 0.1  # p99s within 10% of the fastest are equally fast (single-query p99 noise)
 DATATYPES: tuple[str, ...] = ("float32", "float16", "uint8")  # Qdrant's sparse index datatypes
 BASE_DATATYPE = "float32"
 AXES: tuple[str, ...] = ("datatype", "two_phase")  # `--rules` names these beside the pruning rules
@@ -243,6 +245,7 @@ class LatencyReport:
     max_p99_ms: float | None
     rows: list[LatencyRow]
     stores: dict[str, str]  # name -> description
+    tolerance: float = DEFAULT_TOLERANCE
     recommended: dict[str, int | None] = field(default_factory=dict)  # store -> index into rows
     seconds: dict[str, float] = field(default_factory=dict)  # encode / index / queries / total
     warmup: int = 0
@@ -260,7 +263,7 @@ class LatencyReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": "latency", "dataset": self.dataset, "documents": self.documents, "queries": self.queries,
-            "max_loss": self.max_loss, "max_p99_ms": self.max_p99_ms, "stores": self.stores, "top_k": TOP_K,
+            "max_loss": self.max_loss, "max_p99_ms": self.max_p99_ms, "p99_tolerance": self.tolerance, "stores": self.stores, "top_k": TOP_K,
             "warmup": self.warmup, "repeats": self.repeats, "seconds": self.seconds, "load_average": self.load_average,
             "recommended": {s: (None if i is None else self.rows[i].label) for s, i in self.recommended.items()},
             "flags": self.flags, "rows": [r.to_dict() for r in self.rows],
@@ -387,26 +390,39 @@ def pareto(rows: Sequence[LatencyRow]) -> list[LatencyRow]:
     return [r for r in rows if not any(_dominates(o, r) for o in rows if o is not r)]
 
 
-def recommend(rows: Sequence[LatencyRow], *, max_loss: float | None, max_p99_ms: float | None) -> LatencyRow | None:
+def recommend(
+    rows: Sequence[LatencyRow], *, max_loss: float | None, max_p99_ms: float | None, tolerance: float = DEFAULT_TOLERANCE,
+) -> LatencyRow | None:
     """The fastest row within the quality budget, or (with `max_p99_ms`) the best quality within the latency
-    budget (and within `max_loss` when given); None when nothing is within the budgets."""
+    budget (and within `max_loss` when given); None when nothing is within the budgets.
+
+    "Fastest": p99 within `tolerance` (relative) of the lowest p99 counts as equally fast, since single-query
+    p99s a few percent apart are within a run's noise; among those the smallest index wins, then nDCG@10."""
     candidates = [r for r in rows if r.within_budget]
     if max_p99_ms is not None:
         candidates = [r for r in candidates if r.p99_ms <= max_p99_ms]
         return min(candidates, key=lambda r: (-r.ndcg_at_10, r.p99_ms, r.index_bytes or 0), default=None)
-    return min(candidates, key=lambda r: (r.p99_ms, r.p50_ms, r.index_bytes or 0, -r.ndcg_at_10), default=None)
+    if not candidates:
+        return None
+    fastest = min(r.p99_ms for r in candidates)
+    near = [r for r in candidates if r.p99_ms <= fastest * (1 + tolerance)]
+    return min(near, key=lambda r: (r.index_bytes or 0, -r.ndcg_at_10, r.p99_ms))
 
 
 def _relative(value: float, base: float) -> float:
     return (value - base) / base if base else 0.0
 
 
-def judge(rows: list[LatencyRow], *, max_loss: float | None, max_p99_ms: float | None) -> dict[str, int | None]:
+def judge(
+    rows: list[LatencyRow], *, max_loss: float | None, max_p99_ms: float | None, tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, int | None]:
     """Fill in each row's change against its store's baseline, budget and Pareto flags; the recommendation per store."""
     if max_loss is not None and not 0 <= max_loss < 1:
         raise ConfigError(f"max_loss must be in [0, 1) (a relative nDCG@10 loss), got {max_loss}")
     if max_p99_ms is not None and not max_p99_ms > 0:
         raise ConfigError(f"max_p99_ms must be > 0, got {max_p99_ms}")
+    if not tolerance >= 0:
+        raise ConfigError(f"tolerance must be >= 0, got {tolerance}")
     recommended: dict[str, int | None] = {}
     for store in dict.fromkeys(r.store for r in rows):
         mine = [r for r in rows if r.store == store]
@@ -417,7 +433,7 @@ def judge(rows: list[LatencyRow], *, max_loss: float | None, max_p99_ms: float |
         front = pareto(mine)
         for row in mine:
             row.pareto = any(row is f for f in front)
-        chosen = recommend(mine, max_loss=max_loss, max_p99_ms=max_p99_ms)
+        chosen = recommend(mine, max_loss=max_loss, max_p99_ms=max_p99_ms, tolerance=tolerance)
         recommended[store] = None if chosen is None else next(i for i, r in enumerate(rows) if r is chosen)
     return recommended
 
@@ -454,14 +470,15 @@ def build_report(
     data: EncodedDataset, grid: LatencyGrid, stores: Sequence[StoreTarget], *, max_loss: float | None,
     max_p99_ms: float | None, warmup: int = 20, repeats: int = 1, progress: Callable[[str], None] | None = None,
     flags: Callable[[LatencyRow], dict[str, list[str]]] | None = None, encode_seconds: float = 0.0,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> LatencyReport:
     """Sweep, judge, and attach the flags of each store's recommendation."""
     started = time.perf_counter()
     rows, seconds = sweep(data, grid, stores, warmup=warmup, repeats=repeats, progress=progress)
-    recommended = judge(rows, max_loss=max_loss, max_p99_ms=max_p99_ms)
+    recommended = judge(rows, max_loss=max_loss, max_p99_ms=max_p99_ms, tolerance=tolerance)
     report = LatencyReport(
         dataset=data.dataset.name, documents=len(data.doc_ids), queries=len(data.query_ids), max_loss=max_loss,
-        max_p99_ms=max_p99_ms, rows=rows, stores={s.name: s.describe for s in stores}, recommended=recommended,
+        max_p99_ms=max_p99_ms, rows=rows, stores={s.name: s.describe for s in stores}, tolerance=tolerance, recommended=recommended,
         warmup=warmup, repeats=repeats, load_average=_load_average(),
     )
     report.seconds = {"encode": encode_seconds, **seconds, "sweep": time.perf_counter() - started}
@@ -512,7 +529,7 @@ def budget_text(report: LatencyReport) -> str:
     loss = None if report.max_loss is None else f"nDCG@10 within {100 * report.max_loss:g}% of the baseline"
     if report.max_p99_ms is not None:
         return f"the best nDCG@10 with p99 <= {report.max_p99_ms:g} ms" + (f" and {loss}" if loss else "")
-    return f"the fastest (lowest p99) with {loss}"
+    return f"the fastest (p99 within {100 * report.tolerance:g}% of the lowest, then the smallest index) with {loss}"
 
 
 def recommendation_text(report: LatencyReport, *, ingest_tail: str = "", search_tail: str = "") -> str:
