@@ -155,6 +155,26 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result))
 
 
+def run_engine(args: argparse.Namespace, engine: str) -> dict[str, Any]:
+    """One engine in its own subprocess; its RESULT line."""
+    cmd = [sys.executable, __file__, "--engine", engine, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--data", str(args.data),
+           "--arch", args.arch]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if args.model:
+        cmd += ["--model", str(args.model)]
+    if args.cached:
+        cmd += ["--cached", str(args.cached)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"{engine} run failed (exit {proc.returncode})")
+    result: dict[str, Any] = json.loads(line[len("RESULT "):])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
@@ -168,6 +188,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=["ours-fp32", "ours-bf16", "st-fp32", "st-bf16"])
     parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=1, help="run every engine this many times, alternating the order; best counts")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.engine:
@@ -176,46 +197,37 @@ def main() -> None:
     from trainer.cpu import cpu_features, cpu_model_name
 
     load_start = os.getloadavg()
-    results: dict[str, dict[str, Any]] = {}
-    for engine in args.engines:
-        cmd = [sys.executable, __file__, "--engine", engine, "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--data", str(args.data),
-               "--arch", args.arch]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        if args.model:
-            cmd += ["--model", str(args.model)]
-        if args.cached:
-            cmd += ["--cached", str(args.cached)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            sys.stderr.write(proc.stderr[-3000:])
-            raise SystemExit(f"{engine} run failed (exit {proc.returncode})")
-        results[engine] = json.loads(line[len("RESULT "):])
-        print(f"{engine}: {results[engine]}", file=sys.stderr, flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {engine: [] for engine in args.engines}
+    for round_ in range(args.rounds):
+        order = args.engines if round_ % 2 == 0 else list(reversed(args.engines))  # alternate: load drift hits all alike
+        for engine in order:
+            runs[engine].append(run_engine(args, engine))
+            print(f"round {round_ + 1} {engine}: {runs[engine][-1]}", file=sys.stderr, flush=True)
+    # best of the rounds per engine: the run least disturbed by other jobs on a shared machine
+    results = {engine: max(rs, key=lambda r: r["steps_per_second"]) for engine, rs in runs.items()}
     load_end = os.getloadavg()
     label = str(args.model) if args.model else args.arch
     print(f"CPU: {cpu_model_name()} ({cpu_features().describe()}), threads {args.threads or 'default'}, "
           f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end")
-    print(f"model {label}, batch {args.batch_size}, max length {args.max_length}, {args.steps} steps "
+    print(f"model {label}, {args.rounds} round(s) (best per engine), batch {args.batch_size}, max length {args.max_length}, {args.steps} steps "
           f"(first {args.warmup} untimed), {'GradCache mini-batch ' + str(args.cached) if args.cached else 'plain SpladeLoss'}")
     if args.model is None and args.arch != "shipped":
         print("NOTE: random weights: these numbers measure throughput only")
     anchors = [name for name in ("st-fp32", "st-bf16") if name in results]
-    header = "| engine | precision | steps/s | " + " | ".join(f"vs {a}" for a in anchors) + " | peak RSS | wall |"
+    header = "| engine | precision | steps/s | " + " | ".join(f"vs {a}" for a in anchors) + " | peak RSS | wall | every round |"
     print(header)
     print("| --- " * (header.count("|") - 1) + "|")
     for name, r in results.items():
         ratios = " | ".join(f"{r['steps_per_second'] / results[a]['steps_per_second']:.2f}x" for a in anchors)
+        every = " / ".join(f"{x['steps_per_second']:.3f}" for x in runs[name])
         print(f"| {LABELS[name]} | {r['precision']} | {r['steps_per_second']:.3f} | {ratios} | {r['peak_rss_mb']:,.0f} MB | "
-              f"{r['wall_seconds']:.0f} s |")
+              f"{r['wall_seconds']:.0f} s | {every} |")
     for name, r in results.items():
         if r.get("reason") and name == "ours-auto":
             print(f"{name}: {r['reason']}")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_model_name(), "load": [load_start[0], load_end[0]], "args": {
-            k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1), encoding="utf-8")
+            k: str(v) for k, v in vars(args).items()}, "results": results, "runs": runs}, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
