@@ -196,6 +196,7 @@ class Trainer:
         return parts, [e.detach() for e in embeddings]
 
     def _train_step(self, micro_batches: list[list[int]]) -> dict[str, float]:
+        _ = self.autocast_plan  # "auto" probes (and clears gradients) before this step accumulates any
         self.regularizer.apply(self.loss, self.step)
         accum = len(micro_batches)
         logged: dict[str, float] = {}

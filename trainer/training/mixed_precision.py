@@ -118,7 +118,7 @@ def probe_step(model: SpladeModel, device: torch.device, precision: TrainingPrec
     elapsed = float("inf")
     was_training = model.training
     model.train()
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():  # also when first resolved inside no_grad
         try:
             for _ in range(2):
                 started = time.perf_counter()
