@@ -3,13 +3,17 @@
 Both train the same checkpoint (`--arch shipped|distilbert|bert-base` from bench/archs.py, or `--model DIR`; the
 real-size architectures have random weights: throughput only) on the first rows of SciFact's training pairs with
 SpladeLoss(SparseMultipleNegativesRankingLoss), lambda_q=5e-5, lambda_d=3e-5, a no-duplicates batch sampler, the
-same batch size, max length, LR schedule and AdamW, on CPU fp32. `--cached N` runs the GradCache variant on both
+same batch size, max length, LR schedule and AdamW, on CPU. `--cached N` runs the GradCache variant on both
 sides (ours: `loss.mini_batch_size=N`; sentence-transformers: `CachedSpladeLoss(mini_batch_size=N)`).
+Engines (`--engines`): `ours-fp32`, `ours-bf16` (`optim.precision: bf16`, autocast with fp32 master weights),
+`ours-auto` (bf16 where a timed micro-step says it is faster), `st-fp32`, `st-bf16`
+(`SparseEncoderTrainingArguments(bf16=True, use_cpu=True)`: the same autocast mixed precision).
 Each engine runs in its own subprocess (its peak RSS is its own); the first `--warmup` steps are excluded from the
 timing. sentence-transformers' trainer needs `datasets` and `accelerate` (bench/test-only dependencies).
 
     python bench/train.py --steps 30 --batch-size 16 --max-length 128
-    python bench/train.py --arch distilbert --steps 8 --warmup 2 --batch-size 16 --max-length 128 --threads 1
+    python bench/train.py --arch distilbert --steps 7 --warmup 1 --batch-size 8 --max-length 128 --threads 1
+    python bench/train.py --arch distilbert --steps 7 --warmup 1 --batch-size 8 --max-length 128 --threads 1 --cached 4
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ class _StepClock:
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
 
 
+ENGINES = ("ours-fp32", "ours-bf16", "ours-auto", "st-fp32", "st-bf16")
+LABELS = {
+    "ours-fp32": "ours fp32", "ours-bf16": "ours bf16 autocast", "ours-auto": "ours precision auto",
+    "st-fp32": "sentence-transformers fp32", "st-bf16": "sentence-transformers bf16",
+}
+
+
 def run_ours(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: str, out: str) -> dict[str, Any]:
     from trainer.model import SpladeModel
     from trainer.training import Trainer, TrainingExamples, parse_config
@@ -64,7 +75,7 @@ def run_ours(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: 
         "data": {"path": "unused"},
         "output_dir": out,
         "optim": {"batch_size": args.batch_size, "max_steps": args.steps, "learning_rate": 2e-5,
-                  "warmup_ratio": 0.1, "seed": 42, "device": "cpu"},
+                  "warmup_ratio": 0.1, "seed": 42, "device": "cpu", "precision": args.engine.split("-", 1)[1]},
         "loss": {"mini_batch_size": args.cached},
         "run": {"logging_steps": 10_000},
     })
@@ -81,7 +92,9 @@ def run_ours(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: 
     start = time.perf_counter()
     clock.tick()
     trainer.train()
-    return {"steps_per_second": clock.rate(args.warmup), "wall_seconds": time.perf_counter() - start}
+    plan = trainer.autocast_plan
+    return {"steps_per_second": clock.rate(args.warmup), "wall_seconds": time.perf_counter() - start,
+            "precision": plan.precision, "reason": plan.reason}
 
 
 def run_st(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: str, out: str) -> dict[str, Any]:
@@ -118,11 +131,13 @@ def run_st(args: argparse.Namespace, pairs: list[tuple[str, str]], model_dir: st
         output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=2e-5,
         warmup_ratio=0.1, seed=42, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
         logging_steps=10_000, report_to="none", use_cpu=True, dataloader_num_workers=0,
+        bf16=args.engine == "st-bf16",
     )
     trainer = SparseEncoderTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss, callbacks=[Clock()])
     start = time.perf_counter()
     trainer.train()
-    return {"steps_per_second": clock.rate(args.warmup), "wall_seconds": time.perf_counter() - start}
+    return {"steps_per_second": clock.rate(args.warmup), "wall_seconds": time.perf_counter() - start,
+            "precision": "bf16" if args.engine == "st-bf16" else "fp32"}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -134,10 +149,30 @@ def child(args: argparse.Namespace) -> None:
     pairs = load_pairs(args.data, args.batch_size * (args.steps + 2) * 2)
     model_dir = str(args.model or model_dir_for(args.arch))
     with tempfile.TemporaryDirectory() as out:
-        runner = run_ours if args.engine == "ours" else run_st
+        runner = run_ours if args.engine.startswith("ours") else run_st
         result = runner(args, pairs, model_dir, out)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
+
+
+def run_engine(args: argparse.Namespace, engine: str) -> dict[str, Any]:
+    """One engine in its own subprocess; its RESULT line."""
+    cmd = [sys.executable, __file__, "--engine", engine, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--data", str(args.data),
+           "--arch", args.arch]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if args.model:
+        cmd += ["--model", str(args.model)]
+    if args.cached:
+        cmd += ["--cached", str(args.cached)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"{engine} run failed (exit {proc.returncode})")
+    result: dict[str, Any] = json.loads(line[len("RESULT "):])
+    return result
 
 
 def main() -> None:
@@ -151,41 +186,48 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="any checkpoint directory instead of --arch")
     parser.add_argument("--cached", type=int, default=None, metavar="N", help="GradCache / CachedSpladeLoss with mini-batches of N")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--engine", choices=["ours", "st"], help=argparse.SUPPRESS)
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=["ours-fp32", "ours-bf16", "st-fp32", "st-bf16"])
+    parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=1, help="run every engine this many times, alternating the order; best counts")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.engine:
         child(args)
         return
-    results = {}
-    for engine in ("ours", "st"):
-        cmd = [sys.executable, __file__, "--engine", engine, "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--data", str(args.data),
-               "--arch", args.arch]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        if args.model:
-            cmd += ["--model", str(args.model)]
-        if args.cached:
-            cmd += ["--cached", str(args.cached)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            sys.stderr.write(proc.stderr[-3000:])
-            raise SystemExit(f"{engine} run failed (exit {proc.returncode})")
-        results[engine] = json.loads(line[len("RESULT "):])
     from trainer.cpu import cpu_features, cpu_model_name
 
-    ours, st = results["ours"]["steps_per_second"], results["st"]["steps_per_second"]
+    load_start = os.getloadavg()
+    runs: dict[str, list[dict[str, Any]]] = {engine: [] for engine in args.engines}
+    for round_ in range(args.rounds):
+        order = args.engines if round_ % 2 == 0 else list(reversed(args.engines))  # alternate: load drift hits all alike
+        for engine in order:
+            runs[engine].append(run_engine(args, engine))
+            print(f"round {round_ + 1} {engine}: {runs[engine][-1]}", file=sys.stderr, flush=True)
+    # best of the rounds per engine: the run least disturbed by other jobs on a shared machine
+    results = {engine: max(rs, key=lambda r: r["steps_per_second"]) for engine, rs in runs.items()}
+    load_end = os.getloadavg()
     label = str(args.model) if args.model else args.arch
-    print(f"CPU: {cpu_model_name()} ({cpu_features().describe()}), threads {args.threads or 'default'}, load average {os.getloadavg()[0]:.2f}")
-    print(f"model {label}, CPU fp32, batch {args.batch_size}, max length {args.max_length}, {args.steps} steps "
-          f"(first {args.warmup} untimed){', GradCache mini-batch ' + str(args.cached) if args.cached else ''}")
+    print(f"CPU: {cpu_model_name()} ({cpu_features().describe()}), threads {args.threads or 'default'}, "
+          f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end")
+    print(f"model {label}, {args.rounds} round(s) (best per engine), batch {args.batch_size}, max length {args.max_length}, {args.steps} steps "
+          f"(first {args.warmup} untimed), {'GradCache mini-batch ' + str(args.cached) if args.cached else 'plain SpladeLoss'}")
     if args.model is None and args.arch != "shipped":
         print("NOTE: random weights: these numbers measure throughput only")
-    for name, label in (("ours", "ours"), ("st", "sentence-transformers")):
-        r = results[name]
-        print(f"{label + ':':<23}{r['steps_per_second']:.3f} steps/s  (wall {r['wall_seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB)")
-    print(f"ratio ours/ST:         {ours / st:.2f}x")
+    anchors = [name for name in ("st-fp32", "st-bf16") if name in results]
+    header = "| engine | precision | steps/s | " + " | ".join(f"vs {a}" for a in anchors) + " | peak RSS | wall | every round |"
+    print(header)
+    print("| --- " * (header.count("|") - 1) + "|")
+    for name, r in results.items():
+        ratios = " | ".join(f"{r['steps_per_second'] / results[a]['steps_per_second']:.2f}x" for a in anchors)
+        every = " / ".join(f"{x['steps_per_second']:.3f}" for x in runs[name])
+        print(f"| {LABELS[name]} | {r['precision']} | {r['steps_per_second']:.3f} | {ratios} | {r['peak_rss_mb']:,.0f} MB | "
+              f"{r['wall_seconds']:.0f} s | {every} |")
+    for name, r in results.items():
+        if r.get("reason") and name == "ours-auto":
+            print(f"{name}: {r['reason']}")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_model_name(), "load": [load_start[0], load_end[0]], "args": {
+            k: str(v) for k, v in vars(args).items()}, "results": results, "runs": runs}, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

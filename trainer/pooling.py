@@ -38,18 +38,35 @@ def sequence_max(states: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tens
     return values, winners
 
 
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype an autocast region would run a matrix product of `tensor` in: its low-precision dtype for fp32
+    (or already low-precision) inputs while autocast is on for the tensor's device, else the tensor's own dtype."""
+    device = tensor.device.type
+    if torch.is_autocast_enabled(device) and tensor.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return torch.get_autocast_dtype(device)
+    return tensor.dtype
+
+
 class _MaxOverTokens(torch.autograd.Function):
-    """max_t(hidden[b, t] · weight[v]) over real tokens, with a sparse backward through the winners."""
+    """max_t(hidden[b, t] · weight[v]) over real tokens, with a sparse backward through the winners.
+
+    Under autocast (mixed-precision training, CPU or CUDA) the logits' GEMMs run in the autocast dtype, as an
+    nn.Linear would, and the max is returned in it; the backward computes in fp32 (or fp64) and returns gradients
+    in the inputs' own dtypes, so fp32 master weights get fp32 gradients.
+    """
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        weight_c = weight.to(hidden.dtype)
-        values, winners = [], []
-        for row in range(hidden.shape[0]):
-            positions = torch.nonzero(mask[row], as_tuple=True)[0]
-            v, w = sequence_max(hidden[row, positions], weight_c)
-            values.append(v)
-            winners.append(positions[w] if positions.numel() else w)
+        dtype = compute_dtype(hidden)
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            states = hidden.to(dtype)
+            weight_c = weight.to(dtype)  # one cast per call, not one per vocabulary slice and row
+            values, winners = [], []
+            for row in range(states.shape[0]):
+                positions = torch.nonzero(mask[row], as_tuple=True)[0]
+                v, w = sequence_max(states[row, positions], weight_c)
+                values.append(v)
+                winners.append(positions[w] if positions.numel() else w)
         winner = torch.stack(winners)
         ctx.save_for_backward(hidden, weight, winner)
         return torch.stack(values)
@@ -59,16 +76,17 @@ class _MaxOverTokens(torch.autograd.Function):
         hidden, weight, winner = ctx.saved_tensors
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
+        accumulate = torch.promote_types(torch.promote_types(grad.dtype, weight.dtype), torch.float32)  # fp32 or fp64
         for row in range(grad.shape[0]):
             active = torch.nonzero(grad[row], as_tuple=True)[0]
             if active.numel() == 0:
                 continue
-            g = grad[row, active].unsqueeze(1)
+            g = grad[row, active].to(accumulate).unsqueeze(1)
             tokens = winner[row, active]
             if grad_hidden is not None:
-                grad_hidden[row].index_add_(0, tokens, (g * weight[active]).to(hidden.dtype))
+                grad_hidden[row].index_add_(0, tokens, (g * weight[active].to(accumulate)).to(hidden.dtype))
             if grad_weight is not None:
-                grad_weight.index_add_(0, active, (g * hidden[row, tokens]).to(weight.dtype))
+                grad_weight.index_add_(0, active, (g * hidden[row, tokens].to(accumulate)).to(weight.dtype))
         return grad_hidden, None, grad_weight
 
 

@@ -18,6 +18,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data-root", type=Path, default=None, help="base for relative data paths in the config")
     parser.add_argument("--output-dir", type=Path, default=None, help="override the config's output directory")
     parser.add_argument("--max-steps", type=positive_int, default=None, help="override the config's step limit")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "auto"), default=None,
+        help="override optim.precision: bf16 autocast mixed precision (CPU or CUDA), or auto (bf16 where it measures faster)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
     parser.set_defaults(func=_run)
 
@@ -31,6 +35,8 @@ def _run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"output_dir": str(args.output_dir)})
     if args.max_steps is not None:
         config = config.model_copy(update={"optim": config.optim.model_copy(update={"max_steps": args.max_steps})})
+    if args.precision is not None:
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"precision": args.precision})})
     if args.resume:
         config = config.model_copy(update={"resume_from": "latest"})
     path = run_training(config)

@@ -88,7 +88,11 @@ class OptimConfig(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio")
     max_grad_norm: float | None = Field(1.0, gt=0)
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast applies on CUDA only")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32",
+        description="bf16: autocast mixed precision (fp32 master weights) on CPU or CUDA; auto: bf16 where it measures "
+        "faster than fp32 (trainer.training.mixed_precision)",
+    )
     seed: int = 42
     device: str | None = None
 

@@ -23,6 +23,7 @@ from trainer.training.data import TrainingExamples, load_hf_examples, load_jsonl
 from trainer.training.gradcache import Features, cached_backward, full_precision
 from trainer.training.losses import LossParts, RegularizerSchedule, SpladeLoss
 from trainer.training.metrics import MetricsLog, active_dims
+from trainer.training.mixed_precision import AutocastPlan, cached_measure, resolve_autocast
 from trainer.training.sampler import NoDuplicatesBatchSampler
 from trainer.training.state import (
     TrainerState,
@@ -127,6 +128,7 @@ class Trainer:
         self.step = 0
         self.metrics = MetricsLog(self.output_dir)
         self._accepts_type_ids = "token_type_ids" in getattr(model.tokenizer, "model_input_names", [])
+        self._autocast_plan: AutocastPlan | None = None
 
     # ---- batches ------------------------------------------------------------------------------------
     def _tokenize(self, texts: Sequence[str], role: str) -> Features:
@@ -164,9 +166,17 @@ class Trainer:
                 return
 
     # ---- one step -----------------------------------------------------------------------------------
+    @property
+    def autocast_plan(self) -> AutocastPlan:
+        """The precision of the forward passes (`optim.precision`; "auto" times a micro-step on first use)."""
+        if self._autocast_plan is None:
+            micro_batch = self.config.loss.mini_batch_size or self.config.optim.batch_size
+            measure = cached_measure(self.model, self.device, micro_batch)
+            self._autocast_plan = resolve_autocast(self.config.optim.precision, self.device, measure=measure)
+        return self._autocast_plan
+
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
-        enabled = self.config.optim.precision == "bf16" and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return self.autocast_plan.autocast(self.device)
 
     def _embed(self, features: Features, role: str = "document") -> torch.Tensor:
         with self._autocast():
@@ -186,6 +196,7 @@ class Trainer:
         return parts, [e.detach() for e in embeddings]
 
     def _train_step(self, micro_batches: list[list[int]]) -> dict[str, float]:
+        _ = self.autocast_plan  # "auto" probes (and clears gradients) before this step accumulates any
         self.regularizer.apply(self.loss, self.step)
         accum = len(micro_batches)
         logged: dict[str, float] = {}
@@ -269,9 +280,9 @@ class Trainer:
                 self._run_eval()
         self.model.train()
         logger.info(
-            "training %d steps: batch %d x %d accumulation, %d examples, GradCache mini-batch %s, device %s",
+            "training %d steps: batch %d x %d accumulation, %d examples, GradCache mini-batch %s, device %s, %s (%s)",
             self.total_steps, o.batch_size, o.gradient_accumulation_steps, len(self.examples),
-            self.config.loss.mini_batch_size, self.device,
+            self.config.loss.mini_batch_size, self.device, self.autocast_plan.precision, self.autocast_plan.reason,
         )
         batches = self._micro_batches()
         started, window_start = time.perf_counter(), self.step

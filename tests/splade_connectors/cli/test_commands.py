@@ -31,12 +31,13 @@ def test_train_command_runs_a_config_and_saves_a_loadable_model(tmp_path: Path, 
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
     code = main(["train", "--config", str(tmp_path / "config.json"), "--data-root", str(tmp_path),
-                 "--output-dir", str(tmp_path / "out"), "--max-steps", "2"])
+                 "--output-dir", str(tmp_path / "out"), "--max-steps", "2", "--precision", "bf16"])
     assert code == 0
     saved = Path(capsys.readouterr().out.strip().split("saved model: ", 1)[1])
     assert saved.is_relative_to(tmp_path / "out")
     metrics = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert max(m.get("step", 0) for m in metrics) == 2  # --max-steps overrode the config's 50
+    assert json.loads((tmp_path / "out" / "training_config.json").read_text())["optim"]["precision"] == "bf16"
     vectors = SpladeEncoder(SpladeModel.from_pretrained(saved), device="cpu").encode_queries(["who was cornelius"])
     assert vectors[0].nnz > 0
 
