@@ -165,7 +165,7 @@ def encode_dataset_cached(
     *,
     progress: Progress | None = None,
 ) -> EncodedDataset:
-    """`encode_dataset`, reusing the vectors saved in `cache_dir` by an earlier run with the same encoder
+    """`encode_dataset` (documents whole, not passages), reusing the vectors saved in `cache_dir` by an earlier run with the same encoder
     identity and texts (`encoding_cache_key`); without a cache folder, or an identity, it just encodes."""
     key = encoding_cache_key(encoder, dataset) if cache_dir is not None else None
     if key is None or cache_dir is None:
@@ -184,7 +184,7 @@ def encode_dataset_cached(
                     doc_vectors=_unpack(saved["doc_indptr"], saved["doc_indices"], saved["doc_values"], dim),
                     query_vectors=_unpack(saved["query_indptr"], saved["query_indices"], saved["query_values"], dim),
                     truncated_docs=int(saved["truncated_docs"]), chunked_docs=int(saved["chunked_docs"]),
-                    encoding=_record(as_encoder(encoder), dataset.with_title),
+                    encoding=_record(as_encoder(encoder), dataset.with_title, passages=False),
                 )
     data = encode_dataset(encoder, dataset, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
