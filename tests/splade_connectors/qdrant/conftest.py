@@ -181,15 +181,15 @@ class EncodedCorpus:
     qrels: dict[str, dict[str, int]]
 
 
-def encoded_cache_file(folder: Path, model_dir: Path) -> Path:
-    """Where a BEIR dataset encoded with a model is cached: keyed by the data, the model files and the encoder's
-    source (bench/qdrant.py uses the same files)."""
-    import trainer
+ENCODING_VERSION = "1"  # the same value as bench/qdrant.py's
 
-    digest = hashlib.sha256()
+
+def encoded_cache_file(folder: Path, model_dir: Path) -> Path:
+    """Where a BEIR dataset encoded with a model is cached: keyed by the data and the model files only, plus
+    ENCODING_VERSION (bump it when the encoder's output changes); bench/qdrant.py uses the same files."""
+    digest = hashlib.sha256(ENCODING_VERSION.encode())
     model_files = sorted(p for p in model_dir.iterdir() if p.is_file())
-    sources = sorted(Path(trainer.__file__).parent.glob("*.py"))
-    for path in [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv", *model_files, *sources]:
+    for path in [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv", *model_files]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return cache_root() / "bench" / f"encoded-{folder.name}-{digest.hexdigest()[:20]}.npz"
@@ -206,8 +206,8 @@ def _read_beir(folder: Path) -> tuple[list[tuple[str, str]], dict[str, str], dic
 def scifact_full(scifact_dir: Path, trained_model_dir: Path, encoder: SpladeEncoder) -> EncodedCorpus:
     """All 5,183 SciFact documents and the 300 test queries, encoded once and cached on disk.
 
-    The cache (`encoded_cache_file`, ~/.cache/splade-connectors/bench/) is keyed by the data files, the
-    model files and the encoder's source, so any change to them encodes again; `python bench/qdrant.py prepare`
+    The cache (`encoded_cache_file`, ~/.cache/splade-connectors/bench/) is keyed by the data files and the
+    model files (and ENCODING_VERSION), so a change to them encodes again; `python bench/qdrant.py prepare`
     fills it too.
     """
     import scipy.sparse
