@@ -13,7 +13,7 @@ import pytest
 
 from splade_connectors.cli import build_parser, main
 from splade_connectors.cli.model import encode_options
-from splade_connectors.cli.stores import qdrant_options, store_config_from_args
+from splade_connectors.cli.stores import opensearch_options, qdrant_options, store_config_from_args
 from splade_connectors.errors import ConfigMismatchError
 from splade_connectors.eval.tune_latency import LatencyRow, judge, pareto, parse_grid, recommend
 from splade_connectors.registry import open_store
@@ -198,3 +198,30 @@ def test_latency_option_errors(tiny_beir: Path, capsys: pytest.CaptureFixture[st
     assert "--latency sweeps pruning itself" in capsys.readouterr().err
     assert main(["tune", "--max-ndcg-loss", "2", "--beir-dir", str(tiny_beir), "--no-progress"]) == 2
     assert "--max-loss must be in [0, 1)" in capsys.readouterr().err  # one option, two spellings
+
+
+@pytest.mark.live
+def test_tune_latency_on_opensearch(
+    opensearch_store: LiveStore, tiny_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenSearch has no index datatype: the datatype axis collapses; pruning and two-phase are swept and printed."""
+    if opensearch_store.username:
+        monkeypatch.setenv("OPENSEARCH_USERNAME", opensearch_store.username)
+        monkeypatch.setenv("OPENSEARCH_PASSWORD", opensearch_store.password or "")
+    assert opensearch_store.url
+    extra = [] if opensearch_store.verify_certs else ["--no-verify-certs"]
+    report = _tune(tiny_beir, tmp_path / "out", capsys, "--stores", "opensearch", "--opensearch-url", opensearch_store.url, *extra)
+    rows = report["rows"]
+    assert len(rows) == 8 and {r["datatype"] for r in rows} == {None}
+    chosen = next(r for r in rows if r["label"] == report["recommended"]["opensearch"])
+    within = [r for r in rows if r["within_budget"]]
+    assert -chosen["ndcg@10_change"] <= 0.005 and chosen["p99_ms"] <= min(r["p99_ms"] for r in within) * 1.1
+    flags = report["flags"]["opensearch"]
+    assert "--sparse-datatype" not in flags["ingest"]
+    ingest = _parse("ingest", flags["ingest"], "--input", str(tiny_beir))
+    assert ingest.store == "opensearch" and ingest.opensearch_url == opensearch_store.url
+    assert encode_options(ingest)[0].prune == (Pruning.parse(chosen["doc_pruning"]) if chosen["doc_pruning"] else None)
+    search = _parse("search", flags["search"], "--query", "q")
+    assert encode_options(search)[1].prune == (Pruning.parse(chosen["query_pruning"]) if chosen["query_pruning"] else None)
+    two_phase = opensearch_options(search)["two_phase"]
+    assert (TwoPhase.parse(two_phase) if two_phase is not None else None) == (TwoPhase.parse(chosen["two_phase"]) if chosen["two_phase"] else None)
