@@ -15,10 +15,14 @@ from splade_connectors.cli import build_parser, main
 from splade_connectors.cli.model import encode_options
 from splade_connectors.cli.stores import opensearch_options, qdrant_options, store_config_from_args
 from splade_connectors.errors import ConfigMismatchError
+from splade_connectors.eval.datasets import RetrievalDataset
+from splade_connectors.eval.encoding import encode_dataset_cached, encoding_cache_key
 from splade_connectors.eval.tune_latency import LatencyRow, judge, pareto, parse_grid, recommend
 from splade_connectors.registry import open_store
 from splade_connectors.two_phase import TwoPhase
 from tests.live_stores import LiveStore
+from tests.splade_connectors.cli.conftest import DOCS, QRELS, QUERIES
+from trainer.encoder import SpladeEncoder
 from trainer.pruning import Pruning
 
 # 2 document prunings x 2 datatypes x 2 query prunings x 2 two-phase settings = 16 configurations, 4 indexes
@@ -225,3 +229,24 @@ def test_tune_latency_on_opensearch(
     assert encode_options(search)[1].prune == (Pruning.parse(chosen["query_pruning"]) if chosen["query_pruning"] else None)
     two_phase = opensearch_options(search)["two_phase"]
     assert (TwoPhase.parse(two_phase) if two_phase is not None else None) == (TwoPhase.parse(chosen["two_phase"]) if chosen["two_phase"] else None)
+
+
+def test_vectors_cache_reuses_only_the_same_encoding(encoder: SpladeEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = RetrievalDataset(
+        name="tiny", corpus={d: {"title": t, "text": x} for d, (t, x) in DOCS.items()}, queries=dict(QUERIES),
+        qrels={q: {d: g} for q, d, g in QRELS}, with_title=True,
+    )
+    first = encode_dataset_cached(encoder, dataset, tmp_path)
+    assert len(list(tmp_path.glob("encoded-*.npz"))) == 1
+
+    def no_encoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr("splade_connectors.eval.encoding.encode_dataset", no_encoding)
+    again = encode_dataset_cached(encoder, dataset, tmp_path)  # read back, not encoded
+    assert again.doc_ids == first.doc_ids and again.query_ids == first.query_ids
+    for a, b in zip([*again.doc_vectors, *again.query_vectors], [*first.doc_vectors, *first.query_vectors]):
+        assert a.indices.tolist() == b.indices.tolist() and a.values.tolist() == b.values.tolist()
+    assert encoding_cache_key(encoder, dataset) != encoding_cache_key(encoder, dataset.with_options(with_title=False))
+    with pytest.raises(AssertionError, match="encoded again"):  # other texts: another key, so it encodes
+        encode_dataset_cached(encoder, dataset.with_options(with_title=False), tmp_path)
