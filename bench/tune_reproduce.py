@@ -82,6 +82,7 @@ def main() -> int:
             for batch in pruned.encoded_documents(256):
                 store.upsert(batch)
             store.finish_ingest()
+            _wait_for_optimizer(config)
             size = store.storage_bytes()
             index_seconds = time.perf_counter() - started
             store.close()
@@ -110,6 +111,22 @@ def main() -> int:
         print(f"| {name} | {r['ndcg@10']:.4f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {(r['index_bytes'] or 0) / 1e6:.2f} | "
               f"{r['doc_terms']:.1f} | {r['query_terms']:.1f} |")
     return 0
+
+
+def _wait_for_optimizer(config: object, timeout: float = 120.0) -> None:
+    """A server optimizes in the background after writes; time the queries once the collection is green."""
+    url = getattr(config, "url", None)
+    if not url:
+        return
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(url=url, api_key=getattr(config, "api_key", None))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get_collection(config.collection_name).status == models.CollectionStatus.GREEN:  # type: ignore[attr-defined]  # a QdrantConfig
+            break
+        time.sleep(0.5)
+    client.close()
 
 
 def _model_only(search_flags: list[str]) -> list[str]:

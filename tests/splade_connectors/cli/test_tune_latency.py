@@ -13,12 +13,16 @@ import pytest
 
 from splade_connectors.cli import build_parser, main
 from splade_connectors.cli.model import encode_options
-from splade_connectors.cli.stores import qdrant_options, store_config_from_args
+from splade_connectors.cli.stores import opensearch_options, qdrant_options, store_config_from_args
 from splade_connectors.errors import ConfigMismatchError
+from splade_connectors.eval.datasets import RetrievalDataset
+from splade_connectors.eval.encoding import encode_dataset_cached, encoding_cache_key
 from splade_connectors.eval.tune_latency import LatencyRow, judge, pareto, parse_grid, recommend
 from splade_connectors.registry import open_store
 from splade_connectors.two_phase import TwoPhase
 from tests.live_stores import LiveStore
+from tests.splade_connectors.cli.conftest import DOCS, QRELS, QUERIES
+from trainer.encoder import SpladeEncoder
 from trainer.pruning import Pruning
 
 # 2 document prunings x 2 datatypes x 2 query prunings x 2 two-phase settings = 16 configurations, 4 indexes
@@ -198,3 +202,51 @@ def test_latency_option_errors(tiny_beir: Path, capsys: pytest.CaptureFixture[st
     assert "--latency sweeps pruning itself" in capsys.readouterr().err
     assert main(["tune", "--max-ndcg-loss", "2", "--beir-dir", str(tiny_beir), "--no-progress"]) == 2
     assert "--max-loss must be in [0, 1)" in capsys.readouterr().err  # one option, two spellings
+
+
+@pytest.mark.live
+def test_tune_latency_on_opensearch(
+    opensearch_store: LiveStore, tiny_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenSearch has no index datatype: the datatype axis collapses; pruning and two-phase are swept and printed."""
+    if opensearch_store.username:
+        monkeypatch.setenv("OPENSEARCH_USERNAME", opensearch_store.username)
+        monkeypatch.setenv("OPENSEARCH_PASSWORD", opensearch_store.password or "")
+    assert opensearch_store.url
+    extra = [] if opensearch_store.verify_certs else ["--no-verify-certs"]
+    report = _tune(tiny_beir, tmp_path / "out", capsys, "--stores", "opensearch", "--opensearch-url", opensearch_store.url, *extra)
+    rows = report["rows"]
+    assert len(rows) == 8 and {r["datatype"] for r in rows} == {None}
+    chosen = next(r for r in rows if r["label"] == report["recommended"]["opensearch"])
+    within = [r for r in rows if r["within_budget"]]
+    assert -chosen["ndcg@10_change"] <= 0.005 and chosen["p99_ms"] <= min(r["p99_ms"] for r in within) * 1.1
+    flags = report["flags"]["opensearch"]
+    assert "--sparse-datatype" not in flags["ingest"]
+    ingest = _parse("ingest", flags["ingest"], "--input", str(tiny_beir))
+    assert ingest.store == "opensearch" and ingest.opensearch_url == opensearch_store.url
+    assert encode_options(ingest)[0].prune == (Pruning.parse(chosen["doc_pruning"]) if chosen["doc_pruning"] else None)
+    search = _parse("search", flags["search"], "--query", "q")
+    assert encode_options(search)[1].prune == (Pruning.parse(chosen["query_pruning"]) if chosen["query_pruning"] else None)
+    two_phase = opensearch_options(search)["two_phase"]
+    assert (TwoPhase.parse(two_phase) if two_phase is not None else None) == (TwoPhase.parse(chosen["two_phase"]) if chosen["two_phase"] else None)
+
+
+def test_vectors_cache_reuses_only_the_same_encoding(encoder: SpladeEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = RetrievalDataset(
+        name="tiny", corpus={d: {"title": t, "text": x} for d, (t, x) in DOCS.items()}, queries=dict(QUERIES),
+        qrels={q: {d: g} for q, d, g in QRELS}, with_title=True,
+    )
+    first = encode_dataset_cached(encoder, dataset, tmp_path)
+    assert len(list(tmp_path.glob("encoded-*.npz"))) == 1
+
+    def no_encoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr("splade_connectors.eval.encoding.encode_dataset", no_encoding)
+    again = encode_dataset_cached(encoder, dataset, tmp_path)  # read back, not encoded
+    assert again.doc_ids == first.doc_ids and again.query_ids == first.query_ids
+    for a, b in zip([*again.doc_vectors, *again.query_vectors], [*first.doc_vectors, *first.query_vectors]):
+        assert a.indices.tolist() == b.indices.tolist() and a.values.tolist() == b.values.tolist()
+    assert encoding_cache_key(encoder, dataset) != encoding_cache_key(encoder, dataset.with_options(with_title=False))
+    with pytest.raises(AssertionError, match="encoded again"):  # other texts: another key, so it encodes
+        encode_dataset_cached(encoder, dataset.with_options(with_title=False), tmp_path)
