@@ -203,7 +203,8 @@ def main() -> None:
         for engine in order:
             runs[engine].append(run_engine(args, engine))
             print(f"round {round_ + 1} {engine}: {runs[engine][-1]}", file=sys.stderr, flush=True)
-    # best of the rounds per engine: the run least disturbed by other jobs on a shared machine
+    # best of the rounds per engine: the run least disturbed by other jobs on a shared machine (when the load drifts
+    # during a run, the per-round ratios in the last column are the fairer comparison)
     results = {engine: max(rs, key=lambda r: r["steps_per_second"]) for engine, rs in runs.items()}
     load_end = os.getloadavg()
     label = str(args.model) if args.model else args.arch
@@ -214,12 +215,15 @@ def main() -> None:
     if args.model is None and args.arch != "shipped":
         print("NOTE: random weights: these numbers measure throughput only")
     anchors = [name for name in ("st-fp32", "st-bf16") if name in results]
-    header = "| engine | precision | steps/s | " + " | ".join(f"vs {a}" for a in anchors) + " | peak RSS | wall | every round |"
+    header = "| engine | precision | steps/s | " + " | ".join(f"vs {a}" for a in anchors) + " | peak RSS | wall | every round (vs st-fp32) |"
     print(header)
     print("| --- " * (header.count("|") - 1) + "|")
     for name, r in results.items():
         ratios = " | ".join(f"{r['steps_per_second'] / results[a]['steps_per_second']:.2f}x" for a in anchors)
-        every = " / ".join(f"{x['steps_per_second']:.3f}" for x in runs[name])
+        every = " / ".join(  # each round's rate and its ratio to sentence-transformers fp32 of the same round
+            f"{x['steps_per_second']:.3f}" + (f" ({x['steps_per_second'] / runs['st-fp32'][i]['steps_per_second']:.2f}x)" if "st-fp32" in runs else "")
+            for i, x in enumerate(runs[name])
+        )
         print(f"| {LABELS[name]} | {r['precision']} | {r['steps_per_second']:.3f} | {ratios} | {r['peak_rss_mb']:,.0f} MB | "
               f"{r['wall_seconds']:.0f} s | {every} |")
     for name, r in results.items():
