@@ -163,7 +163,12 @@ class VocabProjection(Protocol):
 
     @property
     def masks_padding(self) -> bool:
-        """True when `tile_logits` already puts -inf at padded tokens (fused with its own epilogue)."""
+        """True when padded tokens of `tile_logits` cannot win the max: -inf (fused with the kernel's epilogue) or
+        copies of a real token of their document."""
+
+    @property
+    def row_scales(self) -> torch.Tensor | None:
+        """fp32 (vocab,) positive factors of the logits applied after the max (they commute with it), or None."""
 
     def rows_per_tile(self, tiling: Tiling) -> int:
         """Vocabulary rows per tile (the tiling's, or the nearest size the kernel was prepared for)."""
@@ -216,6 +221,10 @@ class DenseProjection:
     def masks_padding(self) -> bool:
         return False
 
+    @property
+    def row_scales(self) -> None:
+        return None
+
     def rows_per_tile(self, tiling: Tiling) -> int:
         return tiling.rows
 
@@ -258,6 +267,10 @@ def pool_max(projection: VocabProjection, hidden: torch.Tensor, mask: torch.Tens
             if not projection.masks_padding:
                 logits.masked_fill_(padding[:, first : first + docs], float("-inf"))
             _max_over_tokens(logits, out[start : start + logits.shape[0], first : first + docs])
+    if projection.row_scales is not None:
+        out.mul_(projection.row_scales[:, None])
+    if projection.masks_padding:  # a row without tokens: -inf, as the masked path gives (no host sync)
+        out.masked_fill_(~mask.bool().any(dim=1)[None, :], float("-inf"))
     raw = out.t().contiguous().to(projection.result_dtype).float()
     bias = projection.bias
     return raw if bias is None else raw + bias
@@ -286,6 +299,8 @@ def pool_sum(
         for start in range(0, vocab, tiling.rows):
             logits = projection.tile_logits(prepared, start, tiling.rows, first, docs, length, buffer).to(projection.result_dtype).float()
             stop = start + logits.shape[0]
+            if projection.row_scales is not None:
+                logits = logits * projection.row_scales[start:stop, None, None]
             if bias is not None:
                 logits = logits + bias[start:stop, None, None]
             torch.sum(activation(logits) * weights[:, first : first + docs], dim=2, out=out[start:stop, first : first + docs])
