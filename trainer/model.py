@@ -231,7 +231,7 @@ class SpladeModel(nn.Module):
         if plan.int8_body:
             from trainer.quantization import quantize_linears  # imported when used: needs oneDNN int8 kernels
 
-            quantize_linears(self.mlm, skip=self.output_embeddings, features=features)
+            quantize_linears(self.mlm, skip=self.output_embeddings, features=features, per_token=plan.token_scaled_body)
         return build_projection(self.output_embeddings.weight, fp32_bias, plan)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:

@@ -219,7 +219,7 @@ def _quantized_engine(name: str) -> Iterator[None]:
 class Int8Linear(nn.Module):
     """`nn.Linear` with int8 weights (one scale per output row) and per-token int8 activations, fp32 in and out."""
 
-    def __init__(self, linear: nn.Linear, *, features: CpuFeatures | None = None) -> None:
+    def __init__(self, linear: nn.Linear, *, features: CpuFeatures | None = None, per_token: bool = True) -> None:
         super().__init__()
         if linear.weight.device.type != "cpu":
             raise ValueError(f"int8 layers run on CPU; the weight is on {linear.weight.device}")
@@ -232,34 +232,38 @@ class Int8Linear(nn.Module):
         with warnings.catch_warnings():  # the quantized-tensor constructors warn of deprecation; the packed kernel is
             warnings.simplefilter("ignore", UserWarning)  # what runs, checked by `dynamic_int8_available`
             quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
-        with _quantized_engine(DYNAMIC_ENGINE):
-            self._packed = torch.ops.quantized.linear_prepack(quantized, None)
         bias = None if linear.bias is None else linear.bias.detach().to(torch.float32).clone()
-        self.register_buffer("bias", bias)
+        self.per_token = per_token
+        with _quantized_engine(DYNAMIC_ENGINE):  # per tensor: the kernel adds the bias (one pass less)
+            self._packed = torch.ops.quantized.linear_prepack(quantized, None if per_token else bias)
+        self.register_buffer("bias", bias if per_token else None)
         self.reduce_range = not (features or cpu_features()).vnni
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, self.in_features).to(torch.float32)
+        if not self.per_token:  # one scale per tensor: the kernel quantises, multiplies and adds the bias
+            return torch.ops.quantized.linear_dynamic(flat, self._packed, self.reduce_range).view(*shape[:-1], self.out_features)  # type: ignore[no-any-return]
         token_scales = flat.abs().amax(dim=1, keepdim=True).clamp_min_(torch.finfo(torch.float32).tiny)
         out = torch.ops.quantized.linear_dynamic(flat / token_scales, self._packed, self.reduce_range)
         out = out.mul_(token_scales) if self.bias is None else torch.addcmul(self.bias, out, token_scales)  # type: ignore[arg-type]  # bias is a registered buffer (a Tensor)
         return out.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8, reduce_range={self.reduce_range}"
+        scales = "per token" if self.per_token else "per tensor"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8, activations {scales}, reduce_range={self.reduce_range}"
 
 
-def quantize_linears(module: nn.Module, *, skip: nn.Module | None = None, features: CpuFeatures | None = None) -> int:
+def quantize_linears(module: nn.Module, *, skip: nn.Module | None = None, features: CpuFeatures | None = None, per_token: bool = True) -> int:
     """Replace every `nn.Linear` under `module` (but `skip`, e.g. the vocabulary projection) by an `Int8Linear`,
-    in place; returns how many were replaced."""
+    in place (activations scaled per token, or per tensor); returns how many were replaced."""
     replaced = 0
     for name, child in list(module.named_children()):
         if child is skip:
             continue
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, features=features))
+            setattr(module, name, Int8Linear(child, features=features, per_token=per_token))
             replaced += 1
         else:
-            replaced += quantize_linears(child, skip=skip, features=features)
+            replaced += quantize_linears(child, skip=skip, features=features, per_token=per_token)
     return replaced
