@@ -51,7 +51,7 @@ CHOICES = ("fp32", "bf16", "fp16", "int8", "int8-full", "int8-tensor", "auto")  
 CPU_ONLY: frozenset[Precision] = frozenset({"int8", "int8-full", "int8-tensor"})
 # Routes "auto" may pick on CPU: their quality cost was measured negligible (docs/encoding.md, "Precision routes":
 # nDCG@10 and recall@100 on SciFact within 0.5% of fp32). bf16 only where the CPU multiplies bf16 natively.
-AUTO_CANDIDATES: tuple[Precision, ...] = ("fp32", "int8", "int8-full", "bf16")
+AUTO_CANDIDATES: tuple[Precision, ...] = ("fp32", "int8", "int8-full", "int8-tensor", "bf16")
 _DTYPES: dict[Precision, torch.dtype] = {
     "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32,
     "int8-full": torch.float32, "int8-tensor": torch.float32, "fp64": torch.float64,
