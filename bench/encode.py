@@ -11,7 +11,7 @@ Engines (each in its own subprocess, so its peak RSS is its own, model included)
   functions), run from cached package overlays (bench/anchors.py, bench/anchor_env.sh): they need transformers
   versions older than the project's.
 - `fastembed`: the model exported to ONNX and run by FastEmbed's SPLADE class (`SpladePP`).
-- `ours-fp32`, `ours-bf16`, `ours-int8`, `ours-int8-full`, `ours-auto`: `SpladeEncoder.encode_documents` with that
+- `ours-fp32`, `ours-bf16`, `ours-int8`, `ours-int8-full`, `ours-int8-tensor`, `ours-auto`: `SpladeEncoder.encode_documents` with that
   `dtype=` (auto: the route its load-time probe measured fastest; the choice is printed).
 - `gemm-<p>`: lower bound, the bare vocabulary projection of the same length-sorted batches (transformer states
   computed beforehand, untimed), same tiles as ours. `body-fp32`, `body-int8-full`: the transformer body alone.
@@ -58,6 +58,7 @@ ENGINES = {
     "ours-bf16": "splade-connectors SpladeEncoder, bf16",
     "ours-int8": "splade-connectors SpladeEncoder, int8 projection",
     "ours-int8-full": "splade-connectors SpladeEncoder, int8 body + projection",
+    "ours-int8-tensor": "splade-connectors SpladeEncoder, int8 body (per-tensor) + proj.",
     "ours-auto": "splade-connectors SpladeEncoder, dtype=auto",
     "gemm-fp32": "lower bound: vocabulary-projection GEMMs, fp32",
     "gemm-int8": "lower bound: vocabulary-projection GEMMs, int8",

@@ -30,7 +30,7 @@ from trainer.checkpoint import (
     write_router_layout,
 )
 from trainer.cpu import CpuFeatures
-from trainer.pooling import DenseProjection, VocabProjection, max_over_tokens, pool_max, pool_sum
+from trainer.pooling import DenseProjection, VocabProjection, forward_chunks, max_over_tokens, pool_max, pool_sum
 from trainer.precision import PrecisionPlan, build_projection, resolve_precision
 from trainer.static import SparseStaticEmbedding
 
@@ -231,7 +231,7 @@ class SpladeModel(nn.Module):
         if plan.int8_body:
             from trainer.quantization import quantize_linears  # imported when used: needs oneDNN int8 kernels
 
-            quantize_linears(self.mlm, skip=self.output_embeddings, features=features)
+            quantize_linears(self.mlm, skip=self.output_embeddings, features=features, per_token=plan.token_scaled_body)
         return build_projection(self.output_embeddings.weight, fp32_bias, plan)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
@@ -302,8 +302,22 @@ class SpladeModel(nn.Module):
         once (default: by device, `trainer.pooling.tiling_for`); `projection` replaces the model's own
         vocabulary projection (e.g. the encoder's int8 one).
         """
-        hidden = self.hidden_states(input_ids, attention_mask, **extra)
         projection = projection or self.inference_projection()
+        groups = forward_chunks(attention_mask)
+        if len(groups) == 1:
+            first, stop, length = groups[0]
+            return self._pooled(input_ids[:, :length], attention_mask[:, :length], projection, tile_elements, {k: v[:, :length] for k, v in extra.items()})
+        parts = [
+            self._pooled(input_ids[first:stop, :length], attention_mask[first:stop, :length], projection, tile_elements, {k: v[first:stop, :length] for k, v in extra.items()})
+            for first, stop, length in groups
+        ]
+        return torch.cat(parts)
+
+    def _pooled(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, projection: VocabProjection, tile_elements: int | None, extra: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """`pooled_logits` of one forward group."""
+        hidden = self.hidden_states(input_ids, attention_mask, **extra)
         if self.pooling.pooling_strategy == "max":
             raw = pool_max(projection, hidden, attention_mask, tile_elements)
             return activate(raw, self.pooling.activation_function)

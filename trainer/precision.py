@@ -14,8 +14,11 @@ predict (`trainer.cpu`), so `"auto"` measures (`trainer.probe`).
 - `"fp32"`, `"bf16"`, `"fp16"` or a `torch.dtype`: the model in that dtype (bf16/fp16 emulated on CPUs without
   native support: slow, with a warning).
 - `"int8"` (CPU): int8 vocabulary projection, fp32 body (`trainer.quantization.Int8Projection`).
-- `"int8-full"` (CPU): the body's Linear layers in int8 too (`trainer.quantization.Int8Linear`): the fastest route
-  at real model sizes; its quality cost is measured in docs/encoding.md.
+- `"int8-full"` (CPU): the body's Linear layers in int8 too (`trainer.quantization.Int8Linear`), activations scaled
+  per token; its quality cost is measured in docs/encoding.md.
+- `"int8-tensor"` (CPU): `int8-full` with one activation scale per tensor in the body (the kernel's own dynamic
+  quantisation, bias fused: no rescaling passes), the projection still per token; faster, its quality cost is
+  measured in docs/encoding.md.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from trainer.pooling import DenseProjection, VocabProjection
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "fp16", "int8", "int8-full", "fp64"]
+Precision = Literal["fp32", "bf16", "fp16", "int8", "int8-full", "int8-tensor", "fp64"]
 
 PRECISION_NAMES: dict[str, Precision] = {
     "fp32": "fp32", "float32": "fp32", "float": "fp32",
@@ -40,17 +43,18 @@ PRECISION_NAMES: dict[str, Precision] = {
     "fp16": "fp16", "float16": "fp16", "half": "fp16",
     "int8": "int8", "qint8": "int8",
     "int8-full": "int8-full", "int8_full": "int8-full",
+    "int8-tensor": "int8-tensor", "int8_tensor": "int8-tensor",
     "fp64": "fp64", "float64": "fp64", "double": "fp64",
 }
 AUTO: Final = "auto"
-CHOICES = ("fp32", "bf16", "fp16", "int8", "int8-full", "auto")  # what users pass (`--dtype`)
-CPU_ONLY: frozenset[Precision] = frozenset({"int8", "int8-full"})
+CHOICES = ("fp32", "bf16", "fp16", "int8", "int8-full", "int8-tensor", "auto")  # what users pass (`--dtype`)
+CPU_ONLY: frozenset[Precision] = frozenset({"int8", "int8-full", "int8-tensor"})
 # Routes "auto" may pick on CPU: their quality cost was measured negligible (docs/encoding.md, "Precision routes":
 # nDCG@10 and recall@100 on SciFact within 0.5% of fp32). bf16 only where the CPU multiplies bf16 natively.
-AUTO_CANDIDATES: tuple[Precision, ...] = ("fp32", "int8", "int8-full", "bf16")
+AUTO_CANDIDATES: tuple[Precision, ...] = ("fp32", "int8", "int8-full", "int8-tensor", "bf16")
 _DTYPES: dict[Precision, torch.dtype] = {
     "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32,
-    "int8-full": torch.float32, "fp64": torch.float64,
+    "int8-full": torch.float32, "int8-tensor": torch.float32, "fp64": torch.float64,
 }
 
 
@@ -71,11 +75,16 @@ class PrecisionPlan:
 
     @property
     def int8_projection(self) -> bool:
-        return self.precision in ("int8", "int8-full")
+        return self.precision in ("int8", "int8-full", "int8-tensor")
 
     @property
     def int8_body(self) -> bool:
         """The transformer body's Linear layers run in int8 too."""
+        return self.precision in ("int8-full", "int8-tensor")
+
+    @property
+    def token_scaled_body(self) -> bool:
+        """The int8 body scales activations per token (`int8-full`) rather than per tensor (`int8-tensor`)."""
         return self.precision == "int8-full"
 
 
@@ -145,5 +154,6 @@ def auto_candidates(features: CpuFeatures | None = None) -> list[Precision]:
     from trainer.quantization import dynamic_int8_available, int8_available
 
     cpu = features or cpu_features()
-    available = {"fp32": True, "bf16": cpu.native_bf16, "int8": int8_available(), "int8-full": int8_available() and dynamic_int8_available()}
+    available = {"fp32": True, "bf16": cpu.native_bf16, "int8": int8_available(), "int8-full": int8_available() and dynamic_int8_available(),
+                 "int8-tensor": int8_available() and dynamic_int8_available()}
     return [name for name in AUTO_CANDIDATES if available.get(name, False)]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 SHIPPED_PREFIX = "shipped:"
 BACKENDS = ("splade", "sentence-transformers")
-DTYPES = ("fp32", "bf16", "fp16", "int8", "int8-full", "auto")  # trainer.precision.CHOICES, without importing torch
+DTYPES = ("fp32", "bf16", "fp16", "int8", "int8-full", "int8-tensor", "auto")  # trainer.precision.CHOICES, without importing torch
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="make the model inference-free: queries get these token weights (OpenSearch idf.json)")
     model.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: CUDA when present)")
     model.add_argument("--dtype", default=None, choices=DTYPES,
-                       help="fp32, bf16, fp16, int8 (CPU: int8 vocabulary projection), int8-full (CPU: int8 body too) or auto "
+                       help="fp32, bf16, fp16, int8 (CPU: int8 vocabulary projection), int8-full (CPU: int8 body too), int8-tensor (CPU: int8 body, per-tensor activation scales) or auto "
                             "(CPU: the fastest route measured on this machine among those of negligible quality cost); "
                             "default: bf16 on CUDA, fp32 on CPU")
     model.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")

@@ -15,7 +15,7 @@ from trainer.cpu import CpuFeatures, cpu_features
 from trainer.encoder import SpladeEncoder
 from trainer.errors import ConfigError
 from trainer.model import SpladeModel, activate, resolve_dtype
-from trainer.pooling import DenseProjection, Tiling, pool_max, pool_sum, tiling_for
+from trainer.pooling import DenseProjection, Tiling, forward_chunks, pool_max, pool_sum, tiling_for
 from trainer.precision import (
     auto_candidates,
     build_projection,
@@ -51,6 +51,8 @@ def test_auto_measures_bf16_only_where_the_cpu_multiplies_bf16_natively() -> Non
     """Flags rule out emulated bf16 (always slower than fp32); they never pick a route by themselves."""
     assert "bf16" in auto_candidates(AMX) and "bf16" in auto_candidates(CpuFeatures.from_flags("avx512f avx512_bf16"))
     assert "bf16" not in auto_candidates(AVX2)
+    if int8_available() and dynamic_int8_available():  # the int8 routes of negligible measured quality cost
+        assert {"int8", "int8-full", "int8-tensor"} <= set(auto_candidates(AVX2))
     for features in (AMX, AVX2):
         assert auto_candidates(features)[0] == "fp32"  # fp32 is always measured: auto is never slower than it
         plan = resolve_precision(CPU, "auto", features=features)
@@ -226,6 +228,59 @@ def test_int8_full_encoder_quantizes_its_body(trained_model_dir: Path) -> None:
     assert len(vectors[0]) > 5 and len(vectors[1]) == 0
 
 
+@needs_dynamic_int8
+def test_int8_tensor_route_scales_body_activations_per_tensor(trained_model_dir: Path) -> None:
+    encoder = SpladeEncoder(SpladeModel.from_pretrained(trained_model_dir), device="cpu", dtype="int8-tensor")
+    plan = encoder.precision
+    assert plan.precision == "int8-tensor" and plan.int8_body and plan.int8_projection and not plan.token_scaled_body
+    layers = [m for m in encoder.model.mlm.modules() if isinstance(m, Int8Linear)]
+    assert layers and not any(layer.per_token for layer in layers)
+    assert encoder.identity().dtype == "int8-tensor"  # its vectors are not int8-full's: skip-unchanged re-encodes
+    assert parse_precision("int8_tensor") == "int8-tensor"
+
+
+# ---- CPU forward groups ----------------------------------------------------------------------------------------
+def test_forward_chunks_bound_the_padded_tokens_and_trim_each_group() -> None:
+    lengths = [300, 290, 120, 100, 90, 10, 0]
+    mask = torch.zeros(len(lengths), 300, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+    groups = forward_chunks(mask, max_tokens=600)
+    assert [(first, stop) for first, stop, _ in groups] == [(0, 2), (2, 7)]
+    assert [length for _, _, length in groups] == [300, 120]  # each group padded to its own longest document
+    assert all((stop - first) * length <= 600 for first, stop, length in groups)
+    assert forward_chunks(mask[:1], max_tokens=10) == [(0, 1, 300)]  # one document is never split
+
+
+def test_grouped_forward_gives_the_vectors_of_one_forward(splade_model: SpladeModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.pooling
+
+    ids = torch.randint(1000, splade_model.vocab_size, (5, 40), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    for row, length in enumerate([40, 33, 20, 7, 2]):
+        mask[row, length:] = 0
+    monkeypatch.setattr(trainer.pooling, "CPU_FORWARD_TOKENS", 10**6)
+    whole = splade_model.pooled_logits(ids, mask)
+    monkeypatch.setattr(trainer.pooling, "CPU_FORWARD_TOKENS", 64)  # groups of 1-3 documents
+    assert len(forward_chunks(mask)) > 2
+    torch.testing.assert_close(splade_model.pooled_logits(ids, mask), whole, rtol=1e-5, atol=1e-5)
+
+
+@needs_int8
+@pytest.mark.parametrize("features", [None, AVX2], ids=["this-cpu", "7-bit"])
+def test_int8_projection_padding_never_changes_a_document(features: CpuFeatures | None) -> None:
+    """Padded tokens are masked (or copies of a real token): a padded document pools as it does alone."""
+    hidden, mask, weight, bias = (t.float() if t.is_floating_point() else t for t in _batch(3, vocab=1200, width=64))
+    projection = Int8Projection(weight, bias, features=features)
+    batch = pool_max(projection, hidden, mask)
+    for row in range(hidden.shape[0]):
+        length = int(mask[row].sum())
+        alone = pool_max(projection, hidden[row : row + 1, :length], mask[row : row + 1, :length])
+        torch.testing.assert_close(batch[row : row + 1], alone, rtol=1e-5, atol=1e-5)
+    empty = torch.zeros_like(mask[:1])
+    assert torch.isneginf(pool_max(projection, hidden[:1], empty) - bias.float()).all()  # no tokens: -inf + bias
+
+
 # ---- "auto" measures -------------------------------------------------------------------------------------------
 def test_auto_chooses_the_fastest_route_the_probe_measured(
     trained_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -276,11 +331,14 @@ def test_auto_probe_follows_the_timings_it_is_given(splade_model: SpladeModel, t
 # 0.212; the bounds below sit just outside those, so a regression of the kernels shows here.
 # int8-full (int8 body and projection; 32 documents below, this file's run on an AVX2 EPYC): 0.941 / 0.912 / 0.232.
 INT8_FULL_MEAN, INT8_FULL_WORST, INT8_FULL_DIFF = 0.93, 0.89, 0.30
+# int8-tensor (per-tensor activation scales in the body), same 32 documents, 2026-12-07: 0.950 / 0.922 / 0.194 on an
+# AVX512-VNNI EPYC, 0.914 / 0.868 / 0.273 with the AVX2 kernels' 7-bit activations forced on the same machine.
 REAL_DOCS = 32
 TOLERANCE = {  # precision: (mean Jaccard >=, worst document's Jaccard >=, largest |weight difference| <=)
     "bf16": (0.975, 0.93, 0.15),
     "int8": (0.955, 0.90, 0.25),
     "int8-full": (INT8_FULL_MEAN, INT8_FULL_WORST, INT8_FULL_DIFF),
+    "int8-tensor": (0.90, 0.85, 0.35),
 }
 
 
@@ -299,7 +357,7 @@ def fp32_vectors(encoder: SpladeEncoder, scifact_texts: list[str]) -> list[Spars
     return encoder.encode_documents(scifact_texts)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8", "int8-full"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "int8-full", "int8-tensor"])
 def test_low_precision_vectors_stay_within_the_measured_tolerance_of_fp32(
     precision: str, trained_model_dir: Path, scifact_texts: list[str], fp32_vectors: list[SparseVector]
 ) -> None:
