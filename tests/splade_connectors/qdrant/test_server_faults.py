@@ -74,7 +74,9 @@ def test_request_timeout_is_transient_and_the_store_recovers(own_server: QdrantS
         own_server.freeze()
         try:
             started = time.monotonic()
-            with pytest.raises(TransientStoreError, match=r"'slow'.*count failed: timed out") as caught:
+            # count() first reads the collection's encoding record (once per open: is it a passage collection?),
+            # so the request that times out is that read or the count itself
+            with pytest.raises(TransientStoreError, match=r"'slow'.*(count|read of the collection metadata) failed: timed out") as caught:
                 store.count()
             assert time.monotonic() - started < 10
             assert caught.value.transient
