@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from splade_connectors.eval.runner import EvaluationReport
 
@@ -72,12 +73,7 @@ def write_chart(report: EvaluationReport, path: str | Path, metrics: Sequence[st
         ax.set_title(dataset)
     axes[0][0].legend(loc="lower left", fontsize="small")
     fig.suptitle("SPLADE retrieval quality per backend")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def write_all(report: EvaluationReport, output_dir: str | Path) -> dict[str, Path]:
@@ -90,3 +86,15 @@ def write_all(report: EvaluationReport, output_dir: str | Path) -> dict[str, Pat
     }
     logger.info("wrote %s", ", ".join(str(p) for p in written.values()))
     return written
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out, write (PNG, 110 dpi; parent folders made) and close a matplotlib figure: every chart of `eval`/`tune`."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -24,6 +24,7 @@ import numpy as np
 from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.eval.backends import ExactBackend, StoreFactory, collection_name
 from splade_connectors.eval.encoding import EncodedDataset
+from splade_connectors.eval.report import save_figure
 from splade_connectors.eval.runner import pad_ranking, score_ranking
 from splade_connectors.retry import RetryPolicy
 from trainer.pruning import PRUNE_RULES, Pruning, prune_all
@@ -340,12 +341,7 @@ def write_chart(report: TuneReport, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][-1].legend(loc="lower right", fontsize="small")
     fig.suptitle(f"Pruning on {report.dataset}: quality against size ({report.apply_to})")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def write_all(report: TuneReport, output_dir: str | Path) -> dict[str, Path]:

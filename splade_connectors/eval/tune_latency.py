@@ -40,6 +40,7 @@ import numpy as np
 from splade_connectors.errors import ConfigError, StoreError
 from splade_connectors.eval.backends import StoreFactory, collection_name
 from splade_connectors.eval.encoding import EncodedDataset
+from splade_connectors.eval.report import save_figure
 from splade_connectors.eval.runner import pad_ranking
 from splade_connectors.retry import RetryPolicy
 from splade_connectors.two_phase import TwoPhase
@@ -621,12 +622,7 @@ def write_chart(report: LatencyReport, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc="lower right", fontsize="small")
     fig.suptitle(f"{report.dataset}: quality against latency and size (star: baseline; red circle: recommended)")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def write_all(report: LatencyReport, output_dir: str | Path, *, ingest_tail: str = "", search_tail: str = "") -> dict[str, Path]:
