@@ -89,9 +89,11 @@ def passage_point_id(doc_id: str, index: int) -> str:
     return str(uuid.uuid5(_PASSAGE_NAMESPACE, f"{doc_id}\x1f{index}"))
 
 
-def stale_point_ids(doc_id: str, stored_count: int, new_count: int) -> list[str]:
-    """Ids of the passages a document stored before (`stored_count`) that a rewrite with `new_count` leaves behind."""
-    return [passage_point_id(doc_id, i) for i in range(new_count, stored_count)]
+def stale_point_ids(stored: Mapping[str, int], batch: Sequence[EncodedDocument]) -> list[str]:
+    """Ids of the passages documents stored before (`stored`: passage counts) that rewriting them with `batch` leaves
+    behind: those past each document's new passage count."""
+    written = {item.document.id: len(item.passages) for item in batch if item.passages is not None}
+    return [passage_point_id(doc_id, i) for doc_id, count in stored.items() for i in range(written.get(doc_id, 0), count)]
 
 
 def all_point_ids(doc_id: str, stored_count: int) -> list[str]:

@@ -322,8 +322,7 @@ class OpenSearchStore(StoreBase[OpenSearchConfig]):
             sender.finish()  # never leave requests running behind an error
             raise
         raise_for_outcome(sender.finish(planner.finish()), len(batch), self.describe())
-        written = {item.document.id: len(item.passages) for item in batch if item.passages is not None}
-        stale = [pid for doc_id, count in stored.items() for pid in stale_point_ids(doc_id, count, written.get(doc_id, 0))]
+        stale = stale_point_ids(stored, batch)
         if stale:  # a document re-ingested with fewer windows: its passages past the new count
             self._delete_ids(stale)
 

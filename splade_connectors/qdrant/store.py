@@ -232,8 +232,7 @@ class QdrantStore(StoreBase[QdrantConfig]):
             doc_ids = {point.id: point.doc_id for point in planned}
             failures = {doc_ids.get(key, key): reason for key, reason in exc.failures.items()}
             raise RejectedDocumentsError(failures, total=len(batch), others_written=exc.others_written, store=self.describe()) from exc
-        written = {item.document.id: len(item.passages) for item in batch if item.passages is not None}
-        stale = [pid for doc_id, count in stored.items() for pid in stale_point_ids(doc_id, count, written.get(doc_id, 0))]
+        stale = stale_point_ids(stored, batch)
         if stale:  # a document re-ingested with fewer windows: its passages past the new count
             engine.delete(stale)
 
